@@ -1,0 +1,16 @@
+//! The two configuration files, parsed from text and checked as a whole: a config either loads
+//! completely or not at all, and every error names the file, the field and the cause.
+//!
+//! Reading the files (and the PSK) is the driver's job; core sees only their text.
+
+mod error;
+mod nodes;
+mod settings;
+
+pub use error::ConfigError;
+pub use nodes::Federation;
+pub use settings::{AuthSettings, ExecutorSpec, Limits, SelectionSettings, Settings, Timing};
+
+/// The file names inside a config directory.
+pub const NODES_FILE: &str = "federation_nodes.json";
+pub const SETTINGS_FILE: &str = "federation.toml";

@@ -1,0 +1,347 @@
+//! `federation.toml`: everything beyond the seed's node list, each with the seed's default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, SETTINGS_FILE};
+
+/// The whole settings file. Every section and field is optional; unknown ones are refused.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The PSK inline. Prefer `psk_file` or `TRIFORCE_PSK`: a config is often shared.
+    pub psk: Option<String>,
+    /// A file holding the PSK (trailing newline ignored), relative to the config directory.
+    pub psk_file: Option<PathBuf>,
+    /// Files with further PSKs accepted (not used to sign), for key rotation.
+    pub accepted_psk_files: Vec<PathBuf>,
+    pub timing: Timing,
+    pub limits: Limits,
+    pub auth: AuthSettings,
+    pub selection: SelectionSettings,
+    /// How each task type runs on this node. `echo` and `sleep` are built in.
+    pub executors: BTreeMap<String, ExecutorSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// How often each peer is probed (the seed: 10 s). An unanswered probe is a miss.
+    pub heartbeat_interval_ms: u64,
+    /// Consecutive misses that make a peer Offline (the seed: 3).
+    pub misses_max: u32,
+    /// Largest accepted clock difference of a signed request (the seed: 30 s).
+    pub window_s: u64,
+    /// Longest one attempt of a task may run on one node (the seed: 30 s).
+    pub attempt_timeout_ms: u64,
+    /// Longest a node may take to acknowledge a task; silence means it never started there.
+    pub accept_timeout_ms: u64,
+    /// How often a running task reports progress to the node that sent it.
+    pub progress_interval_ms: u64,
+    /// Progress intervals of silence after which a running attempt counts as dead.
+    pub progress_misses_max: u32,
+    /// Longest a task may take across all attempts.
+    pub task_deadline_ms: u64,
+    /// On shutdown, longest to wait for running tasks.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_interval_ms: 10_000,
+            misses_max: 3,
+            window_s: 30,
+            attempt_timeout_ms: 30_000,
+            accept_timeout_ms: 2_000,
+            progress_interval_ms: 2_000,
+            progress_misses_max: 3,
+            task_deadline_ms: 120_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Timing {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger is refused before it is read.
+    pub body_bytes_max: usize,
+    /// Tasks waiting for a worker on this node; beyond it the node answers busy (429).
+    pub queue_len_max: usize,
+    /// Tasks running at once on this node; 0 means one per core.
+    pub workers_max: usize,
+    /// Signatures remembered for replay detection.
+    pub replay_entries_max: usize,
+    /// Retries earned per first attempt (retry budget; see `failover::RetryBudget`).
+    pub retry_ratio: f64,
+    /// Retries always allowed, however few first attempts there were.
+    pub retry_reserve: u32,
+    /// HTTP connections served at once.
+    pub http_connections_max: usize,
+    /// Task results remembered for idempotent retries.
+    pub ledger_entries_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 1 << 20,
+            queue_len_max: 256,
+            workers_max: 0,
+            replay_entries_max: 100_000,
+            retry_ratio: 0.5,
+            retry_reserve: 20,
+            http_connections_max: 512,
+            ledger_entries_max: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Networks besides the nodes' own addresses that may send signed requests for any node.
+    pub allowed_clients: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectionSettings {
+    /// Task types that need a GPU node (the seed: `gpu_inference`).
+    pub gpu_task_types: Vec<String>,
+    /// When no GPU node is online: `false` falls back to any node (the seed), `true` refuses.
+    pub gpu_strict: bool,
+}
+
+impl Default for SelectionSettings {
+    fn default() -> Self {
+        SelectionSettings {
+            gpu_task_types: vec!["gpu_inference".into()],
+            gpu_strict: false,
+        }
+    }
+}
+
+/// How a node runs one task type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ExecutorSpec {
+    /// Result = payload.
+    Echo,
+    /// Waits `payload.ms`, then result = payload.
+    Sleep,
+    /// POSTs the payload as JSON to `url` and returns the JSON answer.
+    Http {
+        url: String,
+        #[serde(default = "default_executor_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Runs `program` with `args` (no shell), payload on stdin, JSON from stdout.
+    Command {
+        program: PathBuf,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default = "default_executor_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_executor_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Settings {
+    /// Parses and checks the text of `federation.toml`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: SETTINGS_FILE.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.timing;
+        let positive = [
+            ("timing.heartbeat_interval_ms", t.heartbeat_interval_ms),
+            ("timing.misses_max", u64::from(t.misses_max)),
+            ("timing.attempt_timeout_ms", t.attempt_timeout_ms),
+            ("timing.accept_timeout_ms", t.accept_timeout_ms),
+            ("timing.progress_interval_ms", t.progress_interval_ms),
+            (
+                "timing.progress_misses_max",
+                u64::from(t.progress_misses_max),
+            ),
+            ("timing.task_deadline_ms", t.task_deadline_ms),
+            ("limits.body_bytes_max", self.limits.body_bytes_max as u64),
+            (
+                "limits.replay_entries_max",
+                self.limits.replay_entries_max as u64,
+            ),
+            (
+                "limits.http_connections_max",
+                self.limits.http_connections_max as u64,
+            ),
+            (
+                "limits.ledger_entries_max",
+                self.limits.ledger_entries_max as u64,
+            ),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    SETTINGS_FILE,
+                    field,
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if t.accept_timeout_ms > t.attempt_timeout_ms {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "timing.accept_timeout_ms",
+                "must not exceed timing.attempt_timeout_ms",
+            ));
+        }
+        if !(0.0..=10.0).contains(&self.limits.retry_ratio) {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "limits.retry_ratio",
+                "must be within 0.0..=10.0",
+            ));
+        }
+        if self.psk.is_some() && self.psk_file.is_some() {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "psk",
+                "set psk or psk_file, not both",
+            ));
+        }
+        for (task_type, spec) in &self.executors {
+            let field = format!("executors.{task_type}");
+            match spec {
+                ExecutorSpec::Http { url, timeout_ms } => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(ConfigError::invalid(
+                            SETTINGS_FILE,
+                            field,
+                            format!("url {url:?} must start with http:// or https://"),
+                        ));
+                    }
+                    if *timeout_ms == 0 {
+                        return Err(ConfigError::invalid(
+                            SETTINGS_FILE,
+                            field,
+                            "timeout_ms must be greater than 0",
+                        ));
+                    }
+                }
+                ExecutorSpec::Command {
+                    program,
+                    timeout_ms,
+                    ..
+                } => {
+                    if program.as_os_str().is_empty() {
+                        return Err(ConfigError::invalid(
+                            SETTINGS_FILE,
+                            field,
+                            "program is empty",
+                        ));
+                    }
+                    if *timeout_ms == 0 {
+                        return Err(ConfigError::invalid(
+                            SETTINGS_FILE,
+                            field,
+                            "timeout_ms must be greater than 0",
+                        ));
+                    }
+                }
+                ExecutorSpec::Echo | ExecutorSpec::Sleep => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The executor for `task_type`: configured, else the built-ins `echo` and `sleep`.
+    pub fn executor(&self, task_type: &str) -> Option<ExecutorSpec> {
+        self.executors.get(task_type).cloned().or(match task_type {
+            "echo" => Some(ExecutorSpec::Echo),
+            "sleep" => Some(ExecutorSpec::Sleep),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_seeds_defaults() {
+        let s = Settings::parse("").unwrap();
+        assert_eq!(s.timing.heartbeat_interval_ms, 10_000);
+        assert_eq!(s.timing.misses_max, 3);
+        assert_eq!(s.timing.window_s, 30);
+        assert_eq!(s.timing.attempt_timeout_ms, 30_000);
+        assert_eq!(s.selection.gpu_task_types, ["gpu_inference"]);
+        assert_eq!(s.executor("echo"), Some(ExecutorSpec::Echo));
+        assert_eq!(s.executor("chat"), None);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let s = Settings::parse(
+            r#"
+            psk_file = "psk"
+            [timing]
+            heartbeat_interval_ms = 500
+            [auth]
+            allowed_clients = ["127.0.0.0/8", "::1/128"]
+            [selection]
+            gpu_strict = true
+            [executors.chat]
+            kind = "http"
+            url = "http://127.0.0.1:11434/api/generate"
+            [executors.shell]
+            kind = "command"
+            program = "/bin/cat"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.timing.heartbeat_interval_ms, 500);
+        assert_eq!(s.auth.allowed_clients.len(), 2);
+        assert!(matches!(
+            s.executor("chat"),
+            Some(ExecutorSpec::Http {
+                timeout_ms: 30_000,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |text: &str| Settings::parse(text).unwrap_err().to_string();
+        assert!(e("[timing]\nheartbeat_interval_ms = 0").contains("timing.heartbeat_interval_ms"));
+        assert!(e("[timing]\nheartbeat_intervall_ms = 5")
+            .contains("unknown field `heartbeat_intervall_ms`"));
+        assert!(e("[auth]\nallowed_clients = [\"10.0.0.0/33\"]").contains("allowed_clients"));
+        assert!(e("[executors.x]\nkind = \"http\"\nurl = \"ftp://a\"").contains("executors.x"));
+        assert!(e("[executors.x]\nkind = \"teleport\"").contains("teleport"));
+        assert!(e("psk = \"a\"\npsk_file = \"b\"").contains("not both"));
+        assert!(e("[timing]\naccept_timeout_ms = 40000").contains("accept_timeout_ms"));
+    }
+}

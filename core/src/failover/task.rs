@@ -1,0 +1,417 @@
+//! The per-task failover machine.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{
+    Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, RetryBudget, TaskOutcome,
+};
+use crate::node::NodeId;
+use crate::time::{earliest, Instant};
+
+/// Failover timing; see the [module docs](super).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverConfig {
+    pub accept_timeout: Duration,
+    pub progress_timeout: Duration,
+    pub attempt_timeout: Duration,
+    pub deadline: Duration,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            accept_timeout: Duration::from_secs(2),
+            progress_timeout: Duration::from_secs(6),
+            attempt_timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Current {
+    node: NodeId,
+    started_at: Instant,
+    /// Set by the acknowledgement; until then the accept timer runs.
+    accepted: bool,
+    last_heard: Instant,
+}
+
+/// Drives one task across its candidates. Feed it what happens to the current attempt; drain
+/// [`Self::poll_action`]; it ends with exactly one [`TaskOutcome`] from [`Self::poll_outcome`].
+#[derive(Clone, Debug)]
+pub struct TaskFailover {
+    config: FailoverConfig,
+    candidates: VecDeque<NodeId>,
+    current: Option<Current>,
+    attempts: Vec<AttemptRecord>,
+    deadline_at: Instant,
+    now: Instant,
+    actions: VecDeque<Action>,
+    outcome: Option<TaskOutcome>,
+    outcome_taken: bool,
+}
+
+impl TaskFailover {
+    /// Starts a task over `candidates` (selection's order) and dispatches the first attempt.
+    pub fn new(
+        config: FailoverConfig,
+        candidates: Vec<NodeId>,
+        now: Instant,
+        budget: &mut RetryBudget,
+    ) -> Self {
+        let mut task = TaskFailover {
+            config,
+            candidates: candidates.into(),
+            current: None,
+            attempts: Vec::new(),
+            deadline_at: now + config.deadline,
+            now,
+            actions: VecDeque::new(),
+            outcome: None,
+            outcome_taken: false,
+        };
+        if task.candidates.is_empty() {
+            task.finish_exhausted(ExhaustedReason::NoCandidates);
+        } else {
+            budget.handle_first_attempt();
+            task.dispatch_next(now);
+        }
+        task
+    }
+
+    /// The node running the current attempt, if any.
+    pub fn current_node(&self) -> Option<&NodeId> {
+        self.current.as_ref().map(|c| &c.node)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.outcome.is_some() || self.outcome_taken
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let current = self.current.as_ref()?;
+        let silence = if current.accepted {
+            current.last_heard + self.config.progress_timeout
+        } else {
+            current.started_at + self.config.accept_timeout
+        };
+        let attempt_end = current.started_at + self.config.attempt_timeout;
+        earliest(Some(silence.min(attempt_end)), Some(self.deadline_at))
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, budget: &mut RetryBudget) {
+        let now = self.advance(now);
+        let Some(current) = &self.current else {
+            return;
+        };
+        let error = if now >= self.deadline_at {
+            AttemptError::Deadline
+        } else if now >= current.started_at + self.config.attempt_timeout {
+            AttemptError::AttemptTimeout
+        } else if !current.accepted && now >= current.started_at + self.config.accept_timeout {
+            AttemptError::AcceptTimeout
+        } else if current.accepted && now >= current.last_heard + self.config.progress_timeout {
+            AttemptError::ProgressLost
+        } else {
+            return;
+        };
+        let node = current.node.clone();
+        self.actions
+            .push_back(Action::Abandon { node: node.clone() });
+        self.fail_current(now, error, budget);
+    }
+
+    /// `node` acknowledged the task. Acknowledgements from other nodes are ignored.
+    pub fn handle_accepted(&mut self, now: Instant, node: &NodeId) {
+        let now = self.advance(now);
+        if let Some(current) = self.current.as_mut().filter(|c| &c.node == node) {
+            current.accepted = true;
+            current.last_heard = now;
+        }
+    }
+
+    /// `node` reported that the task is still running there.
+    pub fn handle_progress(&mut self, now: Instant, node: &NodeId) {
+        self.handle_accepted(now, node);
+    }
+
+    /// The call to `node` failed without an answer (connection refused, reset, closed).
+    pub fn handle_connection_error(
+        &mut self,
+        now: Instant,
+        node: &NodeId,
+        message: String,
+        budget: &mut RetryBudget,
+    ) {
+        let now = self.advance(now);
+        if self.current.as_ref().is_some_and(|c| &c.node == node) {
+            self.fail_current(now, AttemptError::Connection { message }, budget);
+        }
+    }
+
+    /// `node` answered with the task's result or an error.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        node: &NodeId,
+        answer: Result<serde_json::Value, RemoteError>,
+        budget: &mut RetryBudget,
+    ) {
+        let now = self.advance(now);
+        if self.outcome.is_some() || self.outcome_taken {
+            return;
+        }
+        let is_current = self.current.as_ref().is_some_and(|c| &c.node == node);
+        let late_but_ran = self.attempts.iter().any(|a| {
+            &a.node == node && a.error.as_ref().is_some_and(AttemptError::may_still_finish)
+        });
+        match answer {
+            Ok(result) if is_current || late_but_ran => {
+                if let Some(current) = self.current.take() {
+                    if !is_current {
+                        self.actions.push_back(Action::Abandon {
+                            node: current.node.clone(),
+                        });
+                    }
+                    let error = (!is_current).then_some(AttemptError::Deadline);
+                    self.record(current, now, error);
+                }
+                if !is_current {
+                    // The late attempt produced the outcome: its record carries no error now.
+                    if let Some(record) = self.attempts.iter_mut().rev().find(|a| &a.node == node) {
+                        record.error = None;
+                    }
+                }
+                let attempts = std::mem::take(&mut self.attempts);
+                self.outcome = Some(TaskOutcome::Completed {
+                    node: node.clone(),
+                    result,
+                    attempts,
+                });
+            }
+            Err(error) if is_current && error.retryable => {
+                self.fail_current(now, AttemptError::Remote(error), budget);
+            }
+            Err(error) if is_current => {
+                let current = self.current.take().expect("is_current");
+                self.record(current, now, Some(AttemptError::Remote(error.clone())));
+                self.outcome = Some(TaskOutcome::Failed {
+                    node: node.clone(),
+                    error,
+                    attempts: std::mem::take(&mut self.attempts),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The outcome, once; `None` before the task ends and after it was taken.
+    pub fn poll_outcome(&mut self) -> Option<TaskOutcome> {
+        let outcome = self.outcome.take();
+        self.outcome_taken |= outcome.is_some();
+        outcome
+    }
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn record(&mut self, current: Current, now: Instant, error: Option<AttemptError>) {
+        self.attempts.push(AttemptRecord {
+            duration: now.saturating_since(current.started_at),
+            node: current.node,
+            started_at: current.started_at,
+            error,
+        });
+    }
+
+    fn fail_current(&mut self, now: Instant, error: AttemptError, budget: &mut RetryBudget) {
+        let current = self
+            .current
+            .take()
+            .expect("caller checked there is a current attempt");
+        let deadline_hit = error == AttemptError::Deadline;
+        self.record(current, now, Some(error));
+        if deadline_hit || now >= self.deadline_at {
+            self.finish_exhausted(ExhaustedReason::Deadline);
+        } else if self.candidates.is_empty() {
+            self.finish_exhausted(ExhaustedReason::AllTried);
+        } else if !budget.try_retry() {
+            self.finish_exhausted(ExhaustedReason::RetryBudget);
+        } else {
+            self.dispatch_next(now);
+        }
+    }
+
+    fn dispatch_next(&mut self, now: Instant) {
+        let node = self
+            .candidates
+            .pop_front()
+            .expect("caller checked a candidate remains");
+        self.actions.push_back(Action::Dispatch {
+            node: node.clone(),
+            attempt: self.attempts.len() as u32 + 1,
+        });
+        self.current = Some(Current {
+            node,
+            started_at: now,
+            accepted: false,
+            last_heard: now,
+        });
+    }
+
+    fn finish_exhausted(&mut self, reason: ExhaustedReason) {
+        self.outcome = Some(TaskOutcome::AllNodesFailed {
+            reason,
+            attempts: std::mem::take(&mut self.attempts),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    fn drain(task: &mut TaskFailover) -> Vec<Action> {
+        std::iter::from_fn(|| task.poll_action()).collect()
+    }
+
+    #[test]
+    fn fails_over_fast_on_silence_and_completes() {
+        let mut budget = RetryBudget::new(0.5, 10);
+        let mut task = TaskFailover::new(
+            FailoverConfig::default(),
+            vec![id("a"), id("b")],
+            ms(0),
+            &mut budget,
+        );
+        assert_eq!(
+            drain(&mut task),
+            [Action::Dispatch {
+                node: id("a"),
+                attempt: 1
+            }]
+        );
+        assert_eq!(task.poll_timeout(), Some(ms(2_000)));
+        task.handle_timeout(ms(2_000), &mut budget);
+        assert_eq!(
+            drain(&mut task),
+            [
+                Action::Abandon { node: id("a") },
+                Action::Dispatch {
+                    node: id("b"),
+                    attempt: 2
+                }
+            ]
+        );
+        task.handle_accepted(ms(2_010), &id("b"));
+        assert_eq!(task.poll_timeout(), Some(ms(8_010)));
+        task.handle_answer(ms(2_500), &id("b"), Ok(serde_json::json!(42)), &mut budget);
+        match task.poll_outcome().unwrap() {
+            TaskOutcome::Completed {
+                node,
+                result,
+                attempts,
+            } => {
+                assert_eq!((node, result), (id("b"), serde_json::json!(42)));
+                assert_eq!(attempts.len(), 2);
+                assert_eq!(attempts[0].error, Some(AttemptError::AcceptTimeout));
+                assert_eq!(attempts[0].duration, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(task.poll_outcome().is_none(), "exactly one outcome");
+    }
+
+    #[test]
+    fn every_node_failing_lists_every_attempt() {
+        let mut budget = RetryBudget::new(0.5, 10);
+        let mut task = TaskFailover::new(
+            FailoverConfig::default(),
+            vec![id("a"), id("b")],
+            ms(0),
+            &mut budget,
+        );
+        task.handle_connection_error(ms(1), &id("a"), "refused".into(), &mut budget);
+        let busy = RemoteError {
+            code: "busy".into(),
+            message: "queue full".into(),
+            retryable: true,
+        };
+        task.handle_answer(ms(2), &id("b"), Err(busy), &mut budget);
+        match task.poll_outcome().unwrap() {
+            TaskOutcome::AllNodesFailed { reason, attempts } => {
+                assert_eq!(reason, ExhaustedReason::AllTried);
+                assert_eq!(
+                    attempts
+                        .iter()
+                        .map(|a| a.error.as_ref().unwrap().code())
+                        .collect::<Vec<_>>(),
+                    ["connection", "busy"]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn executor_failure_is_final_and_a_late_result_still_counts() {
+        let mut budget = RetryBudget::new(0.5, 10);
+        let failed = RemoteError {
+            code: "executor_failed".into(),
+            message: "exit 1".into(),
+            retryable: false,
+        };
+        let mut task = TaskFailover::new(
+            FailoverConfig::default(),
+            vec![id("a"), id("b")],
+            ms(0),
+            &mut budget,
+        );
+        task.handle_answer(ms(5), &id("a"), Err(failed), &mut budget);
+        assert!(matches!(
+            task.poll_outcome(),
+            Some(TaskOutcome::Failed { .. })
+        ));
+
+        let mut task = TaskFailover::new(
+            FailoverConfig::default(),
+            vec![id("a"), id("b")],
+            ms(0),
+            &mut budget,
+        );
+        task.handle_accepted(ms(1), &id("a"));
+        task.handle_timeout(ms(6_001), &mut budget);
+        task.handle_answer(
+            ms(6_500),
+            &id("a"),
+            Ok(serde_json::json!("late")),
+            &mut budget,
+        );
+        let outcome = task.poll_outcome().unwrap();
+        let TaskOutcome::Completed { node, attempts, .. } = outcome else {
+            panic!()
+        };
+        assert_eq!(node, id("a"));
+        assert_eq!(
+            attempts[1].error,
+            Some(AttemptError::Deadline),
+            "b was abandoned"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Where a task should run: the seed's three strategies as one pure function.
+//!
+//! 1. Specialty: a task type that needs a GPU goes to GPU nodes, nearest first (the seed's
+//!    `min(gpu_nodes, key=latency)`). Only when no GPU node is online does it fall back to the
+//!    rest, as the seed does; in strict mode it is refused instead.
+//! 2. and 3. Latency and capacity: everything else is ordered by
+//!    `cost = (latency_ms + 1) * (in_flight + 1) / cores`.
+//!    The seed's `load * latency` ties every idle node at 0 and then ignores latency; the `+ 1`s
+//!    keep both signals alive (an idle near node beats an idle far one; a busy near node loses to
+//!    an idle far one once its queue outweighs the extra round trip), and dividing by cores makes
+//!    load relative to capacity. Equal costs are broken by the caller's seeded RNG, so ties spread
+//!    work instead of piling on the first node in id order.
+//!
+//! The result is the failover order. It never contains a node that is not Online.
+
+use std::collections::BTreeSet;
+
+use rand_core::RngCore;
+
+use crate::node::NodeId;
+
+/// One node as selection sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub id: NodeId,
+    pub online: bool,
+    /// Smoothed round-trip time; 0 for the local node.
+    pub latency_ms: f64,
+    /// Running plus queued tasks, as best known.
+    pub in_flight: u32,
+    pub cores: u32,
+    pub gpu: bool,
+}
+
+impl Candidate {
+    /// The general cost; lower is better.
+    pub fn cost(&self) -> f64 {
+        let latency = if self.latency_ms.is_finite() {
+            self.latency_ms.max(0.0)
+        } else {
+            f64::MAX
+        };
+        (latency + 1.0) * (f64::from(self.in_flight) + 1.0) / f64::from(self.cores.max(1))
+    }
+}
+
+/// Which task types need a GPU, and what to do when none is online.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectionPolicy {
+    pub gpu_task_types: BTreeSet<String>,
+    /// Refuse a GPU task when no GPU node is online, instead of the seed's fallback.
+    pub gpu_strict: bool,
+}
+
+impl Default for SelectionPolicy {
+    fn default() -> Self {
+        SelectionPolicy {
+            gpu_task_types: BTreeSet::from(["gpu_inference".to_string()]),
+            gpu_strict: false,
+        }
+    }
+}
+
+impl SelectionPolicy {
+    pub fn needs_gpu(&self, task_type: &str) -> bool {
+        self.gpu_task_types.contains(task_type)
+    }
+}
+
+/// The ordered failover list for a task of `task_type`. Empty when no node can take it.
+pub fn select(
+    candidates: &[Candidate],
+    task_type: &str,
+    policy: &SelectionPolicy,
+    rng: &mut impl RngCore,
+) -> Vec<NodeId> {
+    // A random key per candidate, drawn in input order, breaks ties reproducibly.
+    let mut online: Vec<(&Candidate, u64)> = candidates
+        .iter()
+        .filter(|c| c.online)
+        .map(|c| (c, rng.next_u64()))
+        .collect();
+    if policy.needs_gpu(task_type) {
+        let any_gpu = online.iter().any(|(c, _)| c.gpu);
+        if any_gpu {
+            online.retain(|(c, _)| c.gpu);
+            online.sort_by(|(a, ta), (b, tb)| {
+                a.latency_ms
+                    .total_cmp(&b.latency_ms)
+                    .then(a.cost().total_cmp(&b.cost()))
+                    .then(ta.cmp(tb))
+            });
+            return online.into_iter().map(|(c, _)| c.id.clone()).collect();
+        }
+        if policy.gpu_strict {
+            return Vec::new();
+        }
+    }
+    online.sort_by(|(a, ta), (b, tb)| a.cost().total_cmp(&b.cost()).then(ta.cmp(tb)));
+    online.into_iter().map(|(c, _)| c.id.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn node(id: &str, latency_ms: f64, in_flight: u32, cores: u32, gpu: bool) -> Candidate {
+        Candidate {
+            id: NodeId::new(id).unwrap(),
+            online: true,
+            latency_ms,
+            in_flight,
+            cores,
+            gpu,
+        }
+    }
+
+    fn ids(list: Vec<NodeId>) -> Vec<String> {
+        list.into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_seeds_topology() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let policy = SelectionPolicy::default();
+        let nodes = [
+            node("hetzner", 0.0, 0, 20, false),
+            node("backup", 24.0, 0, 28, false),
+            node("zombie-pc", 33.0, 0, 16, true),
+        ];
+        assert_eq!(
+            ids(select(&nodes, "gpu_inference", &policy, &mut rng)),
+            ["zombie-pc"]
+        );
+        assert_eq!(
+            ids(select(&nodes, "chat", &policy, &mut rng)),
+            ["hetzner", "backup", "zombie-pc"]
+        );
+        // Latency still matters between idle nodes, which `load * latency` would tie at 0.
+        let busy_master = [node("hetzner", 0.0, 40, 20, false), nodes[1].clone()];
+        assert_eq!(
+            ids(select(&busy_master, "chat", &policy, &mut rng)),
+            ["backup", "hetzner"]
+        );
+    }
+
+    #[test]
+    fn gpu_fallback_and_strict_mode() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut zombie = node("zombie-pc", 33.0, 0, 16, true);
+        zombie.online = false;
+        let nodes = [node("hetzner", 0.0, 0, 20, false), zombie];
+        let mut policy = SelectionPolicy::default();
+        assert_eq!(
+            ids(select(&nodes, "gpu_inference", &policy, &mut rng)),
+            ["hetzner"]
+        );
+        policy.gpu_strict = true;
+        assert!(select(&nodes, "gpu_inference", &policy, &mut rng).is_empty());
+    }
+}
