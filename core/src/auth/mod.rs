@@ -22,7 +22,7 @@ pub use rejection::{Header, Rejection};
 pub use replay::ReplayCache;
 pub use signer::{sign, SignedHeaders};
 pub use source::SourcePolicy;
-pub use verifier::{SignedRequest, Verified, Verifier, VerifierConfig};
+pub use verifier::{HeaderValue, SignedRequest, Verified, Verifier, VerifierConfig};
 
 /// The header names, as the seed spells them.
 pub const HEADER_NODE: &str = "X-Federation-Node";

@@ -1,6 +1,29 @@
 //! The bounded memory of accepted signatures that makes a captured request useless.
 
 use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes a tag by its first eight bytes. Tags are HMAC outputs under the PSK (only
+/// authenticated requests reach the cache), so they are already uniformly random and no peer
+/// can aim them at one bucket; SipHash over them would be wasted work on the hot path.
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+type TagSet = HashSet<[u8; 32], BuildHasherDefault<TagHasher>>;
 
 /// Remembers each accepted signature until its timestamp has left the window, after which the
 /// window check alone refuses it. Bounded: when full of live entries it refuses new requests
@@ -9,7 +32,7 @@ use std::collections::{BTreeSet, HashSet};
 pub struct ReplayCache {
     window_s: u64,
     entries_max: usize,
-    seen: HashSet<[u8; 32]>,
+    seen: TagSet,
     by_timestamp: BTreeSet<(u64, [u8; 32])>,
 }
 
@@ -30,7 +53,7 @@ impl ReplayCache {
         ReplayCache {
             window_s,
             entries_max,
-            seen: HashSet::new(),
+            seen: TagSet::default(),
             by_timestamp: BTreeSet::new(),
         }
     }

@@ -8,15 +8,32 @@ use super::signer::message_parts;
 use super::{Header, HmacSha256Key, Keyring, Mac, Rejection, SourcePolicy};
 use crate::node::NodeId;
 
+/// What a request carried for one header. Transports collapse their header maps into this, so
+/// that a missing header and a repeated one are refused here, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderValue<'a> {
+    Missing,
+    One(&'a [u8]),
+    Repeated,
+}
+
+impl<'a> HeaderValue<'a> {
+    /// From every value a request carried for the header, in any order.
+    pub fn from_values(mut values: impl Iterator<Item = &'a [u8]>) -> Self {
+        match (values.next(), values.next()) {
+            (None, _) => HeaderValue::Missing,
+            (Some(one), None) => HeaderValue::One(one),
+            (Some(_), Some(_)) => HeaderValue::Repeated,
+        }
+    }
+}
+
 /// A request's authentication material as it arrived.
-///
-/// Each header is given as every value the request carried for it, so that a missing header and
-/// a repeated one are refused here, in one place, rather than by each transport.
 #[derive(Clone, Copy, Debug)]
 pub struct SignedRequest<'a> {
-    pub node: &'a [&'a [u8]],
-    pub timestamp: &'a [&'a [u8]],
-    pub signature: &'a [&'a [u8]],
+    pub node: HeaderValue<'a>,
+    pub timestamp: HeaderValue<'a>,
+    pub signature: HeaderValue<'a>,
     pub body: &'a [u8],
     pub source: IpAddr,
 }
@@ -150,11 +167,11 @@ impl<M: Mac> Verifier<M> {
     }
 }
 
-fn single<'a>(values: &[&'a [u8]], header: Header) -> Result<&'a [u8], Rejection> {
-    match values {
-        [] => Err(Rejection::MissingHeader(header)),
-        [one] => Ok(one),
-        _ => Err(Rejection::DuplicateHeader(header)),
+fn single<'a>(value: HeaderValue<'a>, header: Header) -> Result<&'a [u8], Rejection> {
+    match value {
+        HeaderValue::Missing => Err(Rejection::MissingHeader(header)),
+        HeaderValue::One(one) => Ok(one),
+        HeaderValue::Repeated => Err(Rejection::DuplicateHeader(header)),
     }
 }
 
@@ -191,9 +208,9 @@ mod tests {
         src: &str,
     ) -> Result<Verified, Rejection> {
         let request = SignedRequest {
-            node: &[node.as_bytes()],
-            timestamp: &[ts.as_bytes()],
-            signature: &[sig.as_bytes()],
+            node: HeaderValue::One(node.as_bytes()),
+            timestamp: HeaderValue::One(ts.as_bytes()),
+            signature: HeaderValue::One(sig.as_bytes()),
             body,
             source: src.parse().unwrap(),
         };
@@ -340,9 +357,9 @@ mod tests {
         let ts = NOW.to_string();
         let sig = signed(b"triforce-test-psk", "hetzner", NOW, b"");
         let request = SignedRequest {
-            node: &[b"hetzner", b"hetzner"],
-            timestamp: &[ts.as_bytes()],
-            signature: &[],
+            node: HeaderValue::Repeated,
+            timestamp: HeaderValue::One(ts.as_bytes()),
+            signature: HeaderValue::Missing,
             body: b"",
             source: "10.10.0.1".parse().unwrap(),
         };
@@ -351,7 +368,7 @@ mod tests {
             Rejection::DuplicateHeader(Header::Node)
         );
         let request = SignedRequest {
-            node: &[b"hetzner"],
+            node: HeaderValue::One(b"hetzner"),
             ..request
         };
         assert_eq!(
@@ -359,7 +376,7 @@ mod tests {
             Rejection::MissingHeader(Header::Signature)
         );
         let request = SignedRequest {
-            signature: &[sig.as_bytes()],
+            signature: HeaderValue::One(sig.as_bytes()),
             ..request
         };
         assert!(v.authenticate(&request, NOW).is_ok());

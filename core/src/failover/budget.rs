@@ -1,9 +1,9 @@
 //! A retry budget, so a sick cluster is not flooded with retries.
 
 /// Each task's first attempt earns `ratio` retry tokens and each retry spends one. The balance
-/// starts at, and never exceeds, `reserve` plus what recent traffic earned up to the same cap,
-/// so a quiet cluster can still fail over a burst of `reserve` tasks while a cluster failing
-/// everything retries at most `ratio` times per task on average.
+/// starts at `reserve` and never exceeds `max(reserve, 1)`, so a quiet cluster can still fail
+/// over a burst of `reserve` tasks, while a cluster failing everything retries at most `ratio`
+/// times per task on average.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryBudget {
     tokens: f64,
@@ -19,7 +19,7 @@ impl RetryBudget {
         );
         let cap = f64::from(reserve).max(1.0);
         RetryBudget {
-            tokens: cap,
+            tokens: f64::from(reserve),
             ratio,
             cap,
         }

@@ -103,6 +103,9 @@ impl TaskFailover {
 
     pub fn handle_timeout(&mut self, now: Instant, budget: &mut RetryBudget) {
         let now = self.advance(now);
+        let Some(fired_at) = self.poll_timeout().filter(|t| *t <= now) else {
+            return;
+        };
         let Some(current) = &self.current else {
             return;
         };
@@ -120,12 +123,17 @@ impl TaskFailover {
         let node = current.node.clone();
         self.actions
             .push_back(Action::Abandon { node: node.clone() });
-        self.fail_current(now, error, budget);
+        // The attempt ended when its timer fired, even if the driver reports that late.
+        self.fail_current_at(fired_at, now, error, budget);
     }
 
     /// `node` acknowledged the task. Acknowledgements from other nodes are ignored.
     pub fn handle_accepted(&mut self, now: Instant, node: &NodeId) {
         let now = self.advance(now);
+        if self.poll_timeout().is_some_and(|t| t <= now) {
+            // A timer expired first; the next handle_timeout acts on it.
+            return;
+        }
         if let Some(current) = self.current.as_mut().filter(|c| &c.node == node) {
             current.accepted = true;
             current.last_heard = now;
@@ -145,7 +153,9 @@ impl TaskFailover {
         message: String,
         budget: &mut RetryBudget,
     ) {
-        let now = self.advance(now);
+        // Timers that expired before this input act first, whatever order the driver saw.
+        self.handle_timeout(now, budget);
+        let now = self.now;
         if self.current.as_ref().is_some_and(|c| &c.node == node) {
             self.fail_current(now, AttemptError::Connection { message }, budget);
         }
@@ -159,7 +169,8 @@ impl TaskFailover {
         answer: Result<serde_json::Value, RemoteError>,
         budget: &mut RetryBudget,
     ) {
-        let now = self.advance(now);
+        self.handle_timeout(now, budget);
+        let now = self.now;
         if self.outcome.is_some() || self.outcome_taken {
             return;
         }
@@ -233,12 +244,23 @@ impl TaskFailover {
     }
 
     fn fail_current(&mut self, now: Instant, error: AttemptError, budget: &mut RetryBudget) {
+        self.fail_current_at(now, now, error, budget);
+    }
+
+    /// Ends the current attempt as of `ended_at` (when its timer fired) and moves on at `now`.
+    fn fail_current_at(
+        &mut self,
+        ended_at: Instant,
+        now: Instant,
+        error: AttemptError,
+        budget: &mut RetryBudget,
+    ) {
         let current = self
             .current
             .take()
             .expect("caller checked there is a current attempt");
         let deadline_hit = error == AttemptError::Deadline;
-        self.record(current, now, Some(error));
+        self.record(current, ended_at, Some(error));
         if deadline_hit || now >= self.deadline_at {
             self.finish_exhausted(ExhaustedReason::Deadline);
         } else if self.candidates.is_empty() {
