@@ -1,1 +1,75 @@
-fn main() {}
+//! `triforce`: run a federation node, talk to one, or watch a demo federation on loopback.
+
+mod cmd;
+mod sockets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "triforce",
+    version,
+    about = "TriForce Federation: one front door for AI tasks across a few servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a node's configuration lives and which node this is.
+#[derive(clap::Args, Clone)]
+pub struct NodeArgs {
+    /// Directory holding federation_nodes.json and, optionally, federation.toml.
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// This node's id in federation_nodes.json.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until SIGINT or SIGTERM. The PSK comes from TRIFORCE_PSK or psk_file.
+    Run(cmd::run::Args),
+    /// Show what a node knows about the federation.
+    Status(cmd::status::Args),
+    /// Submit a task through a node and print its outcome.
+    Submit(cmd::submit::Args),
+    /// Print the three signed headers for a request body, for use with curl.
+    Sign(cmd::sign::Args),
+    /// Start a 3-node federation on 127.0.0.1-3 and show routing, failover and recovery.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => cmd::run::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Submit(args) => cmd::submit::run(args).await,
+            Command::Sign(args) => cmd::sign::run(args),
+            Command::Demo(args) => cmd::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,21 @@
+//! The TriForce node: runs `triforce-core`'s machines over QUIC between nodes and serves the
+//! seed's HTTP API.
+//!
+//! - [`load`]: reads a config directory and the PSK into a checked [`load::NodeConfig`].
+//! - [`clock`]: the time seam (real clock in production, simulated in `sim`).
+//! - [`quic`]: QUIC endpoint, PSK-proved connections, postcard frames.
+//! - [`exec`]: what a node does with a task it runs (executors, priority queue, ledger).
+//! - [`node`]: the node itself: membership driver, task routing with failover.
+//! - [`http`]: the seed's HTTP API and `/metrics`.
+//! - [`client`]: a signed HTTP client, for the CLI and tests.
 
+pub mod clock;
+pub mod exec;
+pub mod http;
+
+pub mod client;
+pub mod load;
+pub mod metrics;
+pub mod node;
+
+pub mod quic;

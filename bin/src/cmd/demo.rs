@@ -1,0 +1,333 @@
+//! `triforce demo`: the seed's three nodes on 127.0.0.1-3, in this process, with short timers.
+//! It shows routing (GPU tasks to the GPU node), a node dying (failover, then offline after three
+//! missed heartbeats) and coming back (online again), then exits 0.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use triforce_net::client::SignedClient;
+use triforce_net::clock::SystemClock;
+use triforce_net::load::NodeConfig;
+use triforce_net::node::Node;
+
+use super::status::status_table;
+use crate::sockets::{bind, rng_seed};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep the demo's config directory (printed at start) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// (id, ip, cores, ram, gpu, role, name): the seed's nodes, moved to loopback.
+type DemoNode = (
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
+const NODES: [DemoNode; 3] = [
+    (
+        "hetzner",
+        "127.0.0.1",
+        20,
+        62,
+        None,
+        "master",
+        "Hetzner EX63",
+    ),
+    (
+        "zombie-pc",
+        "127.0.0.2",
+        16,
+        30,
+        Some("RX 6800 XT"),
+        "hub",
+        "Zombie PC",
+    ),
+    ("backup", "127.0.0.3", 28, 64, None, "hub", "Backup VPS"),
+];
+
+const HEARTBEAT_MS: u64 = 500;
+
+const SETTINGS: &str = r#"# The demo's settings: the seed's rules with timers shortened 20x.
+psk_file = "psk"
+
+[timing]
+heartbeat_interval_ms = 500
+misses_max = 3
+accept_timeout_ms = 400
+progress_interval_ms = 200
+progress_misses_max = 3
+attempt_timeout_ms = 5000
+task_deadline_ms = 15000
+drain_timeout_ms = 1000
+
+# A stand-in for a local LLM server: waits payload.ms, then echoes the payload.
+[executors.chat]
+kind = "sleep"
+
+[executors.gpu_inference]
+kind = "sleep"
+"#;
+
+struct Running {
+    node: Node,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("triforce-demo-{}", std::process::id()));
+    let port = free_port()?;
+    write_config(&dir, port)?;
+    println!("TriForce demo: 3 nodes on 127.0.0.1-3, port {port} (HTTP on TCP, QUIC on UDP)");
+    println!(
+        "config: {}   heartbeat every {HEARTBEAT_MS} ms, offline after 3 misses\n",
+        dir.display()
+    );
+    let result = script(&dir, port).await;
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn script(dir: &Path, port: u16) -> Result<()> {
+    let mut nodes = Vec::new();
+    for (id, ..) in NODES {
+        nodes.push(start(dir, id).await?);
+    }
+    let client = demo_client(dir, port)?;
+    wait_for(&client, "everyone online", |s| {
+        count_state(s, "online") == 2
+    })
+    .await?;
+    println!("== The federation, as hetzner sees it");
+    print!(
+        "{}",
+        status_table(&client.get("/v1/federation/status").await?.body)
+    );
+
+    println!("\n== Six tasks submitted to hetzner at once, and where they ran");
+    let mix = vec![
+        ("chat", json!({"ms": 300, "prompt": "hello"})),
+        ("chat", json!({"ms": 300, "prompt": "how are you?"})),
+        ("gpu_inference", json!({"ms": 300, "model": "llama3"})),
+        ("echo", json!({"text": "ping"})),
+        ("gpu_inference", json!({"ms": 300, "model": "sdxl"})),
+        ("chat", json!({"ms": 300, "prompt": "bye"})),
+    ];
+    submit_all(&client, mix).await?;
+
+    println!("\n== backup stops (as if its process died)");
+    let backup = nodes.pop().expect("three nodes");
+    stop(backup).await;
+    let started = Instant::now();
+    println!("-- six chats right after: those routed to backup fail over");
+    let burst = (0..6)
+        .map(|i| {
+            (
+                "chat",
+                json!({"ms": 300, "prompt": format!("during outage {i}")}),
+            )
+        })
+        .collect();
+    submit_all(&client, burst).await?;
+    wait_for(&client, "backup offline", |s| {
+        s["nodes"]["backup"]["state"] == "offline"
+    })
+    .await?;
+    println!(
+        "-- hetzner marks backup offline {:.1} s after the stop",
+        started.elapsed().as_secs_f64()
+    );
+    print!(
+        "{}",
+        status_table(&client.get("/v1/federation/status").await?.body)
+    );
+    show(
+        &submit(
+            &client,
+            "chat",
+            json!({"ms": 10, "prompt": "with backup offline"}),
+        )
+        .await?,
+        "chat",
+    );
+
+    println!("\n== backup comes back");
+    let restarted = Instant::now();
+    nodes.push(start_retrying(dir, "backup").await?);
+    wait_for(&client, "backup online", |s| {
+        s["nodes"]["backup"]["state"] == "online"
+    })
+    .await?;
+    println!(
+        "-- online again {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    print!(
+        "{}",
+        status_table(&client.get("/v1/federation/status").await?.body)
+    );
+
+    for running in nodes {
+        stop(running).await;
+    }
+    println!("\nDemo finished: routing, failover, offline detection and recovery all shown.");
+    Ok(())
+}
+
+fn show(reply: &Value, task_type: &str) {
+    let attempts: Vec<String> = reply["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| match a["error"]["code"].as_str() {
+            Some(code) => format!("{} ({code})", a["node"].as_str().unwrap_or("?")),
+            None => a["node"].as_str().unwrap_or("?").to_string(),
+        })
+        .collect();
+    let status = reply["status"].as_str().unwrap_or("?");
+    let node = reply["node"].as_str().unwrap_or("-");
+    println!(
+        "  {task_type:<14} {status:<10} ran on {node:<10} attempts: {}",
+        attempts.join(" -> ")
+    );
+}
+
+/// Submits all tasks at once and shows each outcome in submission order.
+async fn submit_all(client: &SignedClient, tasks: Vec<(&'static str, Value)>) -> Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (index, (task_type, payload)) in tasks.into_iter().enumerate() {
+        let client = client.clone();
+        set.spawn(async move { (index, task_type, submit(&client, task_type, payload).await) });
+    }
+    let mut replies = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (index, task_type, reply) = joined?;
+        replies.push((index, task_type, reply?));
+    }
+    replies.sort_by_key(|(index, ..)| *index);
+    for (_, task_type, reply) in replies {
+        show(&reply, task_type);
+    }
+    Ok(())
+}
+
+async fn submit(client: &SignedClient, task_type: &str, payload: Value) -> Result<Value> {
+    let body = json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1});
+    Ok(client
+        .post("/v1/federation/task", body.to_string().as_bytes())
+        .await?
+        .body)
+}
+
+fn count_state(status: &Value, state: &str) -> usize {
+    status["nodes"].as_object().map_or(0, |nodes| {
+        nodes.values().filter(|n| n["state"] == state).count()
+    })
+}
+
+async fn wait_for(client: &SignedClient, what: &str, done: impl Fn(&Value) -> bool) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if done(&client.get("/v1/federation/status").await?.body) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out waiting for {what}")
+}
+
+fn demo_client(dir: &Path, port: u16) -> Result<SignedClient> {
+    let psk = std::fs::read(dir.join("psk"))?;
+    let me = triforce_core::node::NodeId::new("hetzner")?;
+    let target = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+    Ok(SignedClient::new(
+        me,
+        &psk,
+        target.ip(),
+        target,
+        Duration::from_secs(30),
+    )?)
+}
+
+async fn start(dir: &Path, id: &str) -> Result<Running> {
+    let config = NodeConfig::load(dir, id, None)?;
+    let addr = SocketAddr::new(config.my_ip(), config.my_spec().port);
+    let (udp, tcp) = bind(addr).await?;
+    let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
+    let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
+    Ok(Running { node, http })
+}
+
+/// A restarted node may find its port held for a moment by the old sockets' last packets.
+async fn start_retrying(dir: &Path, id: &str) -> Result<Running> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match start(dir, id).await {
+            Ok(running) => return Ok(running),
+            Err(error) if Instant::now() < until => {
+                tracing::debug!(%error, "retrying bind");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn stop(running: Running) {
+    running.node.shutdown(Duration::ZERO).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), running.http).await;
+}
+
+fn write_config(dir: &PathBuf, port: u16) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let nodes: serde_json::Map<String, Value> = NODES
+        .iter()
+        .map(|(id, ip, cores, ram, gpu, role, name)| {
+            let spec = json!({"ip": ip, "port": port, "cores": cores, "ram": ram, "gpu": gpu, "role": role, "name": name});
+            (id.to_string(), spec)
+        })
+        .collect();
+    std::fs::write(
+        dir.join("federation_nodes.json"),
+        serde_json::to_string_pretty(&nodes)?,
+    )?;
+    std::fs::write(dir.join("federation.toml"), SETTINGS)?;
+    let psk = format!(
+        "demo-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    std::fs::write(dir.join("psk"), psk)?;
+    Ok(())
+}
+
+/// A port free on TCP and UDP on all three demo addresses.
+fn free_port() -> Result<u16> {
+    for _ in 0..50 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let free = NODES.iter().all(|(_, ip, ..)| {
+            let addr: SocketAddr = format!("{ip}:{port}").parse().expect("valid address");
+            std::net::TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok()
+        });
+        if free {
+            return Ok(port);
+        }
+    }
+    bail!("found no port free on 127.0.0.1-3")
+}

@@ -1,0 +1,58 @@
+//! `triforce run`: one node until a signal.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::signal::unix::{signal, SignalKind};
+use triforce_net::clock::SystemClock;
+use triforce_net::node::Node;
+
+use crate::sockets::{bind, load, rng_seed};
+use crate::NodeArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    init_logs();
+    let config = load(&args.node.config, &args.node.node)?;
+    let spec = config.my_spec();
+    let addr = SocketAddr::new(spec.ip, spec.port);
+    let (udp, tcp) = bind(addr).await?;
+    let drain = Duration::from_millis(config.settings.timing.drain_timeout_ms);
+    let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
+    tracing::info!(node = %node.id(), %addr, "node started (HTTP on TCP, QUIC on UDP)");
+    let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    }
+    let drained = node.shutdown(drain).await;
+    if !drained {
+        tracing::warn!(
+            ?drain,
+            "tasks still running at the drain limit; exiting anyway"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

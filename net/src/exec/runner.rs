@@ -1,0 +1,159 @@
+//! The executing side of a task: ledger, admission, execution, result.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use triforce_core::config::Settings;
+use triforce_core::failover::RemoteError;
+use triforce_core::ledger::{Begin, TaskLedger};
+use triforce_core::membership::Load;
+use triforce_core::task::TaskRequest;
+
+use super::{code, remote_error, run_executor, Admission, Scheduler, TaskResult};
+
+/// How [`Runner::start`] took a task.
+#[derive(Debug)]
+pub enum Started {
+    /// Accepted (running or queued, or joined a run of the same task id): the result follows.
+    Accepted(oneshot::Receiver<TaskResult>),
+    /// This task id already ran here: its result.
+    AlreadyDone(TaskResult),
+    /// Not taken; nothing ran.
+    Refused(RemoteError),
+}
+
+/// Runs the tasks given to this node.
+#[derive(Debug)]
+pub struct Runner {
+    settings: Settings,
+    scheduler: Arc<Scheduler>,
+    ledger: Mutex<TaskLedger<TaskResult>>,
+    waiters: Mutex<BTreeMap<String, Vec<oneshot::Sender<TaskResult>>>>,
+    http: reqwest::Client,
+    shutting_down: AtomicBool,
+    cores: u32,
+    ram_gb: u32,
+    gpu: bool,
+}
+
+impl Runner {
+    pub fn new(settings: Settings, cores: u32, ram_gb: u32, gpu: bool) -> Arc<Self> {
+        let workers = match settings.limits.workers_max {
+            0 => cores.max(1) as usize,
+            n => n,
+        };
+        let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
+        let ledger = Mutex::new(TaskLedger::new(settings.limits.ledger_entries_max));
+        Arc::new(Runner {
+            settings,
+            scheduler,
+            ledger,
+            waiters: Mutex::new(BTreeMap::new()),
+            http: reqwest::Client::new(),
+            shutting_down: AtomicBool::new(false),
+            cores,
+            ram_gb,
+            gpu,
+        })
+    }
+
+    /// Takes `task` for execution here. Never blocks; the result comes through the receiver.
+    pub fn start(self: &Arc<Self>, task: TaskRequest) -> Started {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Started::Refused(remote_error(code::SHUTTING_DOWN, "node is shutting down"));
+        }
+        let mut ledger = self.ledger.lock().expect("ledger lock");
+        match ledger.begin(&task.task_id) {
+            Begin::Done(result) => return Started::AlreadyDone(result),
+            Begin::Join => return Started::Accepted(self.wait_for(&task.task_id)),
+            Begin::Full => {
+                return Started::Refused(remote_error(code::BUSY, "too many tasks in progress"))
+            }
+            Begin::Start => {}
+        }
+        let Some(spec) = self.settings.executor(&task.task_type) else {
+            ledger.forget(&task.task_id);
+            return Started::Refused(remote_error(
+                code::NO_EXECUTOR,
+                format!("no executor for task type {:?}", task.task_type),
+            ));
+        };
+        let admission = self.scheduler.admit(task.priority);
+        if matches!(admission, Admission::Busy) {
+            ledger.forget(&task.task_id);
+            return Started::Refused(remote_error(code::BUSY, "queue is full"));
+        }
+        drop(ledger);
+        let receiver = self.wait_for(&task.task_id);
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let _permit = match admission {
+                Admission::Now(permit) => permit,
+                Admission::Queued(woken) => {
+                    // The sender lives in the scheduler until a slot is handed over.
+                    let _ = woken.await;
+                    runner.scheduler.permit_for_woken()
+                }
+                Admission::Busy => unreachable!("refused above"),
+            };
+            let result = run_executor(&spec, &task.payload, &runner.http).await;
+            runner.finish(&task.task_id, result);
+        });
+        Started::Accepted(receiver)
+    }
+
+    fn wait_for(&self, task_id: &str) -> oneshot::Receiver<TaskResult> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .entry(task_id.to_string())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    fn finish(&self, task_id: &str, result: TaskResult) {
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .finish(task_id, result.clone());
+        let waiters = self.waiters.lock().expect("waiters lock").remove(task_id);
+        for waiter in waiters.into_iter().flatten() {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// This node's load, as reported in heartbeat answers.
+    pub fn load(&self) -> Load {
+        let (running, queued) = self.scheduler.load();
+        Load {
+            in_flight: running as u32,
+            queued: queued as u32,
+            cores: self.cores,
+            ram_gb: self.ram_gb,
+            gpu: self.gpu,
+        }
+    }
+
+    /// Refuses new tasks from now on; running and queued ones go on.
+    pub fn stop_accepting(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until no task is running or queued, or `limit` passes. True when idle.
+    pub async fn drain(&self, limit: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if self.scheduler.load() == (0, 0) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The seed's HTTP API (axum) on the node's `ip:port`, plus `/metrics`.
+//!
+//! Every `/v1/federation/*` request must carry the three signed headers; the body is limited
+//! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
+
+mod error;
+mod routes;
+
+pub use error::ApiError;
+pub use routes::{router, serve};

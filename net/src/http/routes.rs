@@ -1,0 +1,178 @@
+//! The routes and their handlers.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use triforce_core::auth::{
+    HeaderValue, SignedRequest, Verified, HEADER_NODE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
+use triforce_core::failover::TaskOutcome;
+use triforce_core::task::TaskRequest;
+
+use super::ApiError;
+use crate::metrics::ReasonLabel;
+use crate::node::{health_json, outcome_json, status_json, Node};
+
+/// The API's router for `node`.
+pub fn router(node: Node) -> Router {
+    let body_max = node.config().settings.limits.body_bytes_max;
+    Router::new()
+        .route("/v1/federation/health", post(health))
+        .route("/v1/federation/task", post(task))
+        .route("/v1/federation/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(node)
+}
+
+/// Serves the API on `listener` until `node` shuts down.
+pub async fn serve(node: Node, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let stopping = node.clone();
+    axum::serve(
+        listener,
+        router(node).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopping.stopped().await })
+    .await
+}
+
+/// Whether a request may be repeated inside the window. Health and status have no side
+/// effects, and a GET's empty body makes two polls in one second byte-identical, so only
+/// requests that change something (tasks) go through the replay cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    ReadOnly,
+    Changes,
+}
+
+fn authenticate(
+    node: &Node,
+    headers: &HeaderMap,
+    body: &[u8],
+    from: SocketAddr,
+    effect: Effect,
+) -> Result<Verified, ApiError> {
+    let value =
+        |name: &str| HeaderValue::from_values(headers.get_all(name).iter().map(|v| v.as_bytes()));
+    let request = SignedRequest {
+        node: value(HEADER_NODE),
+        timestamp: value(HEADER_TIMESTAMP),
+        signature: value(HEADER_SIGNATURE),
+        body,
+        source: from.ip(),
+    };
+    let now = node.shared.clock.unix_s();
+    let result = match effect {
+        Effect::Changes => node.shared.machines().verifier.verify(&request, now),
+        Effect::ReadOnly => node
+            .shared
+            .machines()
+            .verifier
+            .authenticate(&request, now)
+            .map(|(node, timestamp, _)| Verified { node, timestamp }),
+    };
+    result.map_err(|rejection| {
+        node.metrics()
+            .auth_rejections
+            .get_or_create(&ReasonLabel {
+                reason: rejection.code().into(),
+            })
+            .inc();
+        tracing::info!(%from, reason = rejection.code(), "refused a request: {rejection}");
+        ApiError::from(&rejection)
+    })
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })
+}
+
+async fn health(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    authenticate(&node, &headers, &body, from, Effect::ReadOnly)?;
+    Ok(Json(health_json(&node)).into_response())
+}
+
+async fn status(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    authenticate(&node, &headers, &body, from, Effect::ReadOnly)?;
+    Ok(Json(status_json(&node)).into_response())
+}
+
+async fn task(
+    State(node): State<Node>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    authenticate(&node, &headers, &body, from, Effect::Changes)?;
+    let task = TaskRequest::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
+    let outcome = node.submit(task.clone()).await;
+    let status = match &outcome {
+        TaskOutcome::Completed { .. } => StatusCode::OK,
+        TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
+        TaskOutcome::AllNodesFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Ok((status, Json(outcome_json(&task.task_id, &outcome))).into_response())
+}
+
+async fn metrics(State(node): State<Node>) -> Response {
+    let (running, queued) = {
+        let load = node.shared.runner.load();
+        (load.in_flight, load.queued)
+    };
+    node.metrics().tasks_running.set(i64::from(running));
+    node.metrics().queue_depth.set(i64::from(queued));
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        node.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/federation/{health,task,status}",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "health and task take POST, status takes GET",
+    )
+}

@@ -1,0 +1,128 @@
+//! The heartbeat driver: feeds the membership machine its timers and answers, sends its
+//! probes over QUIC, and turns its events into logs and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use triforce_core::membership::{Load, MembershipEvent, Probe};
+use triforce_core::node::NodeId;
+
+use super::Shared;
+use crate::metrics::PeerLabel;
+use crate::quic::{read_frame, write_frame, Frame};
+
+/// A heartbeat answer on its way back to the driver.
+struct Answered {
+    peer: NodeId,
+    seq: u64,
+    load: Load,
+}
+
+pub async fn run(shared: Arc<Shared>) {
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Answered>();
+    let mut stopped = shared.shutdown.subscribe();
+    loop {
+        let deadline = {
+            let now = shared.clock.now();
+            let mut machines = shared.machines();
+            machines.membership.handle_timeout(now);
+            while let Some(probe) = machines.membership.poll_probe() {
+                tokio::spawn(send_probe(shared.clone(), probe, answers_tx.clone()));
+            }
+            while let Some(event) = machines.membership.poll_event() {
+                report(&shared, event);
+            }
+            machines.membership.poll_timeout()
+        };
+        let sleep = deadline.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_since(shared.clock.now())
+        });
+        tokio::select! {
+            Some(answer) = answers.recv() => {
+                let now = shared.clock.now();
+                let mut machines = shared.machines();
+                machines.membership.handle_answer(now, &answer.peer, answer.seq, answer.load);
+            }
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shared.membership_changed.notified() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedSender<Answered>) {
+    let limit = shared.config.settings.timing.heartbeat_interval();
+    let frame_max = shared.frame_bytes_max();
+    let exchange = async {
+        let connection = shared
+            .peers
+            .connection(&probe.peer)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, &Frame::Heartbeat { seq: probe.seq })
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        match read_frame(&mut recv, frame_max)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Frame::HeartbeatAnswer { seq, load } => Ok((seq, load)),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(Ok((seq, load))) => {
+            let _ = answers.send(Answered {
+                peer: probe.peer,
+                seq,
+                load,
+            });
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(peer = %probe.peer, %error, "heartbeat failed");
+            shared.peers.forget(&probe.peer).await;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %probe.peer, "heartbeat unanswered");
+            shared.peers.forget(&probe.peer).await;
+        }
+    }
+}
+
+fn report(shared: &Shared, event: MembershipEvent) {
+    let metrics = &shared.metrics;
+    match event {
+        MembershipEvent::NodeOnline { node } => {
+            tracing::info!(peer = %node, "peer online");
+            metrics
+                .peer_online
+                .get_or_create(&PeerLabel {
+                    peer: node.to_string(),
+                })
+                .set(1);
+        }
+        MembershipEvent::NodeOffline { node } => {
+            tracing::warn!(peer = %node, "peer offline");
+            metrics
+                .peer_online
+                .get_or_create(&PeerLabel {
+                    peer: node.to_string(),
+                })
+                .set(0);
+        }
+        MembershipEvent::ProbeMissed { node, misses } => {
+            tracing::info!(peer = %node, misses, "heartbeat missed");
+        }
+        MembershipEvent::LatencyChanged { node, latency_ms } => {
+            metrics
+                .peer_rtt_seconds
+                .get_or_create(&PeerLabel {
+                    peer: node.to_string(),
+                })
+                .set(latency_ms as f64 / 1000.0);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The node: one process's share of the federation.
+//!
+//! Three loops run on tokio around the core machines, which live behind one mutex in
+//! [`Shared`]: the heartbeat driver ([`heartbeats`]), the QUIC server that answers peers
+//! ([`serve`]), and per submitted task a failover driver ([`route`]). The HTTP shim
+//! (`crate::http`) calls into [`Node`].
+
+mod heartbeats;
+mod route;
+mod serve;
+mod shared;
+mod status;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use triforce_core::auth::{HmacSha256Key, Keyring};
+use triforce_core::node::NodeId;
+
+pub use route::{outcome_json, AttemptEvent};
+pub use shared::Shared;
+pub use status::{health_json, status_json};
+
+use crate::clock::Clock;
+use crate::exec::Runner;
+use crate::load::NodeConfig;
+use crate::metrics::Metrics;
+use crate::quic::{client_config, server_config, Identity, Peers};
+
+/// A running node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind UDP {addr} for QUIC: {source}")]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("QUIC endpoint: {0}")]
+    Endpoint(std::io::Error),
+}
+
+impl Node {
+    /// Starts the node's QUIC side on `udp` and its background loops. The HTTP shim is served
+    /// separately (see `crate::http::serve`), so callers choose how to bind it.
+    pub fn start(
+        config: NodeConfig,
+        udp: UdpSocket,
+        clock: Arc<dyn Clock>,
+        rng_seed: u64,
+    ) -> Result<Self, StartError> {
+        let timing = config.settings.timing.clone();
+        let idle_ms = (timing.heartbeat_interval_ms * 3).clamp(1_000, 60_000);
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config(idle_ms)),
+            udp,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(StartError::Endpoint)?;
+        endpoint.set_default_client_config(client_config(idle_ms));
+
+        let signing = HmacSha256Key::new(&config.psk);
+        let keys = Keyring::from_psks(&config.psk, &config.accepted_psks);
+        let node_ips = config
+            .federation
+            .nodes
+            .iter()
+            .map(|(id, spec)| (id.clone(), spec.ip))
+            .collect();
+        let identity = Identity {
+            me: config.me.clone(),
+            signing,
+            keys,
+            window_s: timing.window_s,
+            node_ips,
+            clock: clock.clone(),
+            timeout: Duration::from_millis(timing.heartbeat_interval_ms.clamp(500, 10_000)),
+        };
+        let addrs: BTreeMap<NodeId, SocketAddr> = config
+            .federation
+            .nodes
+            .iter()
+            .filter(|(id, _)| **id != config.me)
+            .map(|(id, spec)| (id.clone(), SocketAddr::new(spec.ip, spec.port)))
+            .collect();
+        let peers = Peers::new(endpoint.clone(), identity, addrs);
+        let spec = config.my_spec().clone();
+        let runner = Runner::new(
+            config.settings.clone(),
+            spec.cores,
+            spec.ram,
+            spec.has_gpu(),
+        );
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared::new(
+            config,
+            clock,
+            rng_seed,
+            runner,
+            peers,
+            endpoint,
+            Metrics::new(),
+            shutdown,
+            Notify::new(),
+        ));
+        tokio::spawn(heartbeats::run(shared.clone()));
+        tokio::spawn(serve::run(shared.clone()));
+        Ok(Node { shared })
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.shared.config.me
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stops taking tasks, waits up to `drain` for running ones, then closes QUIC.
+    /// Returns whether every task finished in time.
+    pub async fn shutdown(&self, drain: Duration) -> bool {
+        self.shared.runner.stop_accepting();
+        let drained = self.shared.runner.drain(drain).await;
+        let _ = self.shared.shutdown.send(true);
+        self.shared.endpoint.close(0u32.into(), b"shutting down");
+        drained
+    }
+
+    /// Resolves when [`Self::shutdown`] has been called.
+    pub async fn stopped(&self) {
+        let mut rx = self.shared.shutdown.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}

@@ -1,0 +1,292 @@
+//! Routing a submitted task: selection, then the failover machine over local and remote
+//! attempts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use triforce_core::failover::{Action, AttemptError, RemoteError, TaskFailover, TaskOutcome};
+use triforce_core::membership::PeerState;
+use triforce_core::node::NodeId;
+use triforce_core::selection::{select, Candidate};
+use triforce_core::task::TaskRequest;
+
+use super::{Node, Shared};
+use crate::exec::{reports, Report};
+use crate::metrics::{OutcomeLabel, TaskLabels};
+use crate::quic::{read_frame, write_frame, Frame, TaskFrame};
+
+/// What an attempt reports to its task's failover driver.
+#[derive(Debug)]
+pub enum AttemptEvent {
+    Accepted,
+    Progress,
+    Answer(Result<Value, RemoteError>),
+    ConnectionError(String),
+}
+
+impl Node {
+    /// Runs `task` somewhere in the federation and returns how it ended. Never loses it: every
+    /// path ends in exactly one outcome.
+    pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
+        let shared = &self.shared;
+        let candidates = candidates(shared);
+        let mut failover = {
+            let mut machines = shared.machines();
+            let machines = &mut *machines;
+            let order = select(
+                &candidates,
+                &task.task_type,
+                &shared.policy,
+                &mut machines.rng,
+            );
+            TaskFailover::new(
+                shared.failover,
+                order,
+                shared.clock.now(),
+                &mut machines.budget,
+            )
+        };
+        let (events_tx, mut events) = mpsc::unbounded_channel::<(NodeId, AttemptEvent)>();
+        let mut running: BTreeMap<NodeId, JoinHandle<()>> = BTreeMap::new();
+        let mut accepted: BTreeSet<NodeId> = BTreeSet::new();
+        let outcome = loop {
+            while let Some(action) = failover.poll_action() {
+                match action {
+                    Action::Dispatch { node, attempt } => {
+                        if attempt > 1 {
+                            shared.metrics.failovers.inc();
+                        }
+                        shared.machines().membership.handle_dispatch(&node);
+                        let handle = tokio::spawn(attempt_on(
+                            shared.clone(),
+                            node.clone(),
+                            task.clone(),
+                            events_tx.clone(),
+                        ));
+                        running.insert(node, handle);
+                    }
+                    Action::Abandon { node } => {
+                        end_attempt(shared, &mut running, &node);
+                        if !accepted.contains(&node) && node != shared.config.me {
+                            // Never acknowledged: evidence that the node is gone.
+                            shared
+                                .machines()
+                                .membership
+                                .handle_task_failure(shared.clock.now(), &node);
+                            shared.membership_changed.notify_one();
+                        }
+                    }
+                }
+            }
+            if let Some(outcome) = failover.poll_outcome() {
+                break outcome;
+            }
+            let sleep = failover
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| {
+                    at.saturating_since(shared.clock.now())
+                });
+            tokio::select! {
+                Some((node, event)) = events.recv() => {
+                    let now = shared.clock.now();
+                    let mut machines = shared.machines();
+                    match event {
+                        AttemptEvent::Accepted => { accepted.insert(node.clone()); failover.handle_accepted(now, &node) }
+                        AttemptEvent::Progress => failover.handle_progress(now, &node),
+                        AttemptEvent::Answer(answer) => failover.handle_answer(now, &node, answer, &mut machines.budget),
+                        AttemptEvent::ConnectionError(message) => {
+                            failover.handle_connection_error(now, &node, message, &mut machines.budget);
+                            machines.membership.handle_task_failure(now, &node);
+                            shared.membership_changed.notify_one();
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {
+                    let now = shared.clock.now();
+                    failover.handle_timeout(now, &mut shared.machines().budget);
+                }
+            }
+        };
+        let nodes: Vec<NodeId> = running.keys().cloned().collect();
+        for node in nodes {
+            end_attempt(shared, &mut running, &node);
+        }
+        record(shared, &task, &outcome);
+        outcome
+    }
+}
+
+fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, node: &NodeId) {
+    if let Some(handle) = running.remove(node) {
+        handle.abort();
+        shared.machines().membership.handle_dispatch_done(node);
+    }
+}
+
+/// This node and every online peer, as selection sees them.
+fn candidates(shared: &Shared) -> Vec<Candidate> {
+    let me = &shared.config.me;
+    let my_spec = shared.config.my_spec();
+    let load = shared.runner.load();
+    let mut list = vec![Candidate {
+        id: me.clone(),
+        online: true,
+        latency_ms: 0.0,
+        in_flight: load.in_flight + load.queued,
+        cores: my_spec.cores,
+        gpu: my_spec.has_gpu(),
+    }];
+    let machines = shared.machines();
+    for (id, view) in machines.membership.peers() {
+        let Some(spec) = shared.config.spec(id) else {
+            continue;
+        };
+        let reported = view.load.map_or(0, |l| l.in_flight + l.queued);
+        list.push(Candidate {
+            id: id.clone(),
+            online: view.state == PeerState::Online,
+            latency_ms: view.latency_ms.unwrap_or(f64::MAX),
+            // Reports are up to one interval old; what this node sent since counts too.
+            in_flight: reported.max(view.dispatched),
+            cores: spec.cores,
+            gpu: spec.has_gpu(),
+        });
+    }
+    list
+}
+
+/// One attempt on `node`: locally through the runner, or over QUIC.
+async fn attempt_on(
+    shared: Arc<Shared>,
+    node: NodeId,
+    task: TaskRequest,
+    events: mpsc::UnboundedSender<(NodeId, AttemptEvent)>,
+) {
+    let emit = |event| {
+        let _ = events.send((node.clone(), event));
+    };
+    if node == shared.config.me {
+        let mut reports = reports(shared.runner.start(task), shared.progress_interval());
+        while let Some(report) = reports.recv().await {
+            emit(match report {
+                Report::Accepted => AttemptEvent::Accepted,
+                Report::Progress => AttemptEvent::Progress,
+                Report::Done(result) => AttemptEvent::Answer(result),
+            });
+        }
+        return;
+    }
+    if let Err(error) = remote_attempt(&shared, &node, task, &emit).await {
+        shared.peers.forget(&node).await;
+        emit(AttemptEvent::ConnectionError(error));
+    }
+}
+
+async fn remote_attempt(
+    shared: &Shared,
+    node: &NodeId,
+    task: TaskRequest,
+    emit: &impl Fn(AttemptEvent),
+) -> Result<(), String> {
+    let connection = shared
+        .peers
+        .connection(node)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let frame = Frame::Task(TaskFrame {
+        task_id: task.task_id,
+        task_type: task.task_type,
+        payload_json: task.payload.to_string(),
+        priority: task.priority,
+    });
+    write_frame(&mut send, &frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    loop {
+        match read_frame(&mut recv, shared.frame_bytes_max())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Frame::Accepted => emit(AttemptEvent::Accepted),
+            Frame::Progress => emit(AttemptEvent::Progress),
+            Frame::Outcome { result } => {
+                let answer = result.and_then(|text| {
+                    serde_json::from_str(&text).map_err(|e| {
+                        crate::exec::remote_error(
+                            crate::exec::code::EXECUTOR_FAILED,
+                            format!("result is not JSON: {e}"),
+                        )
+                    })
+                });
+                emit(AttemptEvent::Answer(answer));
+                return Ok(());
+            }
+            other => return Err(format!("unexpected frame {other:?}")),
+        }
+    }
+}
+
+fn record(shared: &Shared, task: &TaskRequest, outcome: &TaskOutcome) {
+    let metrics = &shared.metrics;
+    metrics
+        .tasks
+        .get_or_create(&TaskLabels {
+            r#type: task.task_type.clone(),
+            outcome: outcome.status().into(),
+        })
+        .inc();
+    for attempt in outcome.attempts() {
+        let label = attempt
+            .error
+            .as_ref()
+            .map_or("ok", AttemptError::code)
+            .to_string();
+        metrics
+            .attempts
+            .get_or_create(&OutcomeLabel { outcome: label })
+            .inc();
+    }
+    match outcome {
+        TaskOutcome::Completed { node, .. } => {
+            tracing::info!(task_id = %task.task_id, task_type = %task.task_type, %node, attempts = outcome.attempts().len(), "task completed")
+        }
+        _ => {
+            tracing::warn!(task_id = %task.task_id, task_type = %task.task_type, status = outcome.status(), attempts = outcome.attempts().len(), "task did not complete")
+        }
+    }
+}
+
+/// The task answer's JSON: `{task_id, status, node, result, attempts}` (plus `error`/`reason`).
+pub fn outcome_json(task_id: &str, outcome: &TaskOutcome) -> Value {
+    let attempts: Vec<Value> = outcome
+        .attempts()
+        .iter()
+        .map(|a| {
+            json!({
+                "node": a.node.as_str(),
+                "duration_ms": a.duration.as_millis() as u64,
+                "error": a.error.as_ref().map(|e| json!({"code": e.code(), "detail": e})),
+            })
+        })
+        .collect();
+    match outcome {
+        TaskOutcome::Completed { node, result, .. } => json!({
+            "task_id": task_id, "status": "completed", "node": node.as_str(), "result": result, "attempts": attempts,
+        }),
+        TaskOutcome::Failed { node, error, .. } => json!({
+            "task_id": task_id, "status": "failed", "node": node.as_str(),
+            "error": {"code": error.code, "message": error.message}, "attempts": attempts,
+        }),
+        TaskOutcome::AllNodesFailed { reason, .. } => json!({
+            "task_id": task_id, "status": "all_nodes_failed", "reason": reason,
+            "error": {"code": "all_nodes_failed", "message": format!("no node completed the task ({})", serde_json::to_value(reason).unwrap_or_default().as_str().unwrap_or(""))},
+            "attempts": attempts,
+        }),
+    }
+}

@@ -1,0 +1,123 @@
+//! The QUIC server: proves peers, then answers their heartbeats and runs their tasks.
+
+use std::sync::Arc;
+
+use triforce_core::node::NodeId;
+use triforce_core::task::TaskRequest;
+
+use super::Shared;
+use crate::exec::{code, reports, Report, Started};
+use crate::quic::{accept_peer, read_frame, write_frame, Frame, TaskFrame};
+
+pub async fn run(shared: Arc<Shared>) {
+    let mut stopped = shared.shutdown.subscribe();
+    loop {
+        let incoming = tokio::select! {
+            incoming = shared.endpoint.accept() => incoming,
+            _ = stopped.changed() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::debug!(%remote, %error, "QUIC handshake failed");
+                    return;
+                }
+            };
+            match accept_peer(shared.peers.identity(), &connection).await {
+                Ok(peer) => serve_peer(shared, peer, connection).await,
+                Err(error) => {
+                    tracing::warn!(%remote, %error, "refused a QUIC peer");
+                    connection.close(1u32.into(), b"not proved");
+                }
+            }
+        });
+    }
+}
+
+async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connection) {
+    loop {
+        let (send, recv) = match connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "peer connection ended");
+                return;
+            }
+        };
+        let shared = shared.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_stream(&shared, send, recv).await {
+                tracing::debug!(%peer, %error, "peer stream failed");
+            }
+        });
+    }
+}
+
+async fn serve_stream(
+    shared: &Shared,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), String> {
+    let frame = read_frame(&mut recv, shared.frame_bytes_max())
+        .await
+        .map_err(|e| e.to_string())?;
+    match frame {
+        Frame::Heartbeat { seq } => {
+            let load = shared.runner.load();
+            write_frame(&mut send, &Frame::HeartbeatAnswer { seq, load })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Frame::Task(task) => {
+            let mut reports = reports(start_task(shared, task), shared.progress_interval());
+            while let Some(report) = reports.recv().await {
+                let frame = match report {
+                    Report::Accepted => Frame::Accepted,
+                    Report::Progress => Frame::Progress,
+                    Report::Done(result) => Frame::Outcome {
+                        result: result.map(|value| value.to_string()),
+                    },
+                };
+                // A write error means the sender gave up (abandoned); the task runs on and its
+                // result stays in the ledger for a retry with the same id.
+                write_frame(&mut send, &frame)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        other => return Err(format!("unexpected frame {other:?}")),
+    }
+    let _ = send.finish();
+    // Wait for the peer to read everything before the stream goes away.
+    let _ = send.stopped().await;
+    Ok(())
+}
+
+fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
+    let payload = match serde_json::from_str(&frame.payload_json) {
+        Ok(payload) => payload,
+        Err(error) => {
+            return Started::Refused(crate::exec::remote_error(
+                code::EXECUTOR_FAILED,
+                format!("payload is not JSON: {error}"),
+            ));
+        }
+    };
+    let task = TaskRequest {
+        task_id: frame.task_id,
+        task_type: frame.task_type,
+        payload,
+        priority: frame.priority,
+    };
+    if let Err(error) = task.check() {
+        return Started::Refused(crate::exec::remote_error(
+            code::EXECUTOR_FAILED,
+            error.to_string(),
+        ));
+    }
+    shared.runner.start(task)
+}

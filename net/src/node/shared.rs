@@ -1,0 +1,131 @@
+//! State shared by a node's loops: the core machines behind one mutex, and the I/O handles.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use triforce_core::auth::{Keyring, SourcePolicy, Verifier, VerifierConfig};
+use triforce_core::failover::{FailoverConfig, RetryBudget};
+use triforce_core::membership::{Membership, MembershipConfig};
+use triforce_core::selection::SelectionPolicy;
+
+use crate::clock::Clock;
+use crate::exec::Runner;
+use crate::load::NodeConfig;
+use crate::metrics::Metrics;
+use crate::quic::Peers;
+
+/// The core machines of one node. Held only briefly: no lock is kept across an await.
+pub struct Machines {
+    pub membership: Membership,
+    pub verifier: Verifier,
+    pub budget: RetryBudget,
+    pub rng: ChaCha8Rng,
+}
+
+pub struct Shared {
+    pub config: NodeConfig,
+    pub clock: Arc<dyn Clock>,
+    machines: Mutex<Machines>,
+    pub runner: Arc<Runner>,
+    pub peers: Arc<Peers>,
+    pub endpoint: quinn::Endpoint,
+    pub metrics: Metrics,
+    pub policy: SelectionPolicy,
+    pub failover: FailoverConfig,
+    pub shutdown: watch::Sender<bool>,
+    /// Wakes the heartbeat driver when membership has new work outside its own timers.
+    pub membership_changed: Notify,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: NodeConfig,
+        clock: Arc<dyn Clock>,
+        rng_seed: u64,
+        runner: Arc<Runner>,
+        peers: Arc<Peers>,
+        endpoint: quinn::Endpoint,
+        metrics: Metrics,
+        shutdown: watch::Sender<bool>,
+        membership_changed: Notify,
+    ) -> Self {
+        let settings = &config.settings;
+        let timing = &settings.timing;
+        let membership_config = MembershipConfig {
+            interval: timing.heartbeat_interval(),
+            misses_max: timing.misses_max,
+        };
+        let peer_ids = config
+            .federation
+            .nodes
+            .keys()
+            .filter(|id| **id != config.me)
+            .cloned();
+        let membership =
+            Membership::new(membership_config, peer_ids.collect::<Vec<_>>(), clock.now());
+        let node_ips = config
+            .federation
+            .nodes
+            .iter()
+            .map(|(id, spec)| (id.clone(), spec.ip))
+            .collect();
+        let verifier = Verifier::new(
+            Keyring::from_psks(&config.psk, &config.accepted_psks),
+            SourcePolicy::new(node_ips, settings.auth.allowed_clients.clone()),
+            VerifierConfig {
+                window_s: timing.window_s,
+                replay_entries_max: settings.limits.replay_entries_max,
+            },
+        );
+        let budget = RetryBudget::new(settings.limits.retry_ratio, settings.limits.retry_reserve);
+        let policy = SelectionPolicy {
+            gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
+            gpu_strict: settings.selection.gpu_strict,
+        };
+        let failover = FailoverConfig {
+            accept_timeout: Duration::from_millis(timing.accept_timeout_ms),
+            progress_timeout: Duration::from_millis(
+                timing.progress_interval_ms * u64::from(timing.progress_misses_max),
+            ),
+            attempt_timeout: Duration::from_millis(timing.attempt_timeout_ms),
+            deadline: Duration::from_millis(timing.task_deadline_ms),
+        };
+        Shared {
+            machines: Mutex::new(Machines {
+                membership,
+                verifier,
+                budget,
+                rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            }),
+            config,
+            clock,
+            runner,
+            peers,
+            endpoint,
+            metrics,
+            policy,
+            failover,
+            shutdown,
+            membership_changed,
+        }
+    }
+
+    pub fn machines(&self) -> MutexGuard<'_, Machines> {
+        self.machines
+            .lock()
+            .expect("no code panics while holding the machines lock")
+    }
+
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_millis(self.config.settings.timing.progress_interval_ms)
+    }
+
+    /// Largest frame accepted from a peer: a task body plus room for the envelope.
+    pub fn frame_bytes_max(&self) -> usize {
+        self.config.settings.limits.body_bytes_max + 4096
+    }
+}

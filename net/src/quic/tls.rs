@@ -1,0 +1,108 @@
+//! TLS for QUIC: a fresh self-signed certificate per node start, and a client that does not
+//! check it, because peer identity comes from the PSK proof, not from a PKI (see `super`).
+
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// The ALPN protocol id of node-to-node QUIC.
+pub const ALPN: &[u8] = b"triforce/1";
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn transport(idle_timeout_ms: u64) -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    let idle = quinn::VarInt::from_u64(idle_timeout_ms).unwrap_or(quinn::VarInt::MAX);
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(idle)));
+    transport.keep_alive_interval(Some(std::time::Duration::from_millis(idle_timeout_ms / 3)));
+    Arc::new(transport)
+}
+
+/// A server config with a certificate made now by rcgen.
+pub fn server_config(idle_timeout_ms: u64) -> quinn::ServerConfig {
+    let cert = rcgen::generate_simple_self_signed(vec!["triforce-node".into()])
+        .expect("rcgen makes a certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    let chain = vec![CertificateDer::from(cert.cert.der().to_vec())];
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("rcgen's certificate is valid");
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).expect("TLS 1.3 config suits QUIC");
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport(idle_timeout_ms));
+    config
+}
+
+pub fn client_config(idle_timeout_ms: u64) -> quinn::ClientConfig {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring supports TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ProofVerifiesPeer(provider())))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).expect("TLS 1.3 config suits QUIC");
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport(idle_timeout_ms));
+    config
+}
+
+/// Accepts any certificate (the PSK proof identifies the peer), but still checks that the
+/// handshake is signed by the certificate's key, so the session is the server's own.
+#[derive(Debug)]
+struct ProofVerifiesPeer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for ProofVerifiesPeer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
