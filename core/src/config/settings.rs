@@ -157,6 +157,22 @@ pub enum ExecutorSpec {
     },
 }
 
+/// A TOML error as one line, `line L, column C (the line): message`, for logs and terminals.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
+            let source = text[line_start..].lines().next().unwrap_or("").trim();
+            format!("line {line}, column {column} ({source}): {message}")
+        }
+        None => message,
+    }
+}
+
 fn default_executor_timeout_ms() -> u64 {
     30_000
 }
@@ -166,7 +182,7 @@ impl Settings {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let settings: Settings = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: SETTINGS_FILE.into(),
-            message: e.to_string().trim_end().to_string(),
+            message: one_line(text, &e),
         })?;
         settings.check()?;
         Ok(settings)

@@ -1,0 +1,121 @@
+//! The CLI's operator paths: bad configs fail with one clear line; sign and status work.
+
+mod support;
+
+use std::process::Command;
+
+use support::{Federation, SETTINGS};
+
+fn triforce(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_triforce"))
+        .args(args)
+        .env_remove("TRIFORCE_PSK")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_configs_fail_with_a_clear_line() {
+    let dir = std::env::temp_dir().join(format!("triforce-badconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/federation_nodes.json"
+        ),
+        dir.join("federation_nodes.json"),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+
+    let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no PSK") && err.contains("TRIFORCE_PSK"),
+        "{err}"
+    );
+
+    let out = triforce(&["run", "--config", d, "--node", "nobody"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nobody\"") && err.contains("backup, hetzner, zombie-pc"),
+        "{err}"
+    );
+
+    std::fs::write(dir.join("psk"), "short").unwrap();
+    std::fs::write(dir.join("federation.toml"), "psk_file = \"psk\"\n").unwrap();
+    let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The seed's addresses (10.10.0.x) are not on this machine: binding says so.
+    std::fs::write(dir.join("psk"), "a-long-enough-pre-shared-key").unwrap();
+    let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot bind") && err.contains("10.10.0.1:9000"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.join("federation.toml"),
+        format!("{SETTINGS}\n[timing]\n"),
+    )
+    .unwrap();
+    let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("federation.toml"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let out = triforce(&["sign", "--config", d, "--node", "hetzner", "--body", "{}"]);
+    assert!(!out.status.success(), "the broken toml fails sign too");
+    std::fs::write(dir.join("federation.toml"), "psk_file = \"psk\"\n").unwrap();
+    let out = triforce(&["sign", "--config", d, "--node", "hetzner", "--body", "{}"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("X-Federation-Node: hetzner") && text.lines().count() == 3,
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn status_and_submit_commands() {
+    let federation = Federation::start("cli");
+    federation.wait_all_online().await;
+    let d = federation.dir.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let status = Command::new(env!("CARGO_BIN_EXE_triforce"))
+            .args(["status", "--config", &d, "--node", "hetzner"])
+            .output()
+            .unwrap();
+        let submit = Command::new(env!("CARGO_BIN_EXE_triforce"))
+            .args([
+                "submit",
+                "--config",
+                &d,
+                "--node",
+                "hetzner",
+                "--type",
+                "gpu_inference",
+                "--payload",
+                "{\"ms\": 1}",
+            ])
+            .output()
+            .unwrap();
+        (status, submit)
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.0.stdout);
+    assert!(
+        out.0.status.success() && table.contains("zombie-pc") && table.contains("64 cores"),
+        "{table}"
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.1.stdout).unwrap();
+    assert_eq!(answer["node"], "zombie-pc");
+}

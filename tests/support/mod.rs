@@ -1,0 +1,214 @@
+//! A real federation for end-to-end tests: three `triforce run` processes on 127.0.0.1-3, each
+//! with its own config dir copy, short timers, and signed clients bound to node addresses.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use triforce_core::node::NodeId;
+use triforce_net::client::SignedClient;
+
+pub const PSK: &str = "e2e-test-psk-0123456789abcdef";
+pub const NODES: [(&str, &str); 3] = [
+    ("hetzner", "127.0.0.1"),
+    ("zombie-pc", "127.0.0.2"),
+    ("backup", "127.0.0.3"),
+];
+
+pub const SETTINGS: &str = r#"
+psk_file = "psk"
+[timing]
+heartbeat_interval_ms = 300
+misses_max = 3
+accept_timeout_ms = 300
+progress_interval_ms = 100
+progress_misses_max = 3
+attempt_timeout_ms = 10000
+task_deadline_ms = 20000
+drain_timeout_ms = 2000
+[executors.chat]
+kind = "sleep"
+[executors.gpu_inference]
+kind = "sleep"
+"#;
+
+pub struct Federation {
+    pub dir: PathBuf,
+    pub port: u16,
+    children: Vec<(String, Option<Child>)>,
+}
+
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let free = NODES.iter().all(|(_, ip)| {
+            let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+            std::net::TcpListener::bind(addr).is_ok() && std::net::UdpSocket::bind(addr).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1-3");
+}
+
+impl Federation {
+    /// Writes a config and starts all three nodes.
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("triforce-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let nodes: serde_json::Map<String, Value> = NODES
+            .iter()
+            .map(|(id, ip)| {
+                let (cores, ram, gpu) = match *id {
+                    "hetzner" => (20, 62, Value::Null),
+                    "zombie-pc" => (16, 30, json!("RX 6800 XT")),
+                    _ => (28, 64, Value::Null),
+                };
+                let role = if *id == "hetzner" { "master" } else { "hub" };
+                (id.to_string(), json!({"ip": ip, "port": port, "cores": cores, "ram": ram, "gpu": gpu, "role": role, "name": id}))
+            })
+            .collect();
+        std::fs::write(
+            dir.join("federation_nodes.json"),
+            Value::Object(nodes).to_string(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("federation.toml"), SETTINGS).unwrap();
+        std::fs::write(dir.join("psk"), PSK).unwrap();
+        let mut federation = Federation {
+            dir,
+            port,
+            children: Vec::new(),
+        };
+        for (id, _) in NODES {
+            let child = federation.spawn(id);
+            federation.children.push((id.to_string(), Some(child)));
+        }
+        federation
+    }
+
+    fn spawn(&self, id: &str) -> Child {
+        let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_triforce"))
+            .args(["run", "--config"])
+            .arg(&self.dir)
+            .args(["--node", id])
+            .env_remove("TRIFORCE_PSK")
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the triforce binary starts")
+    }
+
+    /// `kill -9` of a node's process.
+    pub fn kill(&mut self, id: &str) {
+        let slot = self
+            .children
+            .iter_mut()
+            .find(|(name, _)| name == id)
+            .unwrap();
+        let mut child = slot.1.take().expect("node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn restart(&mut self, id: &str) {
+        let child = self.spawn(id);
+        let slot = self
+            .children
+            .iter_mut()
+            .find(|(name, _)| name == id)
+            .unwrap();
+        slot.1 = Some(child);
+    }
+
+    pub fn addr(&self, id: &str) -> SocketAddr {
+        let ip = NODES.iter().find(|(name, _)| *name == id).unwrap().1;
+        SocketAddr::new(ip.parse().unwrap(), self.port)
+    }
+
+    /// A client signing as `as_node` from `from_ip` to node `target`.
+    pub fn client_from(&self, as_node: &str, from_ip: &str, target: &str) -> SignedClient {
+        let from: IpAddr = from_ip.parse().unwrap();
+        SignedClient::new(
+            NodeId::new(as_node).unwrap(),
+            PSK.as_bytes(),
+            from,
+            self.addr(target),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    }
+
+    /// A client signing as `as_node` from its own address to `target`.
+    pub fn client(&self, as_node: &str, target: &str) -> SignedClient {
+        let ip = NODES.iter().find(|(name, _)| *name == as_node).unwrap().1;
+        self.client_from(as_node, ip, target)
+    }
+
+    /// Polls `target`'s status until `done` holds; panics with the last status after `limit`.
+    pub async fn wait_status(
+        &self,
+        target: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let client = self.client("hetzner", target);
+        let until = Instant::now() + limit;
+        let mut last = Value::Null;
+        while Instant::now() < until {
+            if let Ok(reply) = client.get("/v1/federation/status").await {
+                if reply.status == 200 && done(&reply.body) {
+                    return reply.body;
+                }
+                last = reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "status never satisfied the condition; last: {last}\nlogs in {}",
+            self.dir.display()
+        );
+    }
+
+    pub async fn wait_all_online(&self) {
+        self.wait_status("hetzner", Duration::from_secs(20), |s| {
+            ["zombie-pc", "backup"]
+                .iter()
+                .all(|id| s["nodes"][id]["state"] == "online")
+        })
+        .await;
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            if let Some(child) = child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn task_body(task_type: &str, payload: Value) -> Vec<u8> {
+    json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1})
+        .to_string()
+        .into_bytes()
+}
