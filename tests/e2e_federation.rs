@@ -138,7 +138,15 @@ async fn every_refusal_has_its_own_code() {
         .unwrap()
         .as_secs();
     let body = b"{\"probe\":1}";
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, u16, &str)> = vec![
+    // (case, source address, headers, expected status, expected error code)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<(&'static str, String)>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "good",
             "127.0.0.1",
