@@ -361,3 +361,17 @@ mod tests {
         assert!(e("[timing]\naccept_timeout_ms = 40000").contains("accept_timeout_ms"));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let text = include_str!("../../../config/federation.toml");
+        let parsed = super::Settings::parse(text).unwrap();
+        let defaults = super::Settings {
+            psk_file: Some("psk".into()),
+            ..super::Settings::default()
+        };
+        assert_eq!(parsed, defaults);
+    }
+}
