@@ -119,3 +119,31 @@ async fn status_and_submit_commands() {
     let answer: serde_json::Value = serde_json::from_slice(&out.1.stdout).unwrap();
     assert_eq!(answer["node"], "zombie-pc");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_tasks_and_exits_zero() {
+    let mut federation = Federation::start("sigterm");
+    federation.wait_all_online().await;
+    // zombie-pc is the only GPU node, so this task runs there.
+    let client = federation.client("hetzner", "hetzner");
+    let task = tokio::spawn(async move {
+        client
+            .post(
+                "/v1/federation/task",
+                &support::task_body("gpu_inference", serde_json::json!({"ms": 800})),
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = tokio::task::block_in_place(|| {
+        federation.terminate("zombie-pc", std::time::Duration::from_secs(10))
+    });
+    assert!(status.success(), "exit status {status:?}");
+    let reply = task.await.unwrap().unwrap();
+    assert_eq!(
+        reply.body["status"], "completed",
+        "the running task finished during the drain: {}",
+        reply.body
+    );
+    assert_eq!(reply.body["node"], "zombie-pc");
+}

@@ -124,6 +124,32 @@ impl Federation {
         child.wait().unwrap();
     }
 
+    /// SIGTERM to a node; returns its exit status once it has exited (within `limit`).
+    pub fn terminate(&mut self, id: &str, limit: Duration) -> std::process::ExitStatus {
+        let slot = self
+            .children
+            .iter_mut()
+            .find(|(name, _)| name == id)
+            .unwrap();
+        let mut child = slot.1.take().expect("node is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "{id} did not exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn restart(&mut self, id: &str) {
         let child = self.spawn(id);
         let slot = self

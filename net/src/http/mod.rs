@@ -4,7 +4,9 @@
 //! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
 
 mod error;
+mod listener;
 mod routes;
 
 pub use error::ApiError;
+pub use listener::{ClientAddr, LimitedListener};
 pub use routes::{router, serve};

@@ -15,7 +15,7 @@ use triforce_core::auth::{
 use triforce_core::failover::TaskOutcome;
 use triforce_core::task::TaskRequest;
 
-use super::ApiError;
+use super::{ApiError, ClientAddr, LimitedListener};
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_json, status_json, Node};
 
@@ -36,9 +36,10 @@ pub fn router(node: Node) -> Router {
 /// Serves the API on `listener` until `node` shuts down.
 pub async fn serve(node: Node, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let stopping = node.clone();
+    let slots = node.config().settings.limits.http_connections_max;
     axum::serve(
-        listener,
-        router(node).into_make_service_with_connect_info::<SocketAddr>(),
+        LimitedListener::new(listener, slots),
+        router(node).into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(async move { stopping.stopped().await })
     .await
@@ -105,7 +106,7 @@ fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError>
 
 async fn health(
     State(node): State<Node>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -116,7 +117,7 @@ async fn health(
 
 async fn status(
     State(node): State<Node>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -127,7 +128,7 @@ async fn status(
 
 async fn task(
     State(node): State<Node>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -36,6 +36,17 @@ pub struct Node {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// What a node runs on: the socket, the async runtime quinn uses, the clock and the seeds.
+pub struct NodeIo {
+    pub socket: Arc<dyn quinn::AsyncUdpSocket>,
+    pub runtime: Arc<dyn quinn::Runtime>,
+    pub clock: Arc<dyn Clock>,
+    /// Seeds selection's tie-breaking RNG.
+    pub rng_seed: u64,
+    /// Seeds quinn's connection ids; `None` draws them from the OS (production).
+    pub quic_seed: Option<[u8; 32]>,
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -49,21 +60,45 @@ pub enum StartError {
 }
 
 impl Node {
-    /// Starts the node's QUIC side on `udp` and its background loops. The HTTP shim is served
-    /// separately (see `crate::http::serve`), so callers choose how to bind it.
+    /// Starts the node's QUIC side on `udp` and its background loops, on real time. The HTTP
+    /// shim is served separately (see `crate::http::serve`), so callers choose how to bind it.
     pub fn start(
         config: NodeConfig,
         udp: UdpSocket,
         clock: Arc<dyn Clock>,
         rng_seed: u64,
     ) -> Result<Self, StartError> {
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime.wrap_udp_socket(udp).map_err(StartError::Endpoint)?;
+        let io = NodeIo {
+            socket,
+            runtime,
+            clock,
+            rng_seed,
+            quic_seed: None,
+        };
+        Self::start_on(config, io)
+    }
+
+    /// Starts the node on any UDP socket and runtime (quinn's seam): the simulator passes
+    /// turmoil's socket and a fixed `quic_seed`, so one seed gives one run.
+    pub fn start_on(config: NodeConfig, io: NodeIo) -> Result<Self, StartError> {
+        let NodeIo {
+            socket,
+            runtime,
+            clock,
+            rng_seed,
+            quic_seed,
+        } = io;
         let timing = config.settings.timing.clone();
         let idle_ms = (timing.heartbeat_interval_ms * 3).clamp(1_000, 60_000);
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config.rng_seed(quic_seed);
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config,
             Some(server_config(idle_ms)),
-            udp,
-            Arc::new(quinn::TokioRuntime),
+            socket,
+            runtime,
         )
         .map_err(StartError::Endpoint)?;
         endpoint.set_default_client_config(client_config(idle_ms));
@@ -133,7 +168,21 @@ impl Node {
     /// Returns whether every task finished in time.
     pub async fn shutdown(&self, drain: Duration) -> bool {
         self.shared.runner.stop_accepting();
-        let drained = self.shared.runner.drain(drain).await;
+        let until = tokio::time::Instant::now() + drain;
+        let mut drained = self.shared.runner.drain(drain).await;
+        // Results still on their way to the peers that asked for them go out before QUIC closes.
+        while self
+            .shared
+            .task_streams
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            if tokio::time::Instant::now() >= until {
+                drained = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let _ = self.shared.shutdown.send(true);
         self.shared.endpoint.close(0u32.into(), b"shutting down");
         drained

@@ -1,5 +1,6 @@
 //! The QUIC server: proves peers, then answers their heartbeats and runs their tasks.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use triforce_core::node::NodeId;
@@ -73,6 +74,7 @@ async fn serve_stream(
                 .map_err(|e| e.to_string())?;
         }
         Frame::Task(task) => {
+            _serving = Some(StreamGuard::new(&shared.task_streams));
             let mut reports = reports(start_task(shared, task), shared.progress_interval());
             while let Some(report) = reports.recv().await {
                 let frame = match report {
@@ -120,4 +122,20 @@ fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
         ));
     }
     shared.runner.start(task)
+}
+
+/// Counts a task stream as open until it has been answered.
+struct StreamGuard<'a>(&'a AtomicUsize);
+
+impl<'a> StreamGuard<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        StreamGuard(count)
+    }
+}
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }

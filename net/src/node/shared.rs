@@ -38,6 +38,8 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Wakes the heartbeat driver when membership has new work outside its own timers.
     pub membership_changed: Notify,
+    /// Task streams from peers still being answered; shutdown waits for them to deliver.
+    pub task_streams: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             failover,
             shutdown,
             membership_changed,
+            task_streams: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

@@ -1,0 +1,170 @@
+//! QUIC peers must prove the PSK from their own address; a peer that cannot is disconnected
+//! and the node goes on serving the others.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use triforce_core::auth::{HmacSha256Key, Keyring};
+use triforce_core::config::{Federation, Settings};
+use triforce_core::node::NodeId;
+use triforce_net::clock::{Clock, SystemClock};
+use triforce_net::load::NodeConfig;
+use triforce_net::node::Node;
+use triforce_net::quic::{client_config, read_frame, write_frame, Frame, HandshakeError, Identity};
+
+const PSK: &[u8] = b"quic-test-psk-0123456789";
+
+fn free_udp_port() -> u16 {
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if ["127.0.0.2", "127.0.0.9"]
+            .iter()
+            .all(|ip| UdpSocket::bind(format!("{ip}:{port}")).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+fn config(port: u16) -> NodeConfig {
+    let nodes = format!(
+        r#"{{"hetzner": {{"ip":"127.0.0.1","port":{port},"cores":4,"ram":8,"gpu":null,"role":"master","name":"h"}},
+            "zombie-pc": {{"ip":"127.0.0.2","port":{port},"cores":4,"ram":8,"gpu":"x","role":"hub","name":"z"}}}}"#
+    );
+    NodeConfig {
+        dir: ".".into(),
+        federation: Federation::parse(&nodes).unwrap(),
+        settings: Settings::parse("[timing]\nheartbeat_interval_ms = 200\n").unwrap(),
+        me: NodeId::new("hetzner").unwrap(),
+        psk: PSK.to_vec(),
+        accepted_psks: vec![],
+    }
+}
+
+/// An identity claiming `claim` with `psk`, as a rogue or honest peer would build it.
+fn identity(claim: &str, psk: &[u8]) -> Identity {
+    let ips = BTreeMap::from([
+        (
+            NodeId::new("hetzner").unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        ),
+        (
+            NodeId::new("zombie-pc").unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        ),
+    ]);
+    Identity {
+        me: NodeId::new(claim).unwrap(),
+        signing: HmacSha256Key::new(psk),
+        keys: Keyring::from_psks(psk, &[]),
+        window_s: 30,
+        node_ips: ips,
+        clock: Arc::new(SystemClock::new()) as Arc<dyn Clock>,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+async fn connect(from: &str, to: SocketAddr) -> quinn::Connection {
+    let mut endpoint = quinn::Endpoint::client(format!("{from}:0").parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(5_000));
+    endpoint
+        .connect(to, "triforce-node")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+/// Whether the server closes `connection` soon.
+async fn closed_by_server(connection: &quinn::Connection) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), connection.closed()).await,
+        Ok(quinn::ConnectionError::ApplicationClosed(_))
+    )
+}
+
+async fn heartbeat(connection: &quinn::Connection) -> Result<u64, String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, &Frame::Heartbeat { seq: 77 })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match read_frame(&mut recv, 4096)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Frame::HeartbeatAnswer { seq, .. } => Ok(seq),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn only_proved_peers_from_their_own_address_are_served() {
+    let port = free_udp_port();
+    let udp = UdpSocket::bind(format!("127.0.0.1:{port}")).unwrap();
+    let node = Node::start(config(port), udp, Arc::new(SystemClock::new()), 1).unwrap();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let hetzner = NodeId::new("hetzner").unwrap();
+
+    // Without the PSK: the server refuses the proof and closes the connection.
+    let rogue = connect("127.0.0.2", server).await;
+    let refused = identity("zombie-pc", b"not-the-federation-psk")
+        .prove_to(&rogue, &hetzner)
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        closed_by_server(&rogue).await,
+        "a peer without the PSK is disconnected"
+    );
+
+    // With the PSK but from another address than zombie-pc's.
+    let elsewhere = connect("127.0.0.9", server).await;
+    let _ = identity("zombie-pc", PSK)
+        .prove_to(&elsewhere, &hetzner)
+        .await;
+    assert!(
+        closed_by_server(&elsewhere).await,
+        "the claimed node's address is enforced"
+    );
+
+    // An honest peer is proved both ways and served.
+    let honest = connect("127.0.0.2", server).await;
+    identity("zombie-pc", PSK)
+        .prove_to(&honest, &hetzner)
+        .await
+        .unwrap();
+    assert_eq!(heartbeat(&honest).await, Ok(77));
+
+    // Expecting another node than the one answering fails on the client side too.
+    let confused = connect("127.0.0.2", server).await;
+    let wrong = identity("zombie-pc", PSK)
+        .prove_to(&confused, &NodeId::new("zombie-pc").unwrap())
+        .await;
+    assert!(
+        matches!(wrong, Err(HandshakeError::WrongPeer { .. })),
+        "{wrong:?}"
+    );
+
+    // Garbage on a stream of a proved connection kills that stream, not the connection.
+    let (mut send, mut recv) = honest.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let _ = send.finish();
+    assert!(read_frame(&mut recv, 4096).await.is_err());
+    let (mut send, _) = honest.open_bi().await.unwrap();
+    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let _ = send.finish();
+    assert_eq!(
+        heartbeat(&honest).await,
+        Ok(77),
+        "the node still serves the honest peer"
+    );
+
+    node.shutdown(Duration::ZERO).await;
+}
