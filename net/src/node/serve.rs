@@ -66,6 +66,8 @@ async fn serve_stream(
     let frame = read_frame(&mut recv, shared.frame_bytes_max())
         .await
         .map_err(|e| e.to_string())?;
+    // Held until the peer has read the answer, below.
+    let mut serving = None;
     match frame {
         Frame::Heartbeat { seq } => {
             let load = shared.runner.load();
@@ -74,7 +76,7 @@ async fn serve_stream(
                 .map_err(|e| e.to_string())?;
         }
         Frame::Task(task) => {
-            _serving = Some(StreamGuard::new(&shared.task_streams));
+            serving = Some(StreamGuard::new(&shared.task_streams));
             let mut reports = reports(start_task(shared, task), shared.progress_interval());
             while let Some(report) = reports.recv().await {
                 let frame = match report {
@@ -96,6 +98,7 @@ async fn serve_stream(
     let _ = send.finish();
     // Wait for the peer to read everything before the stream goes away.
     let _ = send.stopped().await;
+    drop(serving);
     Ok(())
 }
 
