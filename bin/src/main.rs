@@ -2,6 +2,7 @@
 
 mod cmd;
 mod sockets;
+mod wireguard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ enum Command {
     Sign(cmd::sign::Args),
     /// Start a 3-node federation on 127.0.0.1-3 and show routing, failover and recovery.
     Demo(cmd::demo::Args),
+    /// Write a new federation's config: PSK, node list, settings, WireGuard keys and configs.
+    Init(cmd::init::Args),
+    /// Print one node's WireGuard (wg-quick) config from the keys `init` wrote.
+    Wireguard(cmd::wireguard::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
             Command::Submit(args) => cmd::submit::run(args).await,
             Command::Sign(args) => cmd::sign::run(args),
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Init(args) => cmd::init::run(args),
+            Command::Wireguard(args) => cmd::wireguard::run(args),
         }
     });
     match result {

@@ -53,3 +53,30 @@ pub fn rng_seed() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
 }
+
+/// Checks before binding that the node's ip is on a local interface (else nothing can work:
+/// an error naming what the machine has) and inside the configured subnet (else a warning).
+pub fn check_address(config: &NodeConfig) -> Result<()> {
+    let ip = config.my_ip();
+    let local: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .context("cannot list this machine's network interfaces")?
+        .into_iter()
+        .map(|interface| interface.ip())
+        .collect();
+    // Linux answers on all of 127.0.0.0/8 through `lo` although only 127.0.0.1 is listed.
+    let is_local = local.contains(&ip) || ip.is_loopback();
+    if !is_local {
+        let have: Vec<String> = local.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "node {} has ip {ip}, which is on no local interface (this machine has {}); is WireGuard up (wg-quick@wg0)?",
+            config.me,
+            have.join(", ")
+        );
+    }
+    if let Some(subnet) = config.settings.network.subnet {
+        if !subnet.contains(&ip) {
+            tracing::warn!(%ip, %subnet, "the node's ip is outside the configured subnet; peers may not reach it");
+        }
+    }
+    Ok(())
+}

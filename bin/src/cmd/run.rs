@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use triforce_net::clock::SystemClock;
 use triforce_net::node::Node;
 
-use crate::sockets::{bind, load, rng_seed};
+use crate::sockets::{bind, check_address, load, rng_seed};
 use crate::NodeArgs;
 
 #[derive(clap::Args)]
@@ -22,6 +22,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     init_logs();
     let config = load(&args.node.config, &args.node.node)?;
+    check_address(&config)?;
     let spec = config.my_spec();
     let addr = SocketAddr::new(spec.ip, spec.port);
     let (udp, tcp) = bind(addr).await?;

@@ -9,7 +9,9 @@ mod settings;
 
 pub use error::ConfigError;
 pub use nodes::Federation;
-pub use settings::{AuthSettings, ExecutorSpec, Limits, SelectionSettings, Settings, Timing};
+pub use settings::{
+    AuthSettings, ExecutorSpec, Limits, NetworkSettings, SelectionSettings, Settings, Timing,
+};
 
 /// The file names inside a config directory.
 pub const NODES_FILE: &str = "federation_nodes.json";

@@ -23,6 +23,7 @@ pub struct Settings {
     pub limits: Limits,
     pub auth: AuthSettings,
     pub selection: SelectionSettings,
+    pub network: NetworkSettings,
     /// How each task type runs on this node. `echo` and `sleep` are built in.
     pub executors: BTreeMap<String, ExecutorSpec>,
 }
@@ -113,6 +114,25 @@ impl Default for Limits {
 pub struct AuthSettings {
     /// Networks besides the nodes' own addresses that may send signed requests for any node.
     pub allowed_clients: Vec<IpNet>,
+}
+
+/// The VPN the nodes share (the seed: WireGuard on 10.10.0.0/24, port 51820).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// When set, `triforce run` warns if the node's address lies outside it.
+    pub subnet: Option<IpNet>,
+    /// WireGuard's UDP port on the master, for `triforce init` and `triforce wireguard`.
+    pub wireguard_port: u16,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            subnet: None,
+            wireguard_port: 51820,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
