@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod exec;
+pub mod fuzzing;
 pub mod http;
 
 pub mod client;

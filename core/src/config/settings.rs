@@ -88,8 +88,11 @@ pub struct Limits {
     pub retry_ratio: f64,
     /// Retries always allowed, however few first attempts there were.
     pub retry_reserve: u32,
-    /// HTTP connections served at once.
+    /// HTTP connections served at once; more wait in the kernel's backlog.
     pub http_connections_max: usize,
+    /// Longest a client may take to send a request's headers, and then its body: a client
+    /// that trickles bytes is dropped instead of holding a connection slot.
+    pub request_read_timeout_ms: u64,
     /// Task results remembered for idempotent retries.
     pub ledger_entries_max: usize,
 }
@@ -104,6 +107,7 @@ impl Default for Limits {
             retry_ratio: 0.5,
             retry_reserve: 20,
             http_connections_max: 512,
+            request_read_timeout_ms: 10_000,
             ledger_entries_max: 10_000,
         }
     }

@@ -4,9 +4,9 @@
 //! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
 
 mod error;
-mod listener;
 mod routes;
+mod server;
 
 pub use error::ApiError;
-pub use listener::{ClientAddr, LimitedListener};
-pub use routes::{router, serve};
+pub use routes::router;
+pub use server::{serve, ClientAddr};

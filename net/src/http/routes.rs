@@ -9,19 +9,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use triforce_core::auth::{
     HeaderValue, SignedRequest, Verified, HEADER_NODE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
 use triforce_core::failover::TaskOutcome;
 use triforce_core::task::TaskRequest;
 
-use super::{ApiError, ClientAddr, LimitedListener};
+use super::{ApiError, ClientAddr};
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_json, status_json, Node};
 
 /// The API's router for `node`.
 pub fn router(node: Node) -> Router {
     let body_max = node.config().settings.limits.body_bytes_max;
+    let read_timeout =
+        std::time::Duration::from_millis(node.config().settings.limits.request_read_timeout_ms);
     Router::new()
         .route("/v1/federation/health", post(health))
         .route("/v1/federation/task", post(task))
@@ -30,19 +33,8 @@ pub fn router(node: Node) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(RequestBodyTimeoutLayer::new(read_timeout))
         .with_state(node)
-}
-
-/// Serves the API on `listener` until `node` shuts down.
-pub async fn serve(node: Node, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let stopping = node.clone();
-    let slots = node.config().settings.limits.http_connections_max;
-    axum::serve(
-        LimitedListener::new(listener, slots),
-        router(node).into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(async move { stopping.stopped().await })
-    .await
 }
 
 /// Whether a request may be repeated inside the window. Health and status have no side

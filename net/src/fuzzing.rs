@@ -1,0 +1,135 @@
+//! Entry points for hostile bytes, shared by the cargo-fuzz targets in `fuzz/` and by the
+//! corpus-replay test (`net/tests/fuzz_corpus.rs`), so CI exercises every committed input even
+//! without the fuzzer. Each must return normally for any input; a panic is a bug.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use triforce_core::auth::{
+    sign, HeaderValue, HmacSha256Key, Keyring, SignedRequest, SourcePolicy, Verifier,
+    VerifierConfig,
+};
+use triforce_core::config::{Federation, Settings};
+use triforce_core::node::NodeId;
+use triforce_core::task::TaskRequest;
+
+const PSK: &[u8] = b"fuzzing-psk-0123456789";
+const NODES: [(&str, [u8; 4]); 3] = [
+    ("hetzner", [10, 10, 0, 1]),
+    ("zombie-pc", [10, 10, 0, 2]),
+    ("backup", [10, 10, 0, 3]),
+];
+const NOW: u64 = 1_704_067_200;
+
+/// The verifier on arbitrary headers, body, source address and clock.
+///
+/// Layout: byte 0 picks the source address and whether to sign honestly; bytes 1..3 skew the
+/// clock; the rest splits on NUL into node, timestamp, signature and body. With honest signing
+/// the signature is made with the PSK, and the verdict must match the rules exactly.
+pub fn verify(data: &[u8]) {
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let (skew, rest) = match rest {
+        [a, b, rest @ ..] => (i64::from(i16::from_le_bytes([*a, *b])), rest),
+        _ => (0, rest),
+    };
+    let mut parts = rest.splitn(4, |b| *b == 0);
+    let node = parts.next().unwrap_or_default();
+    let timestamp = parts.next().unwrap_or_default();
+    let signature = parts.next().unwrap_or_default();
+    let body = parts.next().unwrap_or_default();
+    let source = IpAddr::from(NODES[usize::from(control % 3)].1);
+    let now = NOW.saturating_add_signed(skew);
+    let mut verifier = verifier();
+
+    let honest = control & 0x80 != 0;
+    if honest {
+        let (Ok(node_str), Ok(id)) = (
+            std::str::from_utf8(node),
+            std::str::from_utf8(node).map(NodeId::new),
+        ) else {
+            return;
+        };
+        let Ok(id) = id else { return };
+        let headers = sign(&HmacSha256Key::new(PSK), &id, NOW, body);
+        let request = SignedRequest {
+            node: HeaderValue::One(node),
+            timestamp: HeaderValue::One(headers.timestamp.as_bytes()),
+            signature: HeaderValue::One(headers.signature.as_bytes()),
+            body,
+            source,
+        };
+        let expected_ok = NODES
+            .iter()
+            .any(|(n, ip)| *n == node_str && IpAddr::from(*ip) == source)
+            && skew.unsigned_abs() <= 30;
+        let first = verifier.verify(&request, now);
+        assert_eq!(
+            first.is_ok(),
+            expected_ok,
+            "verdict for an honest signature: {first:?}"
+        );
+        if expected_ok {
+            assert_eq!(
+                verifier.verify(&request, now).map(|_| ()),
+                Err(triforce_core::auth::Rejection::Replay)
+            );
+        }
+    } else {
+        let request = SignedRequest {
+            node: HeaderValue::One(node),
+            timestamp: HeaderValue::One(timestamp),
+            signature: HeaderValue::One(signature),
+            body,
+            source,
+        };
+        // Without the PSK nothing may pass.
+        assert!(verifier.verify(&request, now).is_err());
+        assert_eq!(verifier.replay_len(), 0);
+    }
+}
+
+fn verifier() -> Verifier {
+    let ips: BTreeMap<NodeId, IpAddr> = NODES
+        .iter()
+        .map(|(n, ip)| (NodeId::new(*n).expect("valid"), IpAddr::from(*ip)))
+        .collect();
+    Verifier::new(
+        Keyring::from_psks(PSK, &[]),
+        SourcePolicy::new(ips, vec![]),
+        VerifierConfig::default(),
+    )
+}
+
+/// The QUIC frame decoder: any bytes decode or fail; what decodes re-encodes to a frame that
+/// decodes the same.
+pub fn frame(data: &[u8]) {
+    if let Ok(frame) = crate::quic::decode(data) {
+        let again = postcard::to_stdvec(&frame).expect("decoded frames encode");
+        assert_eq!(
+            crate::quic::decode(&again).expect("re-encoded frames decode"),
+            frame
+        );
+    }
+}
+
+/// The task body of `POST /v1/federation/task`.
+pub fn task_json(data: &[u8]) {
+    if let Ok(task) = TaskRequest::parse(data) {
+        assert!(task.check().is_ok());
+    }
+}
+
+/// Both config files, from the same text.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(federation) = Federation::parse(text) {
+        assert!(!federation.nodes.is_empty());
+    }
+    if let Ok(settings) = Settings::parse(text) {
+        assert!(settings.check().is_ok());
+    }
+}
