@@ -63,6 +63,11 @@ fn free_port() -> u16 {
 impl Federation {
     /// Writes a config and starts all three nodes.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, "")
+    }
+
+    /// Like [`Self::start`], with `extra` appended to federation.toml.
+    pub fn start_with(name: &str, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("triforce-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -84,7 +89,7 @@ impl Federation {
             Value::Object(nodes).to_string(),
         )
         .unwrap();
-        std::fs::write(dir.join("federation.toml"), SETTINGS).unwrap();
+        std::fs::write(dir.join("federation.toml"), format!("{SETTINGS}\n{extra}")).unwrap();
         std::fs::write(dir.join("psk"), PSK).unwrap();
         let mut federation = Federation {
             dir,

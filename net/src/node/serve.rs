@@ -8,7 +8,7 @@ use triforce_core::task::TaskRequest;
 
 use super::Shared;
 use crate::exec::{code, reports, Report, Started};
-use crate::quic::{accept_peer, read_frame, write_frame, Frame, TaskFrame};
+use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
 
 pub async fn run(shared: Arc<Shared>) {
     let mut stopped = shared.shutdown.subscribe();
@@ -50,11 +50,37 @@ async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connec
         };
         let shared = shared.clone();
         let peer = peer.clone();
+        let connection = connection.clone();
         tokio::spawn(async move {
-            if let Err(error) = serve_stream(&shared, send, recv).await {
-                tracing::debug!(%peer, %error, "peer stream failed");
+            match serve_stream(&shared, send, recv).await {
+                Ok(()) => {}
+                Err(StreamError::Transport(error)) => {
+                    tracing::debug!(%peer, %error, "peer stream failed")
+                }
+                Err(StreamError::Violation(error)) => {
+                    // A proved peer that sends what no node sends is broken or compromised.
+                    tracing::warn!(%peer, %error, "protocol violation; disconnecting the peer");
+                    connection.close(PROTOCOL_VIOLATION.into(), b"protocol violation");
+                }
             }
         });
+    }
+}
+
+/// QUIC application close code for a peer that broke the protocol.
+const PROTOCOL_VIOLATION: u32 = 2;
+
+/// Why serving one stream stopped.
+enum StreamError {
+    /// The stream or connection failed (reset, closed, lost): the peer's business.
+    Transport(String),
+    /// The peer sent bytes no node sends: an undecodable, oversized or misplaced frame.
+    Violation(String),
+}
+
+impl From<String> for StreamError {
+    fn from(error: String) -> Self {
+        StreamError::Transport(error)
     }
 }
 
@@ -62,10 +88,12 @@ async fn serve_stream(
     shared: &Shared,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-) -> Result<(), String> {
-    let frame = read_frame(&mut recv, shared.frame_bytes_max())
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), StreamError> {
+    let frame = match read_frame(&mut recv, shared.frame_bytes_max()).await {
+        Ok(frame) => frame,
+        Err(FrameError::Read(error)) => return Err(StreamError::Transport(error.to_string())),
+        Err(error) => return Err(StreamError::Violation(error.to_string())),
+    };
     // Held until the peer has read the answer, below.
     let mut serving = None;
     match frame {
@@ -93,7 +121,11 @@ async fn serve_stream(
                     .map_err(|e| e.to_string())?;
             }
         }
-        other => return Err(format!("unexpected frame {other:?}")),
+        other => {
+            return Err(StreamError::Violation(format!(
+                "unexpected frame {other:?}"
+            )))
+        }
     }
     let _ = send.finish();
     // Wait for the peer to read everything before the stream goes away.
