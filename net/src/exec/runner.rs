@@ -25,7 +25,6 @@ pub enum Started {
 }
 
 /// Runs the tasks given to this node.
-#[derive(Debug)]
 pub struct Runner {
     settings: Settings,
     scheduler: Arc<Scheduler>,
@@ -36,10 +35,17 @@ pub struct Runner {
     cores: u32,
     ram_gb: u32,
     gpu: bool,
+    observer: Option<Arc<dyn crate::node::Observer>>,
 }
 
 impl Runner {
-    pub fn new(settings: Settings, cores: u32, ram_gb: u32, gpu: bool) -> Arc<Self> {
+    pub fn new(
+        settings: Settings,
+        cores: u32,
+        ram_gb: u32,
+        gpu: bool,
+        observer: Option<Arc<dyn crate::node::Observer>>,
+    ) -> Arc<Self> {
         let workers = match settings.limits.workers_max {
             0 => cores.max(1) as usize,
             n => n,
@@ -56,6 +62,7 @@ impl Runner {
             cores,
             ram_gb,
             gpu,
+            observer,
         })
     }
 
@@ -98,6 +105,9 @@ impl Runner {
                 }
                 Admission::Busy => unreachable!("refused above"),
             };
+            if let Some(observer) = &runner.observer {
+                observer.executed(&task.task_id, &task.task_type);
+            }
             let result = run_executor(&spec, &task.payload, &runner.http).await;
             runner.finish(&task.task_id, result);
         });

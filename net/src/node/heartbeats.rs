@@ -31,6 +31,9 @@ pub async fn run(shared: Arc<Shared>) {
                 tokio::spawn(send_probe(shared.clone(), probe, answers_tx.clone()));
             }
             while let Some(event) = machines.membership.poll_event() {
+                if let Some(observer) = &shared.observer {
+                    observer.membership(now, &event);
+                }
                 report(&shared, event);
             }
             machines.membership.poll_timeout()
@@ -43,6 +46,12 @@ pub async fn run(shared: Arc<Shared>) {
                 let now = shared.clock.now();
                 let mut machines = shared.machines();
                 machines.membership.handle_answer(now, &answer.peer, answer.seq, answer.load);
+                while let Some(event) = machines.membership.poll_event() {
+                    if let Some(observer) = &shared.observer {
+                        observer.membership(now, &event);
+                    }
+                    report(&shared, event);
+                }
             }
             _ = tokio::time::sleep(sleep) => {}
             _ = shared.membership_changed.notified() => {}
@@ -53,27 +62,20 @@ pub async fn run(shared: Arc<Shared>) {
 
 async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedSender<Answered>) {
     let limit = shared.config.settings.timing.heartbeat_interval();
-    let frame_max = shared.frame_bytes_max();
-    let exchange = async {
-        let connection = shared
-            .peers
-            .connection(&probe.peer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        write_frame(&mut send, &Frame::Heartbeat { seq: probe.seq })
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = send.finish();
-        match read_frame(&mut recv, frame_max)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Frame::HeartbeatAnswer { seq, load } => Ok((seq, load)),
-            other => Err(format!("unexpected answer {other:?}")),
+    let attempt = async {
+        match exchange(&shared, &probe).await {
+            Ok(answer) => Ok(answer),
+            // A cached connection may be dead (the peer restarted and reset it): try once more
+            // on a fresh one, inside the same interval, so a restarted peer is back within one.
+            Err(first) => {
+                shared.peers.forget(&probe.peer).await;
+                exchange(&shared, &probe)
+                    .await
+                    .map_err(|second| format!("{first}; then {second}"))
+            }
         }
     };
-    match tokio::time::timeout(limit, exchange).await {
+    match tokio::time::timeout(limit, attempt).await {
         Ok(Ok((seq, load))) => {
             let _ = answers.send(Answered {
                 peer: probe.peer,
@@ -89,6 +91,27 @@ async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedS
             tracing::debug!(peer = %probe.peer, "heartbeat unanswered");
             shared.peers.forget(&probe.peer).await;
         }
+    }
+}
+
+/// One heartbeat over the peer's connection: the answer's sequence number and load.
+async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load), String> {
+    let connection = shared
+        .peers
+        .connection(&probe.peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, &Frame::Heartbeat { seq: probe.seq })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match read_frame(&mut recv, shared.frame_bytes_max())
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Frame::HeartbeatAnswer { seq, load } => Ok((seq, load)),
+        other => Err(format!("unexpected answer {other:?}")),
     }
 }
 

@@ -6,6 +6,7 @@
 //! (`crate::http`) calls into [`Node`].
 
 mod heartbeats;
+mod observer;
 mod route;
 mod serve;
 mod shared;
@@ -20,6 +21,7 @@ use tokio::sync::{watch, Notify};
 use triforce_core::auth::{HmacSha256Key, Keyring};
 use triforce_core::node::NodeId;
 
+pub use observer::Observer;
 pub use route::{outcome_json, AttemptEvent};
 pub use shared::Shared;
 pub use status::{health_json, status_json};
@@ -45,6 +47,8 @@ pub struct NodeIo {
     pub rng_seed: u64,
     /// Seeds quinn's connection ids; `None` draws them from the OS (production).
     pub quic_seed: Option<[u8; 32]>,
+    /// Sees the node's decisions (simulator, tests); `None` in production.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 /// Why a node could not start.
@@ -76,6 +80,7 @@ impl Node {
             clock,
             rng_seed,
             quic_seed: None,
+            observer: None,
         };
         Self::start_on(config, io)
     }
@@ -89,6 +94,7 @@ impl Node {
             clock,
             rng_seed,
             quic_seed,
+            observer,
         } = io;
         let timing = config.settings.timing.clone();
         let idle_ms = (timing.heartbeat_interval_ms * 3).clamp(1_000, 60_000);
@@ -134,6 +140,7 @@ impl Node {
             spec.cores,
             spec.ram,
             spec.has_gpu(),
+            observer.clone(),
         );
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared::new(
@@ -146,6 +153,7 @@ impl Node {
             Metrics::new(),
             shutdown,
             Notify::new(),
+            observer,
         ));
         tokio::spawn(heartbeats::run(shared.clone()));
         tokio::spawn(serve::run(shared.clone()));
@@ -162,6 +170,16 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// What this node believes about every peer, in node id order.
+    pub fn peer_views(&self) -> Vec<(NodeId, triforce_core::membership::PeerView)> {
+        let machines = self.shared.machines();
+        machines
+            .membership
+            .peers()
+            .map(|(id, view)| (id.clone(), view))
+            .collect()
     }
 
     /// Stops taking tasks, waits up to `drain` for running ones, then closes QUIC.

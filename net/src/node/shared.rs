@@ -38,6 +38,7 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// Wakes the heartbeat driver when membership has new work outside its own timers.
     pub membership_changed: Notify,
+    pub observer: Option<Arc<dyn super::Observer>>,
     /// Task streams from peers still being answered; shutdown waits for them to deliver.
     pub task_streams: std::sync::atomic::AtomicUsize,
 }
@@ -54,6 +55,7 @@ impl Shared {
         metrics: Metrics,
         shutdown: watch::Sender<bool>,
         membership_changed: Notify,
+        observer: Option<Arc<dyn super::Observer>>,
     ) -> Self {
         let settings = &config.settings;
         let timing = &settings.timing;
@@ -113,6 +115,7 @@ impl Shared {
             failover,
             shutdown,
             membership_changed,
+            observer,
             task_streams: std::sync::atomic::AtomicUsize::new(0),
         }
     }
