@@ -37,6 +37,9 @@ pub fn reports(started: Started, progress_interval: Duration) -> mpsc::Receiver<
         ticks.tick().await;
         loop {
             tokio::select! {
+                // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+                // seed must give one run in the simulator.
+                biased;
                 done = &mut result => {
                     let result = done.unwrap_or_else(|_| Err(super::remote_error(super::code::EXECUTOR_FAILED, "the task's worker ended without a result")));
                     let _ = tx.send(Report::Done(result)).await;

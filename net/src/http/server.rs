@@ -33,10 +33,16 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     loop {
         let slot = tokio::select! {
+            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+            // seed must give one run in the simulator.
+            biased;
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = node.stopped() => break,
         };
         let (stream, from) = tokio::select! {
+            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+            // seed must give one run in the simulator.
+            biased;
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {

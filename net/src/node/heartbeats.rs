@@ -42,6 +42,9 @@ pub async fn run(shared: Arc<Shared>) {
             at.saturating_since(shared.clock.now())
         });
         tokio::select! {
+            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+            // seed must give one run in the simulator.
+            biased;
             Some(answer) = answers.recv() => {
                 let now = shared.clock.now();
                 let mut machines = shared.machines();

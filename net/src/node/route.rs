@@ -60,7 +60,7 @@ impl Node {
                         if attempt > 1 {
                             shared.metrics.failovers.inc();
                         }
-                        shared.machines().membership.handle_dispatch(&node);
+                        shared.note_dispatch(&node);
                         let handle = tokio::spawn(attempt_on(
                             shared.clone(),
                             node.clone(),
@@ -91,6 +91,9 @@ impl Node {
                     at.saturating_since(shared.clock.now())
                 });
             tokio::select! {
+                // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+                // seed must give one run in the simulator.
+                biased;
                 Some((node, event)) = events.recv() => {
                     let now = shared.clock.now();
                     let mut machines = shared.machines();
@@ -123,7 +126,7 @@ impl Node {
 fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, node: &NodeId) {
     if let Some(handle) = running.remove(node) {
         handle.abort();
-        shared.machines().membership.handle_dispatch_done(node);
+        shared.note_dispatch_done(node);
     }
 }
 
@@ -136,7 +139,13 @@ fn candidates(shared: &Shared) -> Vec<Candidate> {
         id: me.clone(),
         online: true,
         latency_ms: 0.0,
-        in_flight: load.in_flight + load.queued,
+        // Tasks routed here that the runner has not taken yet count too, so a burst of
+        // submissions does not all see an idle node.
+        in_flight: (load.in_flight + load.queued).max(
+            shared
+                .local_dispatched
+                .load(std::sync::atomic::Ordering::SeqCst),
+        ),
         cores: my_spec.cores,
         gpu: my_spec.has_gpu(),
     }];

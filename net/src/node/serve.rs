@@ -14,6 +14,9 @@ pub async fn run(shared: Arc<Shared>) {
     let mut stopped = shared.shutdown.subscribe();
     loop {
         let incoming = tokio::select! {
+            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
+            // seed must give one run in the simulator.
+            biased;
             incoming = shared.endpoint.accept() => incoming,
             _ = stopped.changed() => return,
         };

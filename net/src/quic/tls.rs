@@ -26,10 +26,20 @@ fn transport(idle_timeout_ms: u64) -> Arc<quinn::TransportConfig> {
 
 /// A server config with a certificate made now by rcgen.
 pub fn server_config(idle_timeout_ms: u64) -> quinn::ServerConfig {
-    let cert = rcgen::generate_simple_self_signed(vec!["triforce-node".into()])
-        .expect("rcgen makes a certificate");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    let chain = vec![CertificateDer::from(cert.cert.der().to_vec())];
+    // Ed25519: fixed-length signatures keep handshake packets the same size on every run, which
+    // the simulator's determinism relies on (ECDSA's DER signatures vary by a byte or two).
+    let key_pair =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ring makes Ed25519 keys");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["triforce-node".to_string()]).expect("a valid DNS name");
+    // A fixed serial for the same reason: a random one changes the DER length now and then.
+    // Nothing checks it; peers are identified by the PSK proof.
+    params.serial_number = Some(rcgen::SerialNumber::from(1u64));
+    let cert = params
+        .self_signed(&key_pair)
+        .expect("rcgen signs its own certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    let chain = vec![CertificateDer::from(cert.der().to_vec())];
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")

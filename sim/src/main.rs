@@ -1,0 +1,200 @@
+//! `cargo run -p triforce-sim --release -- --scenario NAME|all --seeds A..B`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use triforce_sim::run::{run, RunConfig, RunReport};
+use triforce_sim::scenario::{find, Scenario, SCENARIOS};
+use triforce_sim::stats::percentile;
+
+#[derive(Parser)]
+#[command(
+    name = "triforce-sim",
+    about = "Deterministic simulation of the TriForce federation (turmoil)"
+)]
+struct Args {
+    /// A scenario name, or `all`. `--list` shows them.
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// Seeds to run: `N` or `A..B` (B excluded).
+    #[arg(long, default_value = "0..10")]
+    seeds: String,
+    /// Replays one seed (same as `--seeds N..N+1`) and prints every violation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Nodes in the federation (the seed's three, then extra hubs).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// turmoil's tick in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Simulated seconds before everything heals (faults happen before this).
+    #[arg(long, default_value_t = 200)]
+    heal_at_s: u64,
+    /// With --seed: write the run's trace, one event a line, to this file.
+    #[arg(long, value_name = "FILE")]
+    trace_out: Option<std::path::PathBuf>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Run the core tier instead (membership machines in core's harness, no runtime) for
+    /// this many simulated hours per seed.
+    #[arg(long, value_name = "HOURS")]
+    core_hours: Option<u64>,
+}
+
+fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>> {
+    if let Some((a, b)) = text.split_once("..") {
+        let (a, b): (u64, u64) = (
+            a.parse().context("seed range start")?,
+            b.parse().context("seed range end")?,
+        );
+        if a >= b {
+            bail!("empty seed range {text}");
+        }
+        Ok(a..b)
+    } else {
+        let n: u64 = text.parse().context("--seeds is N or A..B")?;
+        Ok(n..n + 1)
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| {
+        format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    })
+}
+
+fn main() -> ExitCode {
+    match main_inner() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main_inner() -> Result<bool> {
+    let args = Args::parse();
+    if args.list {
+        for s in SCENARIOS {
+            println!("{:<18} {}", s.name, s.about);
+        }
+        return Ok(true);
+    }
+    if let Some(hours) = args.core_hours {
+        return core_tier(&args, hours);
+    }
+    let scenarios: Vec<Scenario> = if args.scenario == "all" {
+        SCENARIOS.to_vec()
+    } else {
+        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        vec![find(&args.scenario).with_context(|| {
+            format!(
+                "no scenario {:?}; there are: {}",
+                args.scenario,
+                names.join(", ")
+            )
+        })?]
+    };
+    let seeds = match args.seed {
+        Some(seed) => seed..seed + 1,
+        None => parse_seeds(&args.seeds)?,
+    };
+    let mut all_passed = true;
+    let (mut total_runs, mut total_failed) = (0u64, 0u64);
+    for scenario in scenarios {
+        let mut reports: Vec<RunReport> = Vec::new();
+        for seed in seeds.clone() {
+            let mut config = RunConfig::new(scenario, seed);
+            config.nodes = args.nodes;
+            config.tick = Duration::from_millis(args.tick_ms);
+            config.heal_at = Duration::from_secs(args.heal_at_s);
+            config.keep_trace = args.trace_out.is_some();
+            let report = run(config);
+            if let (Some(path), Some(lines)) = (&args.trace_out, &report.trace_lines) {
+                std::fs::write(path, lines.join("\n") + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if !report.passed() {
+                eprintln!("FAIL {} seed {}:", scenario.name, seed);
+                for violation in
+                    report
+                        .violations
+                        .iter()
+                        .take(if args.seed.is_some() { 100 } else { 5 })
+                {
+                    eprintln!("  {violation}");
+                }
+                eprintln!("  replay: cargo run -p triforce-sim --release -- --scenario {} --seed {seed} --nodes {}", scenario.name, args.nodes);
+            }
+            reports.push(report);
+        }
+        let failed = reports.iter().filter(|r| !r.passed()).count();
+        let simulated: f64 = reports.iter().map(|r| r.simulated.as_secs_f64()).sum();
+        let wall: f64 = reports.iter().map(|r| r.wall.as_secs_f64()).sum();
+        let detection: Vec<Duration> = reports.iter().flat_map(|r| r.detection.clone()).collect();
+        let failover: Vec<Duration> = reports.iter().flat_map(|r| r.failover.clone()).collect();
+        let tasks: usize = reports.iter().map(|r| r.tasks).sum();
+        println!(
+            "{:<17} seeds {:>4} failed {:>3}  sim/wall {:>6.0}x  tasks {:>6}  detection p50 {:>9} p99 {:>9}  failover p50 {:>9} p99 {:>9}",
+            scenario.name,
+            reports.len(),
+            failed,
+            simulated / wall.max(1e-9),
+            tasks,
+            ms(percentile(&detection, 50.0)),
+            ms(percentile(&detection, 99.0)),
+            ms(percentile(&failover, 50.0)),
+            ms(percentile(&failover, 99.0)),
+        );
+        if args.seed.is_some() {
+            if let Some(r) = reports.first() {
+                println!("trace {}", r.trace_hash);
+            }
+        }
+        all_passed &= failed == 0;
+        total_runs += reports.len() as u64;
+        total_failed += failed as u64;
+    }
+    println!(
+        "{} passed, {} failed",
+        total_runs - total_failed,
+        total_failed
+    );
+    Ok(all_passed)
+}
+
+fn core_tier(args: &Args, hours: u64) -> Result<bool> {
+    let seeds = match args.seed {
+        Some(seed) => seed..seed + 1,
+        None => parse_seeds(&args.seeds)?,
+    };
+    let (mut simulated, mut wall, mut failed, mut runs) = (0.0, 0.0, 0u64, 0u64);
+    for seed in seeds {
+        let report = triforce_sim::core_tier::run_seed(seed, args.nodes, hours);
+        runs += 1;
+        simulated += report.simulated.as_secs_f64();
+        wall += report.wall.as_secs_f64();
+        if !report.violations.is_empty() {
+            failed += 1;
+            eprintln!(
+                "FAIL core tier seed {seed}: {:?}",
+                &report.violations[..report.violations.len().min(5)]
+            );
+            eprintln!("  replay: cargo run -p triforce-sim --release -- --core-hours {hours} --seed {seed} --nodes {}", args.nodes);
+        }
+    }
+    println!(
+        "core tier        seeds {runs:>4} failed {failed:>3}  sim/wall {:>10.0}x  ({:.0} simulated hours in {:.2} s)",
+        simulated / wall.max(1e-9),
+        simulated / 3600.0,
+        wall
+    );
+    println!("{} passed, {} failed", runs - failed, failed);
+    Ok(failed == 0)
+}

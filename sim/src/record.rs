@@ -1,0 +1,143 @@
+//! The shared log every simulated node writes its decisions to, and the trace it hashes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use triforce_core::failover::TaskOutcome;
+use triforce_core::membership::MembershipEvent;
+use triforce_core::node::NodeId;
+use triforce_core::time::Instant;
+use triforce_net::node::{Node, Observer};
+
+/// A membership event as seen by `observer`, at simulated time `at`.
+#[derive(Clone, Debug)]
+pub struct SeenEvent {
+    pub at: Duration,
+    pub observer: NodeId,
+    pub event: MembershipEvent,
+}
+
+/// How one task ended.
+#[derive(Clone, Debug)]
+pub struct Ended {
+    pub at: Duration,
+    pub status: &'static str,
+    pub node: Option<NodeId>,
+    pub attempts: usize,
+}
+
+/// Everything the nodes did, for the invariants and the report.
+#[derive(Default)]
+pub struct Log {
+    pub events: Vec<SeenEvent>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub submitted: BTreeMap<String, (Duration, String)>,
+    pub ended: BTreeMap<String, Vec<Ended>>,
+    pub executions: BTreeMap<(NodeId, String), u32>,
+    pub adversary_attempts: u64,
+    pub violations: Vec<String>,
+    trace: Sha256,
+    /// The trace's lines, kept only when asked for (to diff two runs of one seed).
+    pub trace_lines: Option<Vec<String>>,
+}
+
+impl Log {
+    /// Adds a line to the trace hash.
+    pub fn trace(&mut self, line: String) {
+        self.trace.update(line.as_bytes());
+        self.trace.update(b"\n");
+        if let Some(lines) = &mut self.trace_lines {
+            lines.push(line);
+        }
+    }
+
+    pub fn trace_hash(&self) -> String {
+        hex::encode(self.trace.clone().finalize())
+    }
+
+    pub fn violation(&mut self, message: String) {
+        if self.violations.len() < 100 {
+            self.violations.push(message);
+        }
+    }
+
+    pub fn record_outcome(&mut self, task_id: &str, at: Duration, outcome: &TaskOutcome) {
+        let node = match outcome {
+            TaskOutcome::Completed { node, .. } | TaskOutcome::Failed { node, .. } => {
+                Some(node.clone())
+            }
+            TaskOutcome::AllNodesFailed { .. } => None,
+        };
+        self.trace(format!(
+            "{} end {task_id} {} {:?} {}",
+            at.as_millis(),
+            outcome.status(),
+            node,
+            outcome.attempts().len()
+        ));
+        self.ended
+            .entry(task_id.to_string())
+            .or_default()
+            .push(Ended {
+                at,
+                status: outcome.status(),
+                node,
+                attempts: outcome.attempts().len(),
+            });
+    }
+}
+
+pub type SharedLog = Arc<Mutex<Log>>;
+
+/// Simulated time since the start, from inside a host.
+pub fn sim_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// One node's observer: writes to the shared log and checks what can be checked on the spot.
+pub struct NodeObserver {
+    pub node: NodeId,
+    pub log: SharedLog,
+    pub gpu_nodes: Vec<NodeId>,
+    pub gpu_task_types: Vec<String>,
+}
+
+impl Observer for NodeObserver {
+    fn membership(&self, _at: Instant, event: &MembershipEvent) {
+        let at = sim_now();
+        let mut log = self.log.lock().expect("log lock");
+        log.trace(format!("{} {} {:?}", at.as_millis(), self.node, event));
+        log.events.push(SeenEvent {
+            at,
+            observer: self.node.clone(),
+            event: event.clone(),
+        });
+    }
+
+    fn selected(&self, task_id: &str, task_type: &str, gpu_online: bool, order: &[NodeId]) {
+        let needs_gpu = self.gpu_task_types.iter().any(|t| t == task_type);
+        if needs_gpu && gpu_online {
+            if let Some(cpu) = order.iter().find(|id| !self.gpu_nodes.contains(id)) {
+                let message = format!(
+                    "{task_id}: GPU task offered to non-GPU node {cpu} while a GPU node was online"
+                );
+                self.log.lock().expect("log lock").violation(message);
+            }
+        }
+    }
+
+    fn executed(&self, task_id: &str, _task_type: &str) {
+        let mut log = self.log.lock().expect("log lock");
+        let runs = log
+            .executions
+            .entry((self.node.clone(), task_id.to_string()))
+            .or_default();
+        *runs += 1;
+        if *runs > 1 {
+            let message = format!("{task_id} ran {runs} times on {}", self.node);
+            log.violation(message);
+        }
+    }
+}

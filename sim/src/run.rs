@@ -1,0 +1,236 @@
+//! One scenario for one seed: build the world, apply the plan, check after every step.
+
+use std::time::{Duration, Instant};
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use triforce_core::node::NodeId;
+
+use crate::check::Checker;
+use crate::scenario::{Fault, Scenario};
+use crate::world::{derive_seed, scaled_topology, Load, World};
+
+/// What to run.
+#[derive(Clone, Copy)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub nodes: usize,
+    /// turmoil's step: coarse for long runs, fine where latency figures matter.
+    pub tick: Duration,
+    /// Faults happen before this; then everything heals and the run goes on for `settle`.
+    pub heal_at: Duration,
+    /// Time after healing for tasks in flight to end and every view to recover.
+    pub settle: Duration,
+    /// Keep the trace's lines in the report (to diff two runs).
+    pub keep_trace: bool,
+}
+
+impl RunConfig {
+    pub fn new(scenario: Scenario, seed: u64) -> Self {
+        RunConfig {
+            scenario,
+            seed,
+            nodes: 3,
+            tick: Duration::from_millis(10),
+            heal_at: Duration::from_secs(200),
+            settle: Duration::from_secs(130),
+            keep_trace: false,
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub scenario: &'static str,
+    pub seed: u64,
+    pub violations: Vec<String>,
+    pub trace_hash: String,
+    pub simulated: Duration,
+    pub wall: Duration,
+    /// Crash to offline, per observer.
+    pub detection: Vec<Duration>,
+    /// Submission to outcome, for tasks that needed more than one attempt.
+    pub failover: Vec<Duration>,
+    pub tasks: usize,
+    pub adversary_attempts: u64,
+    pub trace_lines: Option<Vec<String>>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+pub fn run(config: RunConfig) -> RunReport {
+    let scenario = config.scenario;
+    let mut plan_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, "plan"));
+    let mut plan = (scenario.plan)(&mut plan_rng);
+    plan.sort_by_key(|step| step.at);
+    let topology = scaled_topology(config.nodes);
+    let load = Load {
+        every: Duration::from_secs(4),
+        until: config.heal_at,
+        burst: 80,
+        burst_every: Duration::from_secs(25),
+    };
+    let mut world = World::build(
+        topology,
+        config.seed,
+        config.tick,
+        |builder| {
+            if scenario.fail_rate > 0.0 {
+                builder
+                    .fail_rate(scenario.fail_rate)
+                    .repair_rate(scenario.repair_rate);
+            }
+        },
+        load,
+    );
+    if config.keep_trace {
+        world.log.lock().expect("log lock").trace_lines = Some(Vec::new());
+    }
+    let ids: Vec<NodeId> = world
+        .nodes
+        .iter()
+        .map(|n| NodeId::new(n.id.clone()).expect("valid"))
+        .collect();
+    let lossy = scenario.fail_rate > 0.0;
+    let mut checker = Checker::new(
+        &ids,
+        world.interval,
+        world.misses_max,
+        scenario.links_deliver,
+        lossy,
+    );
+    let end = config.heal_at + config.settle;
+    let started = Instant::now();
+    let mut next = 0;
+    let mut healed = false;
+    let mut crashed: Vec<String> = Vec::new();
+    loop {
+        let now = world.sim.elapsed();
+        while next < plan.len() && plan[next].at <= now {
+            let fault = plan[next].fault.clone();
+            apply(&mut world, &fault, &mut crashed);
+            checker.apply(now, &fault);
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .trace(format!("{} fault {fault:?}", now.as_millis()));
+            next += 1;
+        }
+        if !healed && now >= config.heal_at {
+            heal(&mut world, &ids, &mut crashed, &mut checker, now);
+            healed = true;
+        }
+        if now >= end {
+            break;
+        }
+        if let Err(error) = world.sim.step() {
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .violation(format!("{}: a host failed: {error}", now.as_secs_f64()));
+            break;
+        }
+        let now = world.sim.elapsed();
+        checker.step(now, &mut world.log.lock().expect("log lock"));
+    }
+    let wall = started.elapsed();
+    let mut log = world.log.lock().expect("log lock");
+    checker.finish(&mut log);
+    let failover = log
+        .ended
+        .iter()
+        .filter_map(|(task, ends)| {
+            let end = ends.first()?;
+            let (submitted, _) = log.submitted.get(task)?;
+            (end.attempts > 1).then(|| end.at.saturating_sub(*submitted))
+        })
+        .collect();
+    RunReport {
+        scenario: scenario.name,
+        seed: config.seed,
+        violations: log.violations.clone(),
+        trace_hash: log.trace_hash(),
+        simulated: world.sim.elapsed(),
+        wall,
+        detection: checker.detection_samples.clone(),
+        failover,
+        tasks: log.submitted.len(),
+        adversary_attempts: log.adversary_attempts,
+        trace_lines: log.trace_lines.take(),
+    }
+}
+
+fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
+    let sim = &mut world.sim;
+    match fault {
+        Fault::Crash(node) => {
+            // The log's handle goes first, so that the node's last reference (and its socket)
+            // drops inside the crash, where turmoil knows which host unbinds.
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .nodes
+                .remove(&NodeId::new(node.clone()).expect("valid"));
+            sim.crash(node.as_str());
+            crashed.push(node.clone());
+        }
+        Fault::Restart(node) => {
+            sim.bounce(node.as_str());
+            crashed.retain(|n| n != node);
+        }
+        Fault::Bounce(node) => {
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .nodes
+                .remove(&NodeId::new(node.clone()).expect("valid"));
+            sim.bounce(node.as_str());
+        }
+        Fault::Partition(a, b) => sim.partition(a.as_str(), b.as_str()),
+        Fault::PartitionOneway(from, to) => sim.partition_oneway(from.as_str(), to.as_str()),
+        Fault::Repair(a, b) => sim.repair(a.as_str(), b.as_str()),
+        Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
+        Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
+        Fault::Latency(a, b, latency) => sim.set_link_latency(a.as_str(), b.as_str(), *latency),
+    }
+}
+
+/// Ends every fault: crashed nodes restart, links repair and release, loss stops.
+fn heal(
+    world: &mut World,
+    ids: &[NodeId],
+    crashed: &mut Vec<String>,
+    checker: &mut Checker,
+    now: Duration,
+) {
+    for node in crashed.drain(..) {
+        world.sim.bounce(node.as_str());
+        checker.apply(now, &Fault::Restart(node));
+    }
+    for a in ids {
+        for b in ids.iter().filter(|b| a < *b) {
+            world.sim.repair(a.as_str(), b.as_str());
+            world.sim.release(a.as_str(), b.as_str());
+            world
+                .sim
+                .set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(5));
+        }
+    }
+    world.sim.set_fail_rate(0.0);
+    checker.heal_all(now);
+    world
+        .log
+        .lock()
+        .expect("log lock")
+        .trace(format!("{} heal", now.as_millis()));
+}

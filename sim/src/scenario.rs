@@ -1,0 +1,264 @@
+//! The fault plans, drawn from the seed's world: a node dies and comes back, the master loses a
+//! hub both ways or one way, links hold packets and release them late, latency spikes, bursty
+//! loss, links clogged one by one, rolling restarts.
+
+use std::time::Duration;
+
+use rand_chacha::rand_core::RngCore;
+use rand_chacha::ChaCha8Rng;
+
+/// One change to the simulated world.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    Crash(String),
+    Restart(String),
+    /// Crash and restart at once.
+    Bounce(String),
+    Partition(String, String),
+    PartitionOneway(String, String),
+    Repair(String, String),
+    /// Queue messages on the link both ways until released.
+    Hold(String, String),
+    Release(String, String),
+    /// Set the link's latency (both ways).
+    Latency(String, String, Duration),
+}
+
+/// A fault at a simulated time.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub at: Duration,
+    pub fault: Fault,
+}
+
+/// A named scenario.
+#[derive(Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Every link keeps delivering within the heartbeat interval: no node may go offline.
+    pub links_deliver: bool,
+    /// turmoil's per-message fail and repair rates (bursty loss); 0.0 for none.
+    pub fail_rate: f64,
+    pub repair_rate: f64,
+    pub plan: fn(&mut ChaCha8Rng) -> Vec<Step>,
+}
+
+fn at(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn s(name: &str) -> String {
+    name.to_string()
+}
+
+/// A time in `lo..hi` seconds, from the seed.
+fn between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo * 1000 + rng.next_u64() % ((hi - lo) * 1000))
+}
+
+fn hub(rng: &mut ChaCha8Rng) -> String {
+    s(if rng.next_u64() % 2 == 0 {
+        "backup"
+    } else {
+        "zombie-pc"
+    })
+}
+
+pub const SCENARIOS: [Scenario; 9] = [
+    Scenario {
+        name: "steady",
+        about: "no faults: tasks flow, nobody goes offline",
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |_| Vec::new(),
+    },
+    Scenario {
+        name: "crash_restart",
+        about: "a hub crashes, stays down past detection, comes back",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let down = between(rng, 30, 60);
+            let up = down + between(rng, 50, 100);
+            vec![
+                Step {
+                    at: down,
+                    fault: Fault::Crash(victim.clone()),
+                },
+                Step {
+                    at: up,
+                    fault: Fault::Restart(victim),
+                },
+            ]
+        },
+    },
+    Scenario {
+        name: "partition",
+        about: "master and a hub cut both ways, then repaired",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let cut = between(rng, 30, 60);
+            let heal = cut + between(rng, 45, 90);
+            vec![
+                Step {
+                    at: cut,
+                    fault: Fault::Partition(s("hetzner"), victim.clone()),
+                },
+                Step {
+                    at: heal,
+                    fault: Fault::Repair(s("hetzner"), victim),
+                },
+            ]
+        },
+    },
+    Scenario {
+        name: "partition_oneway",
+        about: "master's packets to a hub dropped (one way), then repaired",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let cut = between(rng, 30, 60);
+            let heal = cut + between(rng, 45, 90);
+            let (from, to) = if rng.next_u64() % 2 == 0 {
+                (s("hetzner"), victim)
+            } else {
+                (victim, s("hetzner"))
+            };
+            vec![
+                Step {
+                    at: cut,
+                    fault: Fault::PartitionOneway(from.clone(), to.clone()),
+                },
+                Step {
+                    at: heal,
+                    fault: Fault::Repair(from, to),
+                },
+            ]
+        },
+    },
+    Scenario {
+        name: "hold_release",
+        about: "a link holds packets, then releases them all at once (aged heartbeats)",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let hold = between(rng, 30, 60);
+            let release = hold + between(rng, 5, 60);
+            vec![
+                Step {
+                    at: hold,
+                    fault: Fault::Hold(s("hetzner"), victim.clone()),
+                },
+                Step {
+                    at: release,
+                    fault: Fault::Release(s("hetzner"), victim),
+                },
+            ]
+        },
+    },
+    Scenario {
+        name: "latency",
+        about: "latency spikes and jitter below the interval: no false offline",
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let mut steps = Vec::new();
+            let mut t = 30u64;
+            while t < 180 {
+                let link = (s("hetzner"), hub(rng));
+                let spike = Duration::from_millis(200 + rng.next_u64() % 1_300);
+                steps.push(Step {
+                    at: at(t),
+                    fault: Fault::Latency(link.0.clone(), link.1.clone(), spike),
+                });
+                t += 5 + rng.next_u64() % 20;
+                steps.push(Step {
+                    at: at(t),
+                    fault: Fault::Latency(link.0, link.1, Duration::from_millis(5)),
+                });
+                t += 5;
+            }
+            steps
+        },
+    },
+    Scenario {
+        name: "bursty_loss",
+        about: "bursts of lost packets on every link (fail/repair rates)",
+        links_deliver: false,
+        fail_rate: 0.02,
+        repair_rate: 0.4,
+        plan: |_| Vec::new(),
+    },
+    Scenario {
+        name: "swizzle",
+        about: "links clogged one by one, then unclogged in random order",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let links = [
+                (s("hetzner"), s("backup")),
+                (s("hetzner"), s("zombie-pc")),
+                (s("zombie-pc"), s("backup")),
+            ];
+            let mut steps = Vec::new();
+            let mut t = between(rng, 30, 40);
+            for (a, b) in &links {
+                steps.push(Step {
+                    at: t,
+                    fault: Fault::Hold(a.clone(), b.clone()),
+                });
+                t += between(rng, 2, 15);
+            }
+            let mut order: Vec<usize> = vec![0, 1, 2];
+            for i in (1..order.len()).rev() {
+                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            for i in order {
+                t += between(rng, 5, 30);
+                steps.push(Step {
+                    at: t,
+                    fault: Fault::Release(links[i].0.clone(), links[i].1.clone()),
+                });
+            }
+            steps
+        },
+    },
+    Scenario {
+        name: "rolling_restart",
+        about: "every hub bounced in turn while tasks run",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let first = between(rng, 30, 50);
+            let second = first + between(rng, 30, 60);
+            vec![
+                Step {
+                    at: first,
+                    fault: Fault::Bounce(s("backup")),
+                },
+                Step {
+                    at: second,
+                    fault: Fault::Bounce(s("zombie-pc")),
+                },
+            ]
+        },
+    },
+];
+
+pub fn find(name: &str) -> Option<Scenario> {
+    SCENARIOS.iter().copied().find(|s| s.name == name)
+}

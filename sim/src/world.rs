@@ -1,0 +1,446 @@
+//! The simulated federation: one turmoil host per node running the real node, a task load on
+//! the master, and an adversary beside one hub.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use triforce_core::auth::{HmacSha256Key, Keyring};
+use triforce_core::config::{Federation, Settings};
+use triforce_core::node::NodeId;
+use triforce_core::task::TaskRequest;
+use triforce_net::clock::Clock;
+use triforce_net::load::NodeConfig;
+use triforce_net::node::{Node, NodeIo};
+use triforce_net::quic::{client_config, make_proof, write_frame, Frame, Identity, Role};
+
+use crate::clock::SimClock;
+use crate::record::{sim_now, Log, NodeObserver, SharedLog};
+use crate::socket::SimUdpSocket;
+
+pub const PORT: u16 = 9000;
+const PSK: &[u8] = b"simulated-federation-psk";
+/// Wall time at the start of every run, so one seed is one run.
+pub const EPOCH_UNIX_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// The settings every simulated node runs with: the seed's timings, sleep executors.
+pub const SETTINGS: &str = r#"
+[executors.chat]
+kind = "sleep"
+[executors.gpu_inference]
+kind = "sleep"
+"#;
+
+/// One node of the simulated federation.
+#[derive(Clone, Debug)]
+pub struct NodeDef {
+    pub id: String,
+    pub cores: u32,
+    pub ram: u32,
+    pub gpu: bool,
+    pub master: bool,
+}
+
+/// The seed's three nodes.
+pub fn seed_topology() -> Vec<NodeDef> {
+    let node = |id: &str, cores, ram, gpu, master| NodeDef {
+        id: id.to_string(),
+        cores,
+        ram,
+        gpu,
+        master,
+    };
+    vec![
+        node("hetzner", 20, 62, false, true),
+        node("zombie-pc", 16, 30, true, false),
+        node("backup", 28, 64, false, false),
+    ]
+}
+
+/// The seed's nodes, then hubs `hub3`, `hub4`, ... up to `nodes` in all.
+pub fn scaled_topology(nodes: usize) -> Vec<NodeDef> {
+    let mut all = seed_topology();
+    all.extend((3..nodes).map(|i| NodeDef {
+        id: format!("hub{i}"),
+        cores: 8,
+        ram: 16,
+        gpu: false,
+        master: false,
+    }));
+    all.truncate(nodes.max(2));
+    all
+}
+
+/// How the master generates tasks.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Mean time between submissions.
+    pub every: Duration,
+    /// No submissions after this simulated time.
+    pub until: Duration,
+    /// Tasks submitted at once every `burst_every`.
+    pub burst: u32,
+    pub burst_every: Duration,
+}
+
+pub struct World {
+    pub sim: turmoil::Sim<'static>,
+    pub log: SharedLog,
+    pub nodes: Vec<NodeDef>,
+    pub interval: Duration,
+    pub misses_max: u32,
+}
+
+/// Seeds derived from the run's seed, so each consumer has its own stream.
+pub fn derive_seed(seed: u64, what: &str) -> u64 {
+    let digest = Sha256::digest(format!("{seed}/{what}").as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+impl World {
+    pub fn build(
+        nodes: Vec<NodeDef>,
+        seed: u64,
+        tick: Duration,
+        builder: impl FnOnce(&mut turmoil::Builder),
+        load: Load,
+    ) -> Self {
+        let mut config = turmoil::Builder::new();
+        config
+            .rng_seed(seed)
+            .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S))
+            .tick_duration(tick)
+            .simulation_duration(Duration::from_secs(100 * 3600))
+            .min_message_latency(Duration::from_millis(1))
+            .max_message_latency(Duration::from_millis(30));
+        builder(&mut config);
+        let mut sim = config.build();
+        let log: SharedLog = Arc::new(Mutex::new(Log::default()));
+        let federation: Arc<OnceLock<Federation>> = Arc::new(OnceLock::new());
+        let settings = Settings::parse(SETTINGS).expect("the simulator's settings parse");
+        let gpu_nodes: Vec<NodeId> = nodes
+            .iter()
+            .filter(|n| n.gpu)
+            .map(|n| NodeId::new(n.id.clone()).expect("valid"))
+            .collect();
+        let incarnations: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+
+        for def in &nodes {
+            let def = def.clone();
+            let (log, federation, settings, gpu_nodes, incarnations) = (
+                log.clone(),
+                federation.clone(),
+                settings.clone(),
+                gpu_nodes.clone(),
+                incarnations.clone(),
+            );
+            sim.host(def.id.clone(), move || {
+                let (log, federation, settings, gpu_nodes, incarnations, def) = (
+                    log.clone(),
+                    federation.clone(),
+                    settings.clone(),
+                    gpu_nodes.clone(),
+                    incarnations.clone(),
+                    def.clone(),
+                );
+                async move {
+                    let incarnation = {
+                        let mut map = incarnations.lock().expect("lock");
+                        let n = map.entry(def.id.clone()).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    let me = NodeId::new(def.id.clone()).expect("valid");
+                    let federation = federation.get().expect("set before the run").clone();
+                    let config = NodeConfig {
+                        dir: ".".into(),
+                        federation,
+                        settings: settings.clone(),
+                        me: me.clone(),
+                        psk: PSK.to_vec(),
+                        accepted_psks: vec![],
+                    };
+                    let ip = turmoil::lookup(def.id.as_str());
+                    let socket =
+                        SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT))
+                            .await?;
+                    let stream = format!("{}#{incarnation}", def.id);
+                    let mut quic_seed = [0u8; 32];
+                    ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("quic/{stream}")))
+                        .fill_bytes(&mut quic_seed);
+                    let observer = NodeObserver {
+                        node: me.clone(),
+                        log: log.clone(),
+                        gpu_nodes,
+                        gpu_task_types: settings.selection.gpu_task_types.clone(),
+                    };
+                    let node = Node::start_on(
+                        config,
+                        NodeIo {
+                            socket,
+                            runtime: Arc::new(quinn::TokioRuntime),
+                            clock: Arc::new(SimClock::new()),
+                            rng_seed: derive_seed(seed, &format!("select/{stream}")),
+                            quic_seed: Some(quic_seed),
+                            observer: Some(Arc::new(observer)),
+                        },
+                    )?;
+                    log.lock()
+                        .expect("log lock")
+                        .nodes
+                        .insert(me.clone(), node.clone());
+                    if def.master {
+                        tokio::spawn(generate_load(
+                            node.clone(),
+                            log.clone(),
+                            derive_seed(seed, "load"),
+                            load,
+                        ));
+                    }
+                    if def.id == "backup" {
+                        let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
+                        tokio::spawn(adversary(log.clone(), ip, adversary_seed));
+                    }
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+            });
+        }
+        let mut entries = serde_json::Map::new();
+        for def in &nodes {
+            let ip: IpAddr = sim.lookup(def.id.as_str());
+            let role = if def.master { "master" } else { "hub" };
+            let gpu = def.gpu.then_some("simulated GPU");
+            entries.insert(
+                def.id.to_string(),
+                json!({"ip": ip, "port": PORT, "cores": def.cores, "ram": def.ram, "gpu": gpu, "role": role, "name": def.id}),
+            );
+        }
+        let parsed = Federation::parse(&serde_json::Value::Object(entries).to_string())
+            .expect("the simulated federation parses");
+        federation.set(parsed).expect("set once");
+        World {
+            sim,
+            log,
+            nodes,
+            interval: settings.timing.heartbeat_interval(),
+            misses_max: settings.timing.misses_max,
+        }
+    }
+
+    pub fn master(&self) -> &str {
+        &self.nodes.iter().find(|n| n.master).expect("one master").id
+    }
+}
+
+/// Submits a task every `load.every` on average (seeded), each with a fresh id, plus a burst
+/// of `load.burst` chat tasks every `load.burst_every`, which fills the master's workers so
+/// that work spreads to the hubs (and failover has something to do when one dies). Records
+/// every outcome.
+async fn generate_load(node: Node, log: SharedLog, seed: u64, load: Load) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut n = 0u64;
+    let mut next_burst = load.burst_every;
+    loop {
+        let every_ms = load.every.as_millis() as u64;
+        let wait = every_ms / 2 + rng.next_u64() % every_ms.max(1);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let now = sim_now();
+        if now >= load.until {
+            return;
+        }
+        let count = if now >= next_burst {
+            next_burst += load.burst_every;
+            load.burst
+        } else {
+            1
+        };
+        for _ in 0..count {
+            n += 1;
+            let gpu = count == 1 && rng.next_u64() % 10 < 3;
+            let task_type = if gpu { "gpu_inference" } else { "chat" };
+            let ms = 500 + rng.next_u64() % 4_000;
+            submit(
+                &node,
+                &log,
+                format!("t{n}"),
+                task_type,
+                ms,
+                (rng.next_u64() % 3) as i32,
+            );
+        }
+    }
+}
+
+fn submit(node: &Node, log: &SharedLog, task_id: String, task_type: &str, ms: u64, priority: i32) {
+    let task = TaskRequest {
+        task_id: task_id.clone(),
+        task_type: task_type.into(),
+        payload: json!({"ms": ms}),
+        priority,
+    };
+    {
+        let mut log = log.lock().expect("log lock");
+        let at = sim_now();
+        log.trace(format!("{} submit {task_id} {task_type}", at.as_millis()));
+        log.submitted
+            .insert(task_id.clone(), (at, task_type.to_string()));
+    }
+    let node = node.clone();
+    let log = log.clone();
+    tokio::spawn(async move {
+        let outcome = node.submit(task).await;
+        log.lock()
+            .expect("log lock")
+            .record_outcome(&task_id, sim_now(), &outcome);
+    });
+}
+
+/// A clock for the adversary: the host's, moved into the past.
+struct Skewed {
+    inner: SimClock,
+    behind_s: u64,
+}
+
+impl Clock for Skewed {
+    fn now(&self) -> triforce_core::time::Instant {
+        self.inner.now()
+    }
+    fn unix_s(&self) -> u64 {
+        self.inner.unix_s().saturating_sub(self.behind_s)
+    }
+}
+
+/// Beside `backup` (its address, and even the PSK, as if it had stolen both), tries every 20 s
+/// to get a QUIC connection to the master accepted with a wrong key, a stale proof and a
+/// proof replayed from another connection. Every success is a violation.
+async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
+    let master = NodeId::new("hetzner").expect("valid");
+    let Ok(socket) = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0)).await
+    else {
+        return;
+    };
+    let mut quic_seed = [0u8; 32];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut quic_seed);
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.rng_seed(Some(quic_seed));
+    let Ok(mut endpoint) = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    ) else {
+        return;
+    };
+    endpoint.set_default_client_config(client_config(30_000));
+    let target = SocketAddr::new(turmoil::lookup("hetzner"), PORT);
+    let ips = BTreeMap::from([
+        (
+            NodeId::new("hetzner").expect("valid"),
+            turmoil::lookup("hetzner"),
+        ),
+        (NodeId::new("backup").expect("valid"), ip),
+    ]);
+    let identity = |psk: &[u8], behind_s: u64| Identity {
+        me: NodeId::new("backup").expect("valid"),
+        signing: HmacSha256Key::new(psk),
+        keys: Keyring::from_psks(psk, &[]),
+        window_s: 30,
+        node_ips: ips.clone(),
+        clock: Arc::new(Skewed {
+            inner: SimClock::new(),
+            behind_s,
+        }),
+        timeout: Duration::from_secs(5),
+    };
+    loop {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let attempts: [(&str, &[u8], u64); 2] = [
+            ("wrong key", b"a-guessed-wrong-psk-000", 0),
+            ("stale proof", PSK, 120),
+        ];
+        for (what, psk, behind_s) in attempts {
+            let Ok(connecting) = endpoint.connect(target, "triforce-node") else {
+                continue;
+            };
+            let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connecting).await
+            else {
+                continue;
+            };
+            log.lock().expect("log lock").adversary_attempts += 1;
+            if identity(psk, behind_s)
+                .prove_to(&connection, &master)
+                .await
+                .is_ok()
+            {
+                log.lock()
+                    .expect("log lock")
+                    .violation(format!("adversary's {what} was accepted"));
+            }
+            connection.close(0u32.into(), b"");
+        }
+        // A proof made for one connection, sent on another.
+        let (Ok(first), Ok(second)) = (
+            endpoint.connect(target, "triforce-node"),
+            endpoint.connect(target, "triforce-node"),
+        ) else {
+            continue;
+        };
+        let (Ok(Ok(first)), Ok(Ok(second))) = (
+            tokio::time::timeout(Duration::from_secs(5), first).await,
+            tokio::time::timeout(Duration::from_secs(5), second).await,
+        ) else {
+            continue;
+        };
+        let mut exporter = [0u8; 32];
+        if first
+            .export_keying_material(&mut exporter, b"EXPERIMENTAL triforce node proof", b"")
+            .is_err()
+        {
+            continue;
+        }
+        let unix_s = SimClock::new().unix_s();
+        let proof = make_proof(
+            &HmacSha256Key::new(PSK),
+            Role::Client,
+            &exporter,
+            "backup",
+            unix_s,
+        );
+        log.lock().expect("log lock").adversary_attempts += 1;
+        if let Ok((mut send, mut recv)) = second.open_bi().await {
+            let _ = write_frame(
+                &mut send,
+                &Frame::Hello {
+                    node: "backup".into(),
+                    unix_s,
+                    proof,
+                },
+            )
+            .await;
+            let _ = send.finish();
+            if let Ok(Ok(Frame::Welcome { .. })) = tokio::time::timeout(
+                Duration::from_secs(5),
+                triforce_net::quic::read_frame(&mut recv, 256),
+            )
+            .await
+            {
+                log.lock()
+                    .expect("log lock")
+                    .violation("adversary's replayed proof was accepted".into());
+            }
+        }
+        first.close(0u32.into(), b"");
+        second.close(0u32.into(), b"");
+    }
+}
+
+/// Wall time at the simulated start, for messages.
+pub fn epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S)
+}
