@@ -47,6 +47,10 @@ enum Command {
     Init(cmd::init::Args),
     /// Print one node's WireGuard (wg-quick) config from the keys `init` wrote.
     Wireguard(cmd::wireguard::Args),
+    /// Load-test a node (signed tasks) or any HTTP endpoint; prints a JSON summary.
+    Bench(cmd::bench::Args),
+    /// A small HTTP echo server, the stand-in for a local inference server in benchmarks.
+    Backend(cmd::backend::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Init(args) => cmd::init::run(args),
             Command::Wireguard(args) => cmd::wireguard::run(args),
+            Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Backend(args) => cmd::backend::run(args).await,
         }
     });
     match result {

@@ -53,8 +53,16 @@ proptest! {
         let mut steps = steps.into_iter();
         for _ in 0..10_000 {
             while let Some(action) = task.poll_action() {
-                if let Action::Dispatch { node, .. } = action {
-                    dispatched.push(node);
+                match action {
+                    Action::Dispatch { node, .. } => dispatched.push(node),
+                    // A fresh selection: every node again (the machine must skip tried ones),
+                    // plus one node that was not in the first list.
+                    Action::Reselect => {
+                        let mut fresh: Vec<NodeId> = (0..=nodes).map(|i| NodeId::new(format!("n{i}")).unwrap()).collect();
+                        fresh.reverse();
+                        task.handle_candidates(now, fresh, &mut budget);
+                    }
+                    Action::Abandon { .. } => {}
                 }
             }
             if let Some(outcome) = task.poll_outcome() {
@@ -83,7 +91,7 @@ proptest! {
         prop_assert_eq!(outcomes.len(), 1, "exactly one outcome");
         let unique: BTreeSet<_> = dispatched.iter().collect();
         prop_assert_eq!(unique.len(), dispatched.len(), "no node twice");
-        prop_assert!(dispatched.len() <= nodes);
+        prop_assert!(dispatched.len() <= nodes + 1, "the first list plus what reselection added");
         prop_assert!(dispatched.len() <= 1 + reserve as usize, "retries stay within the budget");
         let outcome = &outcomes[0];
         for attempt in outcome.attempts() {

@@ -1,3 +1,5 @@
+pub mod backend;
+pub mod bench;
 pub mod demo;
 pub mod init;
 pub mod run;

@@ -14,6 +14,10 @@ pub enum Action {
     Dispatch { node: NodeId, attempt: u32 },
     /// Stop waiting for `node` and cancel the call, so it does not start the task late.
     Abandon { node: NodeId },
+    /// Every candidate has been tried: select again with the current view (which may have
+    /// learned from these failures) and answer with [`super::TaskFailover::handle_candidates`].
+    /// Nodes already tried are never tried again, so this ends.
+    Reselect,
 }
 
 /// An error the target node reported instead of a result.

@@ -51,6 +51,8 @@ pub struct TaskFailover {
     actions: VecDeque<Action>,
     outcome: Option<TaskOutcome>,
     outcome_taken: bool,
+    /// A `Reselect` is out and not yet answered.
+    reselecting: bool,
 }
 
 impl TaskFailover {
@@ -71,6 +73,7 @@ impl TaskFailover {
             actions: VecDeque::new(),
             outcome: None,
             outcome_taken: false,
+            reselecting: false,
         };
         if task.candidates.is_empty() {
             task.finish_exhausted(ExhaustedReason::NoCandidates);
@@ -91,6 +94,9 @@ impl TaskFailover {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.reselecting && !self.is_done() {
+            return Some(self.deadline_at);
+        }
         let current = self.current.as_ref()?;
         let silence = if current.accepted {
             current.last_heard + self.config.progress_timeout
@@ -106,6 +112,12 @@ impl TaskFailover {
         let Some(fired_at) = self.poll_timeout().filter(|t| *t <= now) else {
             return;
         };
+        if self.reselecting {
+            // The deadline passed while the driver owed an answer.
+            self.reselecting = false;
+            self.finish_exhausted(ExhaustedReason::Deadline);
+            return;
+        }
         let Some(current) = &self.current else {
             return;
         };
@@ -218,6 +230,36 @@ impl TaskFailover {
         }
     }
 
+    /// The driver's answer to [`Action::Reselect`]: a fresh failover order. Nodes already
+    /// tried are dropped from it; if none is left, the task ends as `AllTried`.
+    pub fn handle_candidates(
+        &mut self,
+        now: Instant,
+        candidates: Vec<NodeId>,
+        budget: &mut RetryBudget,
+    ) {
+        let now = self.advance(now);
+        if !std::mem::take(&mut self.reselecting) || self.is_done() {
+            return;
+        }
+        let mut fresh: Vec<NodeId> = Vec::new();
+        for node in candidates {
+            if !self.attempts.iter().any(|a| a.node == node) && !fresh.contains(&node) {
+                fresh.push(node);
+            }
+        }
+        if now >= self.deadline_at {
+            self.finish_exhausted(ExhaustedReason::Deadline);
+        } else if fresh.is_empty() {
+            self.finish_exhausted(ExhaustedReason::AllTried);
+        } else if !budget.try_retry() {
+            self.finish_exhausted(ExhaustedReason::RetryBudget);
+        } else {
+            self.candidates = fresh.into();
+            self.dispatch_next(now);
+        }
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -264,7 +306,8 @@ impl TaskFailover {
         if deadline_hit || now >= self.deadline_at {
             self.finish_exhausted(ExhaustedReason::Deadline);
         } else if self.candidates.is_empty() {
-            self.finish_exhausted(ExhaustedReason::AllTried);
+            self.reselecting = true;
+            self.actions.push_back(Action::Reselect);
         } else if !budget.try_retry() {
             self.finish_exhausted(ExhaustedReason::RetryBudget);
         } else {
@@ -376,6 +419,13 @@ mod tests {
             retryable: true,
         };
         task.handle_answer(ms(2), &id("b"), Err(busy), &mut budget);
+        assert!(
+            task.poll_outcome().is_none(),
+            "first, a chance to select again"
+        );
+        assert_eq!(drain(&mut task).last(), Some(&Action::Reselect));
+        // Selection offers only nodes already tried: they are not tried again.
+        task.handle_candidates(ms(3), vec![id("b"), id("a")], &mut budget);
         match task.poll_outcome().unwrap() {
             TaskOutcome::AllNodesFailed { reason, attempts } => {
                 assert_eq!(reason, ExhaustedReason::AllTried);

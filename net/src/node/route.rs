@@ -33,16 +33,9 @@ impl Node {
     /// path ends in exactly one outcome.
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
         let shared = &self.shared;
-        let candidates = candidates(shared);
+        let order = failover_order(shared, &task);
         let mut failover = {
             let mut machines = shared.machines();
-            let machines = &mut *machines;
-            let order = select(
-                &candidates,
-                &task.task_type,
-                &shared.policy,
-                &mut machines.rng,
-            );
             TaskFailover::new(
                 shared.failover,
                 order,
@@ -68,6 +61,12 @@ impl Node {
                             events_tx.clone(),
                         ));
                         running.insert(node, handle);
+                    }
+                    Action::Reselect => {
+                        // The view may have learned from this task's failures by now.
+                        let order = failover_order(shared, &task);
+                        let mut machines = shared.machines();
+                        failover.handle_candidates(shared.clock.now(), order, &mut machines.budget);
                     }
                     Action::Abandon { node } => {
                         end_attempt(shared, &mut running, &node);
@@ -130,6 +129,25 @@ fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, 
     }
 }
 
+/// Selection's failover order for `task` under the current view, shown to the observer.
+fn failover_order(shared: &Shared, task: &TaskRequest) -> Vec<NodeId> {
+    let candidates = candidates(shared);
+    let order = {
+        let mut machines = shared.machines();
+        select(
+            &candidates,
+            &task.task_type,
+            &shared.policy,
+            &mut machines.rng,
+        )
+    };
+    if let Some(observer) = &shared.observer {
+        let gpu_online = candidates.iter().any(|c| c.online && c.gpu);
+        observer.selected(&task.task_id, &task.task_type, gpu_online, &order);
+    }
+    order
+}
+
 /// This node and every online peer, as selection sees them.
 fn candidates(shared: &Shared) -> Vec<Candidate> {
     let me = &shared.config.me;
@@ -157,7 +175,9 @@ fn candidates(shared: &Shared) -> Vec<Candidate> {
         let reported = view.load.map_or(0, |l| l.in_flight + l.queued);
         list.push(Candidate {
             id: id.clone(),
-            online: view.state == PeerState::Online,
+            // A peer that missed its last heartbeat, or failed a task call since, is suspect:
+            // it gets no new work until it answers again.
+            online: view.state == PeerState::Online && view.misses == 0,
             latency_ms: view.latency_ms.unwrap_or(f64::MAX),
             // Reports are up to one interval old; what this node sent since counts too.
             in_flight: reported.max(view.dispatched),

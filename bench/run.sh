@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The federation measured against nginx on the same work, on loopback, in one run.
+#
+#   (a)  client -> backend
+#   (b)  client -> nginx (two upstreams, least_conn, proxy_next_upstream error timeout
+#        non_idempotent) -> backend
+#   (c)  client -> node A (HTTP shim) -> QUIC -> node B -> http executor -> backend
+#   (c') client -> node A -> http executor on A -> backend
+# Then the failover race (kill -9 of a backend host mid-run) and the idle cost of a node.
+# Writes its figures into BENCHMARKS.md between the bench markers. Traffic stays on 127.0.0.0/8.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+CONNECTIONS="${CONNECTIONS:-64}"
+
+if ! command -v nginx >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+fi
+cargo build --release -p triforce --quiet
+T="$PWD/target/release/triforce"
+work=$(mktemp -d /tmp/triforce-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start VAR COMMAND...: runs COMMAND in the background and stores its pid in VAR.
+start() {
+  local var=$1
+  shift
+  "$@" >>"$work/log" 2>&1 &
+  pids+=($!)
+  printf -v "$var" '%s' "$!"
+}
+
+# Backends: b1 on the "A host", b2 on the "B host".
+start B1 "$T" backend --listen 127.0.0.11:18080 --name b1
+start B2 "$T" backend --listen 127.0.0.12:18080 --name b2
+
+# nginx, two workers (the machine has 2 cores), keep-alive to the upstreams.
+cat >"$work/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backends {
+    least_conn;
+    server 127.0.0.11:18080 max_fails=1 fail_timeout=10s;
+    server 127.0.0.12:18080 max_fails=1 fail_timeout=10s;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.20:18000;
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout non_idempotent;
+      proxy_connect_timeout 1s;
+    }
+  }
+}
+CONF
+start NGINX nginx -c "$work/nginx.conf" -p "$work" -g 'daemon off;'
+
+# The federation: A (no GPU, many cores: it keeps chat local) and B (the only GPU node, so
+# gpu_inference sent to A goes to B over QUIC). Each node's executor calls its own host's
+# backend; A can also run gpu_inference (the seed's fallback when no GPU node is online).
+psk=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+for n in a b; do
+  mkdir -p "$work/$n"
+  printf '%s' "$psk" >"$work/$n/psk"
+  cat >"$work/$n/federation_nodes.json" <<JSON
+{"A": {"ip": "127.0.0.1", "port": 19000, "cores": 64, "ram": 64, "gpu": null, "role": "master", "name": "A"},
+ "B": {"ip": "127.0.0.2", "port": 19000, "cores": 1, "ram": 8, "gpu": "bench-gpu", "role": "hub", "name": "B"}}
+JSON
+done
+for n in a b; do
+  backend=$([ "$n" = a ] && echo 127.0.0.11 || echo 127.0.0.12)
+  cat >"$work/$n/federation.toml" <<TOML
+psk_file = "psk"
+[timing]
+heartbeat_interval_ms = 1000
+accept_timeout_ms = 500
+progress_interval_ms = 500
+[limits]
+workers_max = 512
+queue_len_max = 4096
+# Signed tasks at bench rates (~10k/s) need more than the default 100k window of signatures.
+replay_entries_max = 600000
+http_connections_max = 4096
+[executors.chat]
+kind = "http"
+url = "http://$backend:18080/"
+[executors.gpu_inference]
+kind = "http"
+url = "http://$backend:18080/"
+TOML
+done
+start NODE_A env RUST_LOG=warn "$T" run --config "$work/a" --node A
+start NODE_B env RUST_LOG=warn "$T" run --config "$work/b" --node B
+for _ in $(seq 100); do
+  if "$T" status --config "$work/a" --node A --json 2>/dev/null | grep -q '"state": "online"'; then break; fi
+  sleep 0.1
+done
+
+# CPU ticks (user + system) and peak RSS of processes and their children, 0 for gone ones.
+cpu_ticks() {
+  local total=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+peak_rss_kb() {
+  local total=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+    [ -r "/proc/$p/status" ] && total=$((total + $(awk '/VmHWM/ {print $2}' "/proc/$p/status")))
+  done
+  echo "$total"
+}
+
+# bench LABEL PROXY_PIDS -- ARGS: runs one measurement, appends a JSON line to results.
+bench() {
+  local label=$1 proxy=$2; shift 3
+  local before after
+  before=$(cpu_ticks $proxy)
+  local out
+  out=$("$T" bench --seconds "$SECONDS_PER_RUN" "$@")
+  after=$(cpu_ticks $proxy)
+  local cpu_s
+  cpu_s=$(python3 -c "print(($after - $before) / $(getconf CLK_TCK))")
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(label=sys.argv[2], proxy_cpu_s=float(sys.argv[3]), proxy_rss_kb=int(sys.argv[4])); print(json.dumps(d))" \
+    "$out" "$label" "$cpu_s" "$(peak_rss_kb $proxy)" >>"$work/results"
+  echo "$label: $out"
+}
+
+plain_a=(--mode plain --url http://127.0.0.11:18080/)
+plain_b=(--mode plain --url http://127.0.0.20:18000/)
+task_c=(--mode task --config "$work/a" --node A --type gpu_inference)
+task_c2=(--mode task --config "$work/a" --node A --type chat)
+
+echo "== saturation (closed loop, $CONNECTIONS connections, $SECONDS_PER_RUN s each)"
+bench sat_a "$B1" -- "${plain_a[@]}" --connections "$CONNECTIONS"
+bench sat_b "$NGINX" -- "${plain_b[@]}" --connections "$CONNECTIONS"
+bench sat_c "$NODE_A $NODE_B" -- "${task_c[@]}" --connections "$CONNECTIONS"
+bench sat_c2 "$NODE_A" -- "${task_c2[@]}" --connections "$CONNECTIONS"
+
+rate=$(python3 - "$work/results" <<'PY'
+import json, sys
+rows = {json.loads(l)["label"]: json.loads(l) for l in open(sys.argv[1])}
+print(int(0.5 * min(rows["sat_b"]["rps"], rows["sat_c"]["rps"], rows["sat_c2"]["rps"])))
+PY
+)
+echo "== latency at a fixed rate of $rate requests/s (open loop)"
+bench fixed_a "$B1" -- "${plain_a[@]}" --rate "$rate" --connections 1024
+bench fixed_b "$NGINX" -- "${plain_b[@]}" --rate "$rate" --connections 1024
+bench fixed_c "$NODE_A $NODE_B" -- "${task_c[@]}" --rate "$rate" --connections 1024
+bench fixed_c2 "$NODE_A" -- "${task_c2[@]}" --rate "$rate" --connections 1024
+
+echo "== failover race: kill -9 of a backend host 5 s into a 20 s run at $rate requests/s"
+race() {
+  local label=$1 victims=$2; shift 2
+  ( sleep 5; kill -9 $victims ) &
+  SECONDS_PER_RUN=20 bench "$label" "" -- "$@" --rate "$rate" --connections 1024
+}
+race race_nginx "$B2" "${plain_b[@]}"
+start B2 "$T" backend --listen 127.0.0.12:18080 --name b2
+sleep 1
+race race_federation "$NODE_B $B2" "${task_c[@]}"
+
+echo "== idle cost: one node of a 3-node federation, 60 s of heartbeats (10 s interval)"
+mkdir -p "$work/idle"
+printf '%s' "$psk" >"$work/idle/psk"
+cat >"$work/idle/federation_nodes.json" <<JSON
+{"hetzner": {"ip": "127.0.0.5", "port": 19100, "cores": 20, "ram": 62, "gpu": null, "role": "master", "name": "Hetzner EX63"},
+ "zombie-pc": {"ip": "127.0.0.6", "port": 19100, "cores": 16, "ram": 30, "gpu": "RX 6800 XT", "role": "hub", "name": "Zombie PC"},
+ "backup": {"ip": "127.0.0.7", "port": 19100, "cores": 28, "ram": 64, "gpu": null, "role": "hub", "name": "Backup VPS"}}
+JSON
+printf 'psk_file = "psk"\n' >"$work/idle/federation.toml"
+start IDLE env RUST_LOG=warn "$T" run --config "$work/idle" --node hetzner
+start IDLE_Z env RUST_LOG=warn "$T" run --config "$work/idle" --node zombie-pc
+start IDLE_B env RUST_LOG=warn "$T" run --config "$work/idle" --node backup
+sleep 5
+before=$(cpu_ticks "$IDLE")
+sleep 60
+after=$(cpu_ticks "$IDLE")
+python3 -c "import json; print(json.dumps({'label': 'idle', 'cpu_s': ($after - $before) / $(getconf CLK_TCK), 'rss_kb': int(open('/proc/$IDLE/status').read().split('VmRSS:')[1].split()[0])}))" >>"$work/results"
+tail -1 "$work/results"
+
+python3 bench/report.py "$work/results" "$rate" "$CONNECTIONS" "$SECONDS_PER_RUN" BENCHMARKS.md
+echo "figures written to BENCHMARKS.md"

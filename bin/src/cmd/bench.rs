@@ -1,0 +1,248 @@
+//! `triforce bench`: an HTTP load generator for the federation and what it is measured against.
+//!
+//! Closed loop (`--connections` workers, each sending its next request when the last returns)
+//! measures throughput at saturation; open loop (`--rate`) sends on a fixed schedule and
+//! measures latency from the scheduled time, so a stall is not hidden by waiting
+//! (coordinated omission). In `task` mode every request is a fresh task (new task id), signed as
+//! `--node`, so the replay cache never refuses one; `plain` mode POSTs the bare payload (for a
+//! backend directly or behind nginx). The summary is one JSON object on stdout.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use triforce_net::client::SignedClient;
+
+use crate::sockets::{client, load};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `plain`: POST the payload to --url. `task`: POST a signed task to --target's node.
+    #[arg(long, default_value = "task")]
+    mode: String,
+    /// plain mode: the URL to POST to.
+    #[arg(long)]
+    url: Option<String>,
+    /// task mode: config directory and the node to sign as (requests come from its address).
+    #[arg(long, value_name = "DIR")]
+    config: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// task mode: the node to send to (default: --node).
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// task mode: the task type.
+    #[arg(long = "type", default_value = "chat")]
+    task_type: String,
+    /// Concurrent connections (closed loop) or the cap on requests in flight (open loop).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Requests per second on a fixed schedule; without it, closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Print a line per 100 ms window (for the failover race): t_ms ok errors max_ms.
+    #[arg(long)]
+    timeline: bool,
+}
+
+/// One request, ready to send.
+#[derive(Clone)]
+enum Sender {
+    Plain {
+        http: reqwest::Client,
+        url: String,
+    },
+    Task {
+        client: SignedClient,
+        task_type: String,
+    },
+}
+
+/// The first failure, to say why errors happened.
+static FIRST_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+impl Sender {
+    async fn send(&self, n: u64) -> bool {
+        let payload = json!({"prompt": "bench", "n": n});
+        let failure = match self {
+            Sender::Plain { http, url } => match http.post(url).json(&payload).send().await {
+                Ok(response) if response.status().is_success() => match response.bytes().await {
+                    Ok(_) => return true,
+                    Err(e) => e.to_string(),
+                },
+                Ok(response) => format!("HTTP {}", response.status()),
+                Err(e) => e.to_string(),
+            },
+            Sender::Task { client, task_type } => {
+                let body = json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1});
+                match client
+                    .post("/v1/federation/task", body.to_string().as_bytes())
+                    .await
+                {
+                    Ok(reply) if reply.status == 200 => return true,
+                    Ok(reply) => format!("HTTP {}: {}", reply.status, reply.body),
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        let _ = FIRST_ERROR.set(failure);
+        false
+    }
+}
+
+struct Results {
+    latency_us: Histogram<u64>,
+    /// Per 100 ms window: (ok, errors, max latency in µs).
+    windows: Vec<(u64, u64, u64)>,
+}
+
+impl Results {
+    fn record(&mut self, started: Instant, run_start: Instant, latency: Duration, ok: bool) {
+        let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        if ok {
+            let _ = self.latency_us.record(us.max(1));
+        }
+        let window = (started.saturating_duration_since(run_start).as_millis() / 100) as usize;
+        if self.windows.len() <= window {
+            self.windows.resize(window + 1, (0, 0, 0));
+        }
+        let slot = &mut self.windows[window];
+        if ok {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+        slot.2 = slot.2.max(us);
+    }
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    if args
+        .rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    let sender = match args.mode.as_str() {
+        "plain" => {
+            let Some(url) = args.url.clone() else {
+                bail!("--mode plain needs --url")
+            };
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(args.connections)
+                .no_proxy()
+                .build()?;
+            Sender::Plain { http, url }
+        }
+        "task" => {
+            let (Some(dir), Some(node)) = (&args.config, &args.node) else {
+                bail!("--mode task needs --config and --node")
+            };
+            let config = load(dir, node)?;
+            Sender::Task {
+                client: client(&config, args.target.as_deref(), Duration::from_secs(60))?,
+                task_type: args.task_type.clone(),
+            }
+        }
+        other => bail!("--mode must be plain or task, not {other:?}"),
+    };
+    let results = Arc::new(Mutex::new(Results {
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        windows: Vec::new(),
+    }));
+    let errors = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let run_start = Instant::now();
+    let until = run_start + Duration::from_secs_f64(args.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    match args.rate {
+        None => {
+            for _ in 0..args.connections {
+                let (sender, results, errors, sent) = (
+                    sender.clone(),
+                    results.clone(),
+                    errors.clone(),
+                    sent.clone(),
+                );
+                tasks.spawn(async move {
+                    while Instant::now() < until {
+                        let n = sent.fetch_add(1, Ordering::Relaxed);
+                        let started = Instant::now();
+                        let ok = sender.send(n).await;
+                        errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
+                        results.lock().expect("lock").record(
+                            started,
+                            run_start,
+                            started.elapsed(),
+                            ok,
+                        );
+                    }
+                });
+            }
+        }
+        Some(rate) => {
+            let slots = Arc::new(tokio::sync::Semaphore::new(args.connections));
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let mut n = 0u64;
+            loop {
+                let scheduled = run_start + period.mul_f64(n as f64);
+                if scheduled >= until {
+                    break;
+                }
+                tokio::time::sleep_until(scheduled.into()).await;
+                let slot = slots.clone().acquire_owned().await?;
+                let (sender, results, errors) = (sender.clone(), results.clone(), errors.clone());
+                sent.fetch_add(1, Ordering::Relaxed);
+                tasks.spawn(async move {
+                    let ok = sender.send(n).await;
+                    errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
+                    // Latency from the scheduled time: waiting for a slot counts.
+                    results.lock().expect("lock").record(
+                        scheduled,
+                        run_start,
+                        scheduled.elapsed(),
+                        ok,
+                    );
+                    drop(slot);
+                });
+                n += 1;
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = run_start.elapsed().as_secs_f64();
+    let results = results.lock().expect("lock");
+    let h = &results.latency_us;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let requests = sent.load(Ordering::Relaxed);
+    let errors = errors.load(Ordering::Relaxed);
+    if args.timeline {
+        for (i, (ok, err, max_us)) in results.windows.iter().enumerate() {
+            eprintln!(
+                "timeline {} {ok} {err} {:.1}",
+                i * 100,
+                *max_us as f64 / 1000.0
+            );
+        }
+    }
+    let summary = json!({
+        "requests": requests,
+        "errors": errors,
+        "seconds": elapsed,
+        "rps": (requests - errors) as f64 / elapsed,
+        "p50_ms": ms(0.50),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": h.max() as f64 / 1000.0,
+        "worst_window_ms": results.windows.iter().map(|w| w.2).max().unwrap_or(0) as f64 / 1000.0,
+        "first_error": FIRST_ERROR.get(),
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
