@@ -59,7 +59,7 @@ enum Sender {
         url: String,
     },
     Task {
-        client: SignedClient,
+        client: Box<SignedClient>,
         task_type: String,
     },
 }
@@ -146,7 +146,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             };
             let config = load(dir, node)?;
             Sender::Task {
-                client: client(&config, args.target.as_deref(), Duration::from_secs(60))?,
+                client: Box::new(client(
+                    &config,
+                    args.target.as_deref(),
+                    Duration::from_secs(60),
+                )?),
                 task_type: args.task_type.clone(),
             }
         }
