@@ -1,5 +1,10 @@
 //! `triforce`: run a federation node, talk to one, or watch a demo federation on loopback.
 
+/// glibc's allocator was a fifth of a node's CPU under load (bench/run.sh, perf); mimalloc's
+/// thread-local free lists suit the many small, short-lived allocations of a request path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd;
 mod sockets;
 mod wireguard;

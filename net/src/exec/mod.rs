@@ -8,7 +8,7 @@ mod runner;
 mod scheduler;
 
 pub use executors::{run_executor, TaskResult};
-pub use report::{reports, Report};
+pub use report::{relay, reports, Report};
 pub use runner::{Runner, Started};
 pub use scheduler::{Admission, Permit, Scheduler};
 

@@ -15,7 +15,7 @@ use triforce_core::selection::{select, Candidate};
 use triforce_core::task::TaskRequest;
 
 use super::{Node, Shared};
-use crate::exec::{reports, Report};
+use crate::exec::{relay, Report};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, TaskFrame};
 
@@ -199,14 +199,16 @@ async fn attempt_on(
         let _ = events.send((node.clone(), event));
     };
     if node == shared.config.me {
-        let mut reports = reports(shared.runner.start(task), shared.progress_interval());
-        while let Some(report) = reports.recv().await {
+        // In this task: no extra spawn or channel on the local path.
+        let started = shared.runner.start(task);
+        relay(started, shared.progress_interval(), |report| {
             emit(match report {
                 Report::Accepted => AttemptEvent::Accepted,
                 Report::Progress => AttemptEvent::Progress,
                 Report::Done(result) => AttemptEvent::Answer(result),
-            });
-        }
+            })
+        })
+        .await;
         return;
     }
     if let Err(error) = remote_attempt(&shared, &node, task, &emit).await {
