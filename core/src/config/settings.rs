@@ -86,7 +86,7 @@ pub struct Limits {
     pub replay_entries_max: usize,
     /// Retries earned per first attempt (retry budget; see `failover::RetryBudget`).
     pub retry_ratio: f64,
-    /// Retries always allowed, however few first attempts there were.
+    /// Retries per second always allowed (over a 10 s window), however few tasks there were.
     pub retry_reserve: u32,
     /// HTTP connections served at once; more wait in the kernel's backlog.
     pub http_connections_max: usize,

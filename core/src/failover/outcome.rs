@@ -14,10 +14,11 @@ pub enum Action {
     Dispatch { node: NodeId, attempt: u32 },
     /// Stop waiting for `node` and cancel the call, so it does not start the task late.
     Abandon { node: NodeId },
-    /// Every candidate has been tried: select again with the current view (which may have
-    /// learned from these failures) and answer with [`super::TaskFailover::handle_candidates`].
-    /// Nodes already tried are never tried again, so this ends.
-    Reselect,
+    /// Every candidate has been tried: select again with the current view, counting the nodes
+    /// in `tried` as unavailable (they just failed this task, whatever the heartbeats say), and
+    /// answer with [`super::TaskFailover::handle_candidates`]. Nodes already tried are never
+    /// tried again, so this ends.
+    Reselect { tried: Vec<NodeId> },
 }
 
 /// An error the target node reported instead of a result.

@@ -78,7 +78,7 @@ impl TaskFailover {
         if task.candidates.is_empty() {
             task.finish_exhausted(ExhaustedReason::NoCandidates);
         } else {
-            budget.handle_first_attempt();
+            budget.handle_first_attempt(now);
             task.dispatch_next(now);
         }
         task
@@ -252,7 +252,7 @@ impl TaskFailover {
             self.finish_exhausted(ExhaustedReason::Deadline);
         } else if fresh.is_empty() {
             self.finish_exhausted(ExhaustedReason::AllTried);
-        } else if !budget.try_retry() {
+        } else if !budget.try_retry(now) {
             self.finish_exhausted(ExhaustedReason::RetryBudget);
         } else {
             self.candidates = fresh.into();
@@ -307,8 +307,9 @@ impl TaskFailover {
             self.finish_exhausted(ExhaustedReason::Deadline);
         } else if self.candidates.is_empty() {
             self.reselecting = true;
-            self.actions.push_back(Action::Reselect);
-        } else if !budget.try_retry() {
+            let tried = self.attempts.iter().map(|a| a.node.clone()).collect();
+            self.actions.push_back(Action::Reselect { tried });
+        } else if !budget.try_retry(now) {
             self.finish_exhausted(ExhaustedReason::RetryBudget);
         } else {
             self.dispatch_next(now);
@@ -423,7 +424,12 @@ mod tests {
             task.poll_outcome().is_none(),
             "first, a chance to select again"
         );
-        assert_eq!(drain(&mut task).last(), Some(&Action::Reselect));
+        assert_eq!(
+            drain(&mut task).last(),
+            Some(&Action::Reselect {
+                tried: vec![id("a"), id("b")]
+            })
+        );
         // Selection offers only nodes already tried: they are not tried again.
         task.handle_candidates(ms(3), vec![id("b"), id("a")], &mut budget);
         match task.poll_outcome().unwrap() {

@@ -33,7 +33,7 @@ impl Node {
     /// path ends in exactly one outcome.
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
         let shared = &self.shared;
-        let order = failover_order(shared, &task);
+        let order = failover_order(shared, &task, &[]);
         let mut failover = {
             let mut machines = shared.machines();
             TaskFailover::new(
@@ -62,9 +62,10 @@ impl Node {
                         ));
                         running.insert(node, handle);
                     }
-                    Action::Reselect => {
-                        // The view may have learned from this task's failures by now.
-                        let order = failover_order(shared, &task);
+                    Action::Reselect { tried } => {
+                        // The nodes that failed this task are out, whatever their heartbeats
+                        // last said (a node may answer a probe and die a moment later).
+                        let order = failover_order(shared, &task, &tried);
                         let mut machines = shared.machines();
                         failover.handle_candidates(shared.clock.now(), order, &mut machines.budget);
                     }
@@ -129,9 +130,13 @@ fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, 
     }
 }
 
-/// Selection's failover order for `task` under the current view, shown to the observer.
-fn failover_order(shared: &Shared, task: &TaskRequest) -> Vec<NodeId> {
-    let candidates = candidates(shared);
+/// Selection's failover order for `task` under the current view, with `unavailable` nodes
+/// counted as not online; shown to the observer.
+fn failover_order(shared: &Shared, task: &TaskRequest, unavailable: &[NodeId]) -> Vec<NodeId> {
+    let mut candidates = candidates(shared);
+    for candidate in &mut candidates {
+        candidate.online &= !unavailable.contains(&candidate.id);
+    }
     let order = {
         let mut machines = shared.machines();
         select(
