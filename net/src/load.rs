@@ -91,6 +91,11 @@ impl NodeConfig {
     pub fn my_ip(&self) -> IpAddr {
         self.my_spec().ip
     }
+
+    /// The keys this node signs with and accepts.
+    pub fn keyring(&self) -> triforce_core::auth::Keyring {
+        triforce_core::auth::Keyring::from_psks(&self.psk, &self.accepted_psks)
+    }
 }
 
 fn resolve_psk(

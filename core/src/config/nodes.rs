@@ -105,6 +105,14 @@ impl Federation {
         self.nodes.iter().find(|(k, _)| k.as_str() == id)
     }
 
+    /// Every node's configured address: whom the source check and the QUIC proof bind to.
+    pub fn node_ips(&self) -> BTreeMap<NodeId, IpAddr> {
+        self.nodes
+            .iter()
+            .map(|(id, spec)| (id.clone(), spec.ip))
+            .collect()
+    }
+
     /// Every node id, comma-separated, for error messages that list the choices.
     pub fn ids(&self) -> String {
         self.nodes

@@ -102,9 +102,7 @@ async fn health(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    authenticate(&node, &headers, &body, from, Effect::ReadOnly)?;
-    Ok(Json(health_json(&node)).into_response())
+    read_only(&node, from, &headers, body, health_json)
 }
 
 async fn status(
@@ -113,9 +111,20 @@ async fn status(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    read_only(&node, from, &headers, body, status_json)
+}
+
+/// A signed request with no side effects: authenticate, then answer `render(node)`.
+fn read_only(
+    node: &Node,
+    from: SocketAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    render: fn(&Node) -> serde_json::Value,
+) -> Result<Response, ApiError> {
     let body = body_or_error(body)?;
-    authenticate(&node, &headers, &body, from, Effect::ReadOnly)?;
-    Ok(Json(status_json(&node)).into_response())
+    authenticate(node, headers, &body, from, Effect::ReadOnly)?;
+    Ok(Json(render(node)).into_response())
 }
 
 async fn task(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use triforce_core::auth::{HmacSha256Key, Keyring};
+use triforce_core::auth::HmacSha256Key;
 use triforce_core::node::NodeId;
 
 pub use observer::Observer;
@@ -110,13 +110,8 @@ impl Node {
         endpoint.set_default_client_config(client_config(idle_ms));
 
         let signing = HmacSha256Key::new(&config.psk);
-        let keys = Keyring::from_psks(&config.psk, &config.accepted_psks);
-        let node_ips = config
-            .federation
-            .nodes
-            .iter()
-            .map(|(id, spec)| (id.clone(), spec.ip))
-            .collect();
+        let keys = config.keyring();
+        let node_ips = config.federation.node_ips();
         let identity = Identity {
             me: config.me.clone(),
             signing,

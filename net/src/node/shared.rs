@@ -6,7 +6,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use triforce_core::auth::{Keyring, SourcePolicy, Verifier, VerifierConfig};
+use triforce_core::auth::{SourcePolicy, Verifier, VerifierConfig};
 use triforce_core::failover::{FailoverConfig, RetryBudget};
 use triforce_core::membership::{Membership, MembershipConfig};
 use triforce_core::selection::SelectionPolicy;
@@ -73,15 +73,12 @@ impl Shared {
             .cloned();
         let membership =
             Membership::new(membership_config, peer_ids.collect::<Vec<_>>(), clock.now());
-        let node_ips = config
-            .federation
-            .nodes
-            .iter()
-            .map(|(id, spec)| (id.clone(), spec.ip))
-            .collect();
         let verifier = Verifier::new(
-            Keyring::from_psks(&config.psk, &config.accepted_psks),
-            SourcePolicy::new(node_ips, settings.auth.allowed_clients.clone()),
+            config.keyring(),
+            SourcePolicy::new(
+                config.federation.node_ips(),
+                settings.auth.allowed_clients.clone(),
+            ),
             VerifierConfig {
                 window_s: timing.window_s,
                 replay_entries_max: settings.limits.replay_entries_max,
