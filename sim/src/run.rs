@@ -168,18 +168,18 @@ pub fn run(config: RunConfig) -> RunReport {
     }
 }
 
+/// Drops the log's handle to `node` before turmoil stops it, so that the node's last reference
+/// (and its socket) goes inside the crash, where turmoil knows which host unbinds the port.
+fn release_handle(log: &crate::record::SharedLog, node: &str) {
+    let id = NodeId::new(node).expect("scenario node ids are valid");
+    log.lock().expect("log lock").nodes.remove(&id);
+}
+
 fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
     let sim = &mut world.sim;
     match fault {
         Fault::Crash(node) => {
-            // The log's handle goes first, so that the node's last reference (and its socket)
-            // drops inside the crash, where turmoil knows which host unbinds.
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .nodes
-                .remove(&NodeId::new(node.clone()).expect("valid"));
+            release_handle(&world.log, node);
             sim.crash(node.as_str());
             crashed.push(node.clone());
         }
@@ -188,12 +188,7 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
             crashed.retain(|n| n != node);
         }
         Fault::Bounce(node) => {
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .nodes
-                .remove(&NodeId::new(node.clone()).expect("valid"));
+            release_handle(&world.log, node);
             sim.bounce(node.as_str());
         }
         Fault::Partition(a, b) => sim.partition(a.as_str(), b.as_str()),
