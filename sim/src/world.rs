@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -232,10 +232,6 @@ impl World {
             misses_max: settings.timing.misses_max,
         }
     }
-
-    pub fn master(&self) -> &str {
-        &self.nodes.iter().find(|n| n.master).expect("one master").id
-    }
 }
 
 /// Submits a task every `load.every` on average (seeded), each with a fresh id, plus a burst
@@ -438,9 +434,4 @@ async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
         first.close(0u32.into(), b"");
         second.close(0u32.into(), b"");
     }
-}
-
-/// Wall time at the simulated start, for messages.
-pub fn epoch() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S)
 }

@@ -117,26 +117,26 @@ impl Federation {
             .expect("the triforce binary starts")
     }
 
-    /// `kill -9` of a node's process.
-    pub fn kill(&mut self, id: &str) {
-        let slot = self
+    /// The process slot of node `id` (empty while the node is down).
+    fn slot(&mut self, id: &str) -> &mut Option<Child> {
+        let (_, child) = self
             .children
             .iter_mut()
             .find(|(name, _)| name == id)
-            .unwrap();
-        let mut child = slot.1.take().expect("node is running");
+            .expect("a node of this federation");
+        child
+    }
+
+    /// `kill -9` of a node's process.
+    pub fn kill(&mut self, id: &str) {
+        let mut child = self.slot(id).take().expect("node is running");
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// SIGTERM to a node; returns its exit status once it has exited (within `limit`).
     pub fn terminate(&mut self, id: &str, limit: Duration) -> std::process::ExitStatus {
-        let slot = self
-            .children
-            .iter_mut()
-            .find(|(name, _)| name == id)
-            .unwrap();
-        let mut child = slot.1.take().expect("node is running");
+        let mut child = self.slot(id).take().expect("node is running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -157,12 +157,7 @@ impl Federation {
 
     pub fn restart(&mut self, id: &str) {
         let child = self.spawn(id);
-        let slot = self
-            .children
-            .iter_mut()
-            .find(|(name, _)| name == id)
-            .unwrap();
-        slot.1 = Some(child);
+        *self.slot(id) = Some(child);
     }
 
     pub fn addr(&self, id: &str) -> SocketAddr {
