@@ -87,7 +87,7 @@ for n in a b; do
 psk_file = "psk"
 [timing]
 heartbeat_interval_ms = 1000
-accept_timeout_ms = 500
+accept_timeout_min_ms = 100
 progress_interval_ms = 500
 [limits]
 workers_max = 512

@@ -39,8 +39,11 @@ pub struct Timing {
     pub window_s: u64,
     /// Longest one attempt of a task may run on one node (the seed: 30 s).
     pub attempt_timeout_ms: u64,
-    /// Longest a node may take to acknowledge a task; silence means it never started there.
+    /// Longest a node may take to acknowledge a task; silence means it never started there. A
+    /// peer with a measured RTT gets 4 round trips, but at least `accept_timeout_min_ms`.
     pub accept_timeout_ms: u64,
+    /// Shortest acknowledgement wait, however close a peer is (room for a busy node).
+    pub accept_timeout_min_ms: u64,
     /// How often a running task reports progress to the node that sent it.
     pub progress_interval_ms: u64,
     /// Progress intervals of silence after which a running attempt counts as dead.
@@ -59,6 +62,7 @@ impl Default for Timing {
             window_s: 30,
             attempt_timeout_ms: 30_000,
             accept_timeout_ms: 2_000,
+            accept_timeout_min_ms: 250,
             progress_interval_ms: 2_000,
             progress_misses_max: 3,
             task_deadline_ms: 120_000,
@@ -220,6 +224,7 @@ impl Settings {
             ("timing.misses_max", u64::from(t.misses_max)),
             ("timing.attempt_timeout_ms", t.attempt_timeout_ms),
             ("timing.accept_timeout_ms", t.accept_timeout_ms),
+            ("timing.accept_timeout_min_ms", t.accept_timeout_min_ms),
             ("timing.progress_interval_ms", t.progress_interval_ms),
             (
                 "timing.progress_misses_max",
@@ -274,11 +279,21 @@ impl Settings {
             let field = format!("executors.{task_type}");
             match spec {
                 ExecutorSpec::Http { url, timeout_ms } => {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    // Backends are local inference servers (on the node or across WireGuard,
+                    // which already encrypts): the executor speaks plain HTTP only.
+                    if url.starts_with("https://") {
                         return Err(ConfigError::invalid(
                             SETTINGS_FILE,
                             field,
-                            format!("url {url:?} must start with http:// or https://"),
+                            format!("url {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
+                        ));
+                    }
+                    let host = url.strip_prefix("http://").unwrap_or_default();
+                    if !url.starts_with("http://") || host.is_empty() || host.starts_with('/') {
+                        return Err(ConfigError::invalid(
+                            SETTINGS_FILE,
+                            field,
+                            format!("url {url:?} must look like http://HOST:PORT/PATH"),
                         ));
                     }
                     if *timeout_ms == 0 {
@@ -380,6 +395,10 @@ mod tests {
             .contains("unknown field `heartbeat_intervall_ms`"));
         assert!(e("[auth]\nallowed_clients = [\"10.0.0.0/33\"]").contains("allowed_clients"));
         assert!(e("[executors.x]\nkind = \"http\"\nurl = \"ftp://a\"").contains("executors.x"));
+        assert!(e("[executors.x]\nkind = \"http\"\nurl = \"https://a/\"")
+            .contains("https backends are not supported"));
+        assert!(e("[executors.x]\nkind = \"http\"\nurl = \"http:///x\"")
+            .contains("http://HOST:PORT/PATH"));
         assert!(e("[executors.x]\nkind = \"teleport\"").contains("teleport"));
         assert!(e("psk = \"a\"\npsk_file = \"b\"").contains("not both"));
         assert!(e("[timing]\naccept_timeout_ms = 40000").contains("accept_timeout_ms"));

@@ -4,8 +4,10 @@
 //! An attempt goes through: dispatched -> accepted (the target acknowledged it) -> progress ...
 //! -> result. The timers make failover fast without guessing:
 //!
-//! - no acknowledgement within `accept_timeout`: the task never started there, so moving on is
-//!   safe (the driver also abandons the call, which the target sees before it starts);
+//! - no acknowledgement within a few round trips (`ACCEPT_RTTS` of the node's measured RTT,
+//!   bounded by `accept_timeout_min` and `accept_timeout`): the task never started there, so
+//!   moving on is safe (the driver also abandons the call, which the target sees before it
+//!   starts);
 //! - acknowledged, then silent for `progress_timeout`: the target died mid-task;
 //! - alive and reporting progress but slow: only `attempt_timeout` (the seed's 30 s) ends it;
 //! - `deadline` bounds the whole task across attempts.
@@ -19,4 +21,4 @@ mod task;
 
 pub use budget::RetryBudget;
 pub use outcome::{Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, TaskOutcome};
-pub use task::{FailoverConfig, TaskFailover};
+pub use task::{FailoverConfig, Target, TaskFailover, ACCEPT_RTTS};

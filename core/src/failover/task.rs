@@ -12,7 +12,11 @@ use crate::time::{earliest, Instant};
 /// Failover timing; see the [module docs](super).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailoverConfig {
+    /// The longest a node gets to acknowledge a task; all it gets when its RTT is unknown.
     pub accept_timeout: Duration,
+    /// The shortest: a node with a measured RTT gets [`ACCEPT_RTTS`] of them within these bounds
+    /// (`accept_timeout` wins if the two cross).
+    pub accept_timeout_min: Duration,
     pub progress_timeout: Duration,
     pub attempt_timeout: Duration,
     pub deadline: Duration,
@@ -22,9 +26,43 @@ impl Default for FailoverConfig {
     fn default() -> Self {
         FailoverConfig {
             accept_timeout: Duration::from_secs(2),
+            accept_timeout_min: Duration::from_millis(250),
             progress_timeout: Duration::from_secs(6),
             attempt_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Round trips a node with a known RTT gets to acknowledge a task (the dispatch and the
+/// acknowledgement are one; the rest is room for a busy node and a lost packet's resend).
+pub const ACCEPT_RTTS: u32 = 4;
+
+/// One node to try, with what the driver knows of its round-trip time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub node: NodeId,
+    /// Smoothed RTT from heartbeats; `None` for this node itself or a peer not measured yet.
+    pub rtt: Option<Duration>,
+}
+
+impl From<NodeId> for Target {
+    fn from(node: NodeId) -> Self {
+        Target { node, rtt: None }
+    }
+}
+
+impl FailoverConfig {
+    /// How long `target` gets to acknowledge: [`ACCEPT_RTTS`] round trips, bounded by
+    /// `accept_timeout_min` and `accept_timeout`. A dead node is then found in a few RTTs
+    /// instead of the fixed worst case, which is what a client waits when a node dies.
+    pub fn accept_timeout_for(&self, target: &Target) -> Duration {
+        match target.rtt {
+            Some(rtt) => rtt
+                .saturating_mul(ACCEPT_RTTS)
+                .max(self.accept_timeout_min)
+                .min(self.accept_timeout),
+            None => self.accept_timeout,
         }
     }
 }
@@ -33,6 +71,7 @@ impl Default for FailoverConfig {
 struct Current {
     node: NodeId,
     started_at: Instant,
+    accept_timeout: Duration,
     /// Set by the acknowledgement; until then the accept timer runs.
     accepted: bool,
     last_heard: Instant,
@@ -43,7 +82,7 @@ struct Current {
 #[derive(Clone, Debug)]
 pub struct TaskFailover {
     config: FailoverConfig,
-    candidates: VecDeque<NodeId>,
+    candidates: VecDeque<Target>,
     current: Option<Current>,
     attempts: Vec<AttemptRecord>,
     deadline_at: Instant,
@@ -57,15 +96,15 @@ pub struct TaskFailover {
 
 impl TaskFailover {
     /// Starts a task over `candidates` (selection's order) and dispatches the first attempt.
-    pub fn new(
+    pub fn new<T: Into<Target>>(
         config: FailoverConfig,
-        candidates: Vec<NodeId>,
+        candidates: impl IntoIterator<Item = T>,
         now: Instant,
         budget: &mut RetryBudget,
     ) -> Self {
         let mut task = TaskFailover {
             config,
-            candidates: candidates.into(),
+            candidates: candidates.into_iter().map(Into::into).collect(),
             current: None,
             attempts: Vec::new(),
             deadline_at: now + config.deadline,
@@ -101,7 +140,7 @@ impl TaskFailover {
         let silence = if current.accepted {
             current.last_heard + self.config.progress_timeout
         } else {
-            current.started_at + self.config.accept_timeout
+            current.started_at + current.accept_timeout
         };
         let attempt_end = current.started_at + self.config.attempt_timeout;
         earliest(Some(silence.min(attempt_end)), Some(self.deadline_at))
@@ -125,7 +164,7 @@ impl TaskFailover {
             AttemptError::Deadline
         } else if now >= current.started_at + self.config.attempt_timeout {
             AttemptError::AttemptTimeout
-        } else if !current.accepted && now >= current.started_at + self.config.accept_timeout {
+        } else if !current.accepted && now >= current.started_at + current.accept_timeout {
             AttemptError::AcceptTimeout
         } else if current.accepted && now >= current.last_heard + self.config.progress_timeout {
             AttemptError::ProgressLost
@@ -232,20 +271,21 @@ impl TaskFailover {
 
     /// The driver's answer to [`Action::Reselect`]: a fresh failover order. Nodes already
     /// tried are dropped from it; if none is left, the task ends as `AllTried`.
-    pub fn handle_candidates(
+    pub fn handle_candidates<T: Into<Target>>(
         &mut self,
         now: Instant,
-        candidates: Vec<NodeId>,
+        candidates: impl IntoIterator<Item = T>,
         budget: &mut RetryBudget,
     ) {
         let now = self.advance(now);
         if !std::mem::take(&mut self.reselecting) || self.is_done() {
             return;
         }
-        let mut fresh: Vec<NodeId> = Vec::new();
-        for node in candidates {
-            if !self.attempts.iter().any(|a| a.node == node) && !fresh.contains(&node) {
-                fresh.push(node);
+        let mut fresh: Vec<Target> = Vec::new();
+        for target in candidates.into_iter().map(Into::into) {
+            let tried = self.attempts.iter().any(|a| a.node == target.node);
+            if !tried && !fresh.iter().any(|f| f.node == target.node) {
+                fresh.push(target);
             }
         }
         if now >= self.deadline_at {
@@ -317,16 +357,17 @@ impl TaskFailover {
     }
 
     fn dispatch_next(&mut self, now: Instant) {
-        let node = self
+        let target = self
             .candidates
             .pop_front()
             .expect("caller checked a candidate remains");
         self.actions.push_back(Action::Dispatch {
-            node: node.clone(),
+            node: target.node.clone(),
             attempt: self.attempts.len() as u32 + 1,
         });
         self.current = Some(Current {
-            node,
+            accept_timeout: self.config.accept_timeout_for(&target),
+            node: target.node,
             started_at: now,
             accepted: false,
             last_heard: now,
@@ -355,6 +396,75 @@ mod tests {
 
     fn drain(task: &mut TaskFailover) -> Vec<Action> {
         std::iter::from_fn(|| task.poll_action()).collect()
+    }
+
+    #[test]
+    fn accept_timeout_is_a_few_rtts_within_bounds() {
+        let config = FailoverConfig::default();
+        let target = |rtt_ms: Option<u64>| Target {
+            node: id("a"),
+            rtt: rtt_ms.map(Duration::from_millis),
+        };
+        // Unmeasured: the configured worst case.
+        assert_eq!(
+            config.accept_timeout_for(&target(None)),
+            config.accept_timeout
+        );
+        // Near: the floor, not 4 x 1 ms.
+        assert_eq!(
+            config.accept_timeout_for(&target(Some(1))),
+            config.accept_timeout_min
+        );
+        assert_eq!(
+            config.accept_timeout_for(&target(Some(100))),
+            Duration::from_millis(400)
+        );
+        // Far (or an absurd sample): never beyond the ceiling.
+        assert_eq!(
+            config.accept_timeout_for(&target(Some(5_000))),
+            config.accept_timeout
+        );
+        assert_eq!(
+            config.accept_timeout_for(&target(Some(u64::MAX))),
+            config.accept_timeout
+        );
+        // A ceiling below the floor wins.
+        let tight = FailoverConfig {
+            accept_timeout: Duration::from_millis(100),
+            ..config
+        };
+        assert_eq!(
+            tight.accept_timeout_for(&target(Some(1))),
+            Duration::from_millis(100)
+        );
+
+        // The machine times each attempt with its own target's timeout.
+        let mut budget = RetryBudget::new(0.5, 10);
+        let near_then_far = vec![
+            Target {
+                node: id("a"),
+                rtt: Some(Duration::from_millis(100)),
+            },
+            Target {
+                node: id("b"),
+                rtt: None,
+            },
+        ];
+        let mut task = TaskFailover::new(config, near_then_far, ms(0), &mut budget);
+        drain(&mut task);
+        assert_eq!(task.poll_timeout(), Some(ms(400)));
+        task.handle_timeout(ms(400), &mut budget);
+        assert_eq!(
+            drain(&mut task),
+            [
+                Action::Abandon { node: id("a") },
+                Action::Dispatch {
+                    node: id("b"),
+                    attempt: 2
+                }
+            ]
+        );
+        assert_eq!(task.poll_timeout(), Some(ms(2_400)));
     }
 
     #[test]

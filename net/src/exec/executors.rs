@@ -8,6 +8,7 @@ use tokio::io::AsyncWriteExt;
 use triforce_core::config::ExecutorSpec;
 use triforce_core::failover::RemoteError;
 
+use super::http_backend::{CallError, HttpBackends};
 use super::{code, remote_error};
 
 /// What running a task produced.
@@ -18,11 +19,12 @@ const SLEEP_MS_MAX: u64 = 600_000;
 /// Most bytes of a command's stderr kept in an error message.
 const STDERR_TAIL_MAX: usize = 2_000;
 
-/// Runs one task's payload through `spec`.
+/// Runs one task's payload through `spec`; an `http` answer may have `answer_bytes_max` bytes.
 pub async fn run_executor(
     spec: &ExecutorSpec,
     payload: &Value,
-    http: &reqwest::Client,
+    http: &HttpBackends,
+    answer_bytes_max: usize,
 ) -> TaskResult {
     match spec {
         ExecutorSpec::Echo => Ok(payload.clone()),
@@ -40,7 +42,9 @@ pub async fn run_executor(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(payload.clone())
         }
-        ExecutorSpec::Http { url, timeout_ms } => run_http(url, *timeout_ms, payload, http).await,
+        ExecutorSpec::Http { url, timeout_ms } => {
+            run_http(url, *timeout_ms, payload, http, answer_bytes_max).await
+        }
         ExecutorSpec::Command {
             program,
             args,
@@ -53,40 +57,30 @@ async fn run_http(
     url: &str,
     timeout_ms: u64,
     payload: &Value,
-    http: &reqwest::Client,
+    http: &HttpBackends,
+    answer_bytes_max: usize,
 ) -> TaskResult {
-    let response = http
-        .post(url)
-        .json(payload)
-        .timeout(Duration::from_millis(timeout_ms))
-        .send()
+    let body = serde_json::to_vec(payload).expect("a JSON value serializes");
+    let timeout = Duration::from_millis(timeout_ms);
+    let (status, answer) = http
+        .post_json(url, body, timeout, answer_bytes_max)
         .await
-        .map_err(|e| {
-            if e.is_connect() {
-                // Never reached the backend: safe to run elsewhere.
-                remote_error(
-                    code::EXECUTOR_UNAVAILABLE,
-                    format!("cannot reach {url}: {e}"),
-                )
-            } else {
-                remote_error(code::EXECUTOR_FAILED, format!("{url}: {e}"))
-            }
+        .map_err(|error| match error {
+            // Never reached the backend: safe to run elsewhere.
+            CallError::Unreachable(e) => remote_error(
+                code::EXECUTOR_UNAVAILABLE,
+                format!("cannot reach {url}: {e}"),
+            ),
+            CallError::Failed(e) => remote_error(code::EXECUTOR_FAILED, format!("{url}: {e}")),
         })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| {
-        remote_error(
-            code::EXECUTOR_FAILED,
-            format!("{url}: reading the answer: {e}"),
-        )
-    })?;
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
+        let text = String::from_utf8_lossy(&answer);
         return Err(remote_error(
             code::EXECUTOR_FAILED,
             format!("{url} answered {status}: {}", tail(&text)),
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&answer).map_err(|e| {
         remote_error(
             code::EXECUTOR_FAILED,
             format!("{url} did not answer JSON: {e}"),
@@ -169,14 +163,14 @@ mod tests {
 
     #[tokio::test]
     async fn command_gets_stdin_and_returns_stdout_json() {
-        let http = reqwest::Client::new();
+        let http = HttpBackends::default();
         let cat = ExecutorSpec::Command {
             program: "/bin/cat".into(),
             args: vec![],
             timeout_ms: 5_000,
         };
         assert_eq!(
-            run_executor(&cat, &json!({"a": 1}), &http).await,
+            run_executor(&cat, &json!({"a": 1}), &http, 1 << 20).await,
             Ok(json!({"a": 1}))
         );
         let fail = ExecutorSpec::Command {
@@ -184,7 +178,9 @@ mod tests {
             args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
             timeout_ms: 5_000,
         };
-        let error = run_executor(&fail, &json!(null), &http).await.unwrap_err();
+        let error = run_executor(&fail, &json!(null), &http, 1 << 20)
+            .await
+            .unwrap_err();
         assert_eq!(error.code, code::EXECUTOR_FAILED);
         assert!(error.message.contains("oops"), "{}", error.message);
         let missing = ExecutorSpec::Command {
@@ -192,7 +188,7 @@ mod tests {
             args: vec![],
             timeout_ms: 5_000,
         };
-        let error = run_executor(&missing, &json!(null), &http)
+        let error = run_executor(&missing, &json!(null), &http, 1 << 20)
             .await
             .unwrap_err();
         assert!(
@@ -204,7 +200,7 @@ mod tests {
             args: vec!["5".into()],
             timeout_ms: 100,
         };
-        assert!(run_executor(&slow, &json!(null), &http)
+        assert!(run_executor(&slow, &json!(null), &http, 1 << 20)
             .await
             .unwrap_err()
             .message
@@ -213,12 +209,14 @@ mod tests {
 
     #[tokio::test]
     async fn sleep_checks_its_payload() {
-        let http = reqwest::Client::new();
-        assert!(run_executor(&ExecutorSpec::Sleep, &json!({"ms": 1}), &http)
-            .await
-            .is_ok());
+        let http = HttpBackends::default();
         assert!(
-            run_executor(&ExecutorSpec::Sleep, &json!({"ms": "x"}), &http)
+            run_executor(&ExecutorSpec::Sleep, &json!({"ms": 1}), &http, 1 << 20)
+                .await
+                .is_ok()
+        );
+        assert!(
+            run_executor(&ExecutorSpec::Sleep, &json!({"ms": "x"}), &http, 1 << 20)
                 .await
                 .is_err()
         );

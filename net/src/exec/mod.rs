@@ -3,11 +3,13 @@
 //! result instead of running again.
 
 mod executors;
+mod http_backend;
 mod report;
 mod runner;
 mod scheduler;
 
 pub use executors::{run_executor, TaskResult};
+pub use http_backend::{CallError, HttpBackends};
 pub use report::{relay, reports, Report};
 pub use runner::{Runner, Started};
 pub use scheduler::{Admission, Permit, Scheduler};

@@ -11,7 +11,7 @@ use triforce_core::ledger::{Begin, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
-use super::{code, remote_error, run_executor, Admission, Scheduler, TaskResult};
+use super::{code, remote_error, run_executor, Admission, HttpBackends, Scheduler, TaskResult};
 
 /// How [`Runner::start`] took a task.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct Runner {
     scheduler: Arc<Scheduler>,
     ledger: Mutex<TaskLedger<TaskResult>>,
     waiters: Mutex<BTreeMap<String, Vec<oneshot::Sender<TaskResult>>>>,
-    http: reqwest::Client,
+    http: HttpBackends,
     shutting_down: AtomicBool,
     cores: u32,
     ram_gb: u32,
@@ -57,7 +57,7 @@ impl Runner {
             scheduler,
             ledger,
             waiters: Mutex::new(BTreeMap::new()),
-            http: reqwest::Client::new(),
+            http: HttpBackends::default(),
             shutting_down: AtomicBool::new(false),
             cores,
             ram_gb,
@@ -108,7 +108,8 @@ impl Runner {
             if let Some(observer) = &runner.observer {
                 observer.executed(&task.task_id, &task.task_type);
             }
-            let result = run_executor(&spec, &task.payload, &runner.http).await;
+            let answer_bytes_max = runner.settings.limits.body_bytes_max;
+            let result = run_executor(&spec, &task.payload, &runner.http, answer_bytes_max).await;
             runner.finish(&task.task_id, result);
         });
         Started::Accepted(receiver)

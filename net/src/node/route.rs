@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use triforce_core::failover::{Action, AttemptError, RemoteError, TaskFailover, TaskOutcome};
+use triforce_core::failover::{
+    Action, AttemptError, RemoteError, Target, TaskFailover, TaskOutcome,
+};
 use triforce_core::membership::PeerState;
 use triforce_core::node::NodeId;
 use triforce_core::selection::{select, Candidate};
@@ -131,8 +133,9 @@ fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, 
 }
 
 /// Selection's failover order for `task` under the current view, with `unavailable` nodes
-/// counted as not online; shown to the observer.
-fn failover_order(shared: &Shared, task: &TaskRequest, unavailable: &[NodeId]) -> Vec<NodeId> {
+/// counted as not online, each with its measured RTT (which sets its accept timeout); shown to
+/// the observer.
+fn failover_order(shared: &Shared, task: &TaskRequest, unavailable: &[NodeId]) -> Vec<Target> {
     let mut candidates = candidates(shared);
     for candidate in &mut candidates {
         candidate.online &= !unavailable.contains(&candidate.id);
@@ -151,6 +154,16 @@ fn failover_order(shared: &Shared, task: &TaskRequest, unavailable: &[NodeId]) -
         observer.selected(&task.task_id, &task.task_type, gpu_online, &order);
     }
     order
+        .into_iter()
+        .map(|node| {
+            let rtt = candidates
+                .iter()
+                .find(|c| c.id == node && c.id != shared.config.me)
+                // An unmeasured peer's latency is f64::MAX: no Duration, so no RTT.
+                .and_then(|c| Duration::try_from_secs_f64(c.latency_ms / 1000.0).ok());
+            Target { node, rtt }
+        })
+        .collect()
 }
 
 /// This node and every online peer, as selection sees them.

@@ -91,6 +91,7 @@ impl Shared {
         };
         let failover = FailoverConfig {
             accept_timeout: Duration::from_millis(timing.accept_timeout_ms),
+            accept_timeout_min: Duration::from_millis(timing.accept_timeout_min_ms),
             progress_timeout: Duration::from_millis(
                 timing.progress_interval_ms * u64::from(timing.progress_misses_max),
             ),
