@@ -271,6 +271,52 @@ print(json.load(urllib.request.urlopen(req))["total_cores"])
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "64");
 }
 
+/// A frozen node (SIGSTOP: its sockets stay open, nothing answers) is given up on after a few
+/// of its heartbeat RTTs, not the configured worst case: the task moves on and completes.
+#[tokio::test]
+async fn a_frozen_node_is_given_up_on_within_a_few_rtts() {
+    const ACCEPT_TIMEOUT_MS: u64 = 300; // tests/support: accept_timeout_ms
+    let mut federation = Federation::start("frozen");
+    federation.wait_all_online().await;
+    let client = federation.client("hetzner", "hetzner");
+    // zombie-pc is the only GPU node, so a GPU task goes there first while it looks online.
+    // Freezing it races its next heartbeat; a round where hetzner already saw a miss (and so
+    // never sent the task there) proves nothing and is tried again.
+    let mut observed = None;
+    for _ in 0..5 {
+        federation.signal("zombie-pc", "STOP");
+        let reply = client
+            .post(
+                "/v1/federation/task",
+                &task_body("gpu_inference", json!({"ms": 1})),
+            )
+            .await
+            .unwrap();
+        federation.signal("zombie-pc", "CONT");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["status"], "completed", "{}", reply.body);
+        let attempts = reply.body["attempts"].as_array().unwrap().clone();
+        if attempts[0]["node"] == "zombie-pc" {
+            observed = Some(attempts);
+            break;
+        }
+        federation.wait_all_online().await;
+    }
+    let attempts = observed.expect("a GPU task was sent to the frozen GPU node");
+    assert_eq!(
+        attempts[0]["error"]["code"], "accept_timeout",
+        "{attempts:?}"
+    );
+    let waited = attempts[0]["duration_ms"].as_u64().unwrap();
+    assert!(
+        waited < ACCEPT_TIMEOUT_MS,
+        "waited {waited} ms: the RTT-based timeout, not accept_timeout_ms"
+    );
+    assert!(waited >= 50, "never below accept_timeout_min_ms: {waited}");
+    assert_ne!(attempts[1]["node"], "zombie-pc");
+    federation.wait_all_online().await;
+}
+
 #[tokio::test]
 async fn kill_9_of_a_hub_loses_no_task_and_it_comes_back() {
     let mut federation = Federation::start("kill9");

@@ -25,6 +25,7 @@ psk_file = "psk"
 heartbeat_interval_ms = 300
 misses_max = 3
 accept_timeout_ms = 300
+accept_timeout_min_ms = 50
 progress_interval_ms = 100
 progress_misses_max = 3
 attempt_timeout_ms = 10000
@@ -134,14 +135,20 @@ impl Federation {
         child.wait().unwrap();
     }
 
-    /// SIGTERM to a node; returns its exit status once it has exited (within `limit`).
-    pub fn terminate(&mut self, id: &str, limit: Duration) -> std::process::ExitStatus {
-        let mut child = self.slot(id).take().expect("node is running");
+    /// Sends `signal` (`STOP`, `CONT`, `TERM` ...) to a running node.
+    pub fn signal(&mut self, id: &str, signal: &str) {
+        let pid = self.slot(id).as_ref().expect("node is running").id();
         let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([format!("-{signal}"), pid.to_string()])
             .status()
             .unwrap();
-        assert!(sent.success());
+        assert!(sent.success(), "kill -{signal} {id}");
+    }
+
+    /// SIGTERM to a node; returns its exit status once it has exited (within `limit`).
+    pub fn terminate(&mut self, id: &str, limit: Duration) -> std::process::ExitStatus {
+        self.signal(id, "TERM");
+        let mut child = self.slot(id).take().expect("node is running");
         let until = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
