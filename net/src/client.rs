@@ -51,12 +51,31 @@ impl SignedClient {
         self.send(reqwest::Method::GET, path, b"").await
     }
 
+    /// A POST whose answer is left unparsed: status and bytes (for load generation, where
+    /// parsing every answer would be the client's cost, not the server's).
+    pub async fn post_raw(&self, path: &str, body: &[u8]) -> reqwest::Result<(u16, bytes::Bytes)> {
+        self.send_raw(reqwest::Method::POST, path, body).await
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: &[u8],
     ) -> reqwest::Result<Reply> {
+        let (status, bytes) = self.send_raw(method, path, body).await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        Ok(Reply { status, body })
+    }
+
+    async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &[u8],
+    ) -> reqwest::Result<(u16, bytes::Bytes)> {
         let unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -73,10 +92,6 @@ impl SignedClient {
             .send()
             .await?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
-        Ok(Reply { status, body })
+        Ok((status, response.bytes().await?))
     }
 }

@@ -82,11 +82,13 @@ impl Sender {
             Sender::Task { client, task_type } => {
                 let body = json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1});
                 match client
-                    .post("/v1/federation/task", body.to_string().as_bytes())
+                    .post_raw("/v1/federation/task", body.to_string().as_bytes())
                     .await
                 {
-                    Ok(reply) if reply.status == 200 => return true,
-                    Ok(reply) => format!("HTTP {}: {}", reply.status, reply.body),
+                    Ok((200, _)) => return true,
+                    Ok((status, answer)) => {
+                        format!("HTTP {status}: {}", String::from_utf8_lossy(&answer))
+                    }
                     Err(e) => e.to_string(),
                 }
             }

@@ -10,7 +10,7 @@ mod scheduler;
 
 pub use executors::{run_executor, TaskResult};
 pub use http_backend::{CallError, HttpBackends};
-pub use report::{relay, reports, Report};
+pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use scheduler::{Admission, Permit, Scheduler};
 

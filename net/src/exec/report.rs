@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::{Started, TaskResult};
 
@@ -14,37 +14,68 @@ pub enum Report {
     Done(TaskResult),
 }
 
-/// Reports `started` through `emit`, in the caller's task: `Accepted` at once if it was taken,
-/// `Progress` every `progress_interval` while it runs, then `Done`.
-pub async fn relay(started: Started, progress_interval: Duration, mut emit: impl FnMut(Report)) {
-    let mut result = match started {
-        Started::Refused(error) => return emit(Report::Done(Err(error))),
-        Started::AlreadyDone(result) => return emit(Report::Done(result)),
-        Started::Accepted(result) => result,
-    };
-    emit(Report::Accepted);
-    loop {
-        tokio::select! {
-            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
-            // seed must give one run in the simulator.
-            biased;
-            done = &mut result => {
-                let result = done.unwrap_or_else(|_| {
-                    Err(super::remote_error(super::code::EXECUTOR_FAILED, "the task's worker ended without a result"))
-                });
-                return emit(Report::Done(result));
-            }
-            _ = tokio::time::sleep(progress_interval) => emit(Report::Progress),
-        }
-    }
+/// The reports of one started task, pulled by its caller in its own task (no extra task or
+/// channel per task): `Accepted` at once if it was taken, `Progress` every `progress_interval`
+/// while it runs, then `Done`, then nothing.
+pub struct Reports {
+    state: State,
+    progress_interval: Duration,
 }
 
-/// [`relay`] on a task of its own, for callers that must await between reports (a QUIC
-/// stream's writes). The channel closes after `Done`.
-pub fn reports(started: Started, progress_interval: Duration) -> mpsc::UnboundedReceiver<Report> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(relay(started, progress_interval, move |report| {
-        let _ = tx.send(report);
-    }));
-    rx
+enum State {
+    /// Refused or already done: the answer is known.
+    Known(TaskResult),
+    /// Taken; `Accepted` not reported yet.
+    Taken(oneshot::Receiver<TaskResult>),
+    Running(oneshot::Receiver<TaskResult>),
+    Ended,
+}
+
+impl Reports {
+    pub fn new(started: Started, progress_interval: Duration) -> Self {
+        let state = match started {
+            Started::Refused(error) => State::Known(Err(error)),
+            Started::AlreadyDone(result) => State::Known(result),
+            Started::Accepted(result) => State::Taken(result),
+        };
+        Reports {
+            state,
+            progress_interval,
+        }
+    }
+
+    /// The next report; `None` after `Done`. Cancel-safe: a dropped call loses nothing.
+    pub async fn next(&mut self) -> Option<Report> {
+        match &mut self.state {
+            State::Ended => None,
+            State::Known(_) => match std::mem::replace(&mut self.state, State::Ended) {
+                State::Known(result) => Some(Report::Done(result)),
+                _ => unreachable!("matched Known"),
+            },
+            State::Taken(_) => {
+                let State::Taken(result) = std::mem::replace(&mut self.state, State::Ended) else {
+                    unreachable!("matched Taken")
+                };
+                self.state = State::Running(result);
+                Some(Report::Accepted)
+            }
+            State::Running(result) => {
+                tokio::select! {
+                    // Polled in order: tokio would otherwise pick branches with an unseeded RNG,
+                    // and one seed must give one run in the simulator.
+                    biased;
+                    done = result => {
+                        self.state = State::Ended;
+                        Some(Report::Done(done.unwrap_or_else(|_| {
+                            Err(super::remote_error(
+                                super::code::EXECUTOR_FAILED,
+                                "the task's worker ended without a result",
+                            ))
+                        })))
+                    }
+                    _ = tokio::time::sleep(self.progress_interval) => Some(Report::Progress),
+                }
+            }
+        }
+    }
 }

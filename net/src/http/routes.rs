@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +19,7 @@ use triforce_core::task::TaskRequest;
 
 use super::{ApiError, ClientAddr};
 use crate::metrics::ReasonLabel;
-use crate::node::{health_json, outcome_json, status_json, Node};
+use crate::node::{health_json, outcome_body, status_json, Node};
 
 /// The API's router for `node`.
 pub fn router(node: Node) -> Router {
@@ -137,13 +138,19 @@ async fn task(
     authenticate(&node, &headers, &body, from, Effect::Changes)?;
     let task = TaskRequest::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
-    let outcome = node.submit(task.clone()).await;
+    let task_id = task.task_id.clone();
+    let outcome = node.submit(task).await;
     let status = match &outcome {
         TaskOutcome::Completed { .. } => StatusCode::OK,
         TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
         TaskOutcome::AllNodesFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
-    Ok((status, Json(outcome_json(&task.task_id, &outcome))).into_response())
+    Ok((
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        outcome_body(&task_id, &outcome),
+    )
+        .into_response())
 }
 
 async fn metrics(State(node): State<Node>) -> Response {

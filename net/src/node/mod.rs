@@ -5,6 +5,7 @@
 //! ([`serve`]), and per submitted task a failover driver ([`route`]). The HTTP shim
 //! (`crate::http`) calls into [`Node`].
 
+mod answer;
 mod heartbeats;
 mod observer;
 mod route;
@@ -21,8 +22,9 @@ use tokio::sync::{watch, Notify};
 use triforce_core::auth::HmacSha256Key;
 use triforce_core::node::NodeId;
 
+pub use answer::outcome_body;
 pub use observer::Observer;
-pub use route::{outcome_json, AttemptEvent};
+pub use route::AttemptEvent;
 pub use shared::Shared;
 pub use status::{health_json, status_json};
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use triforce_core::failover::{
@@ -17,7 +17,7 @@ use triforce_core::selection::{select, Candidate};
 use triforce_core::task::TaskRequest;
 
 use super::{Node, Shared};
-use crate::exec::{relay, Report};
+use crate::exec::{Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, TaskFrame};
 
@@ -219,14 +219,14 @@ async fn attempt_on(
     if node == shared.config.me {
         // In this task: no extra spawn or channel on the local path.
         let started = shared.runner.start(task);
-        relay(started, shared.progress_interval(), |report| {
+        let mut reports = Reports::new(started, shared.progress_interval());
+        while let Some(report) = reports.next().await {
             emit(match report {
                 Report::Accepted => AttemptEvent::Accepted,
                 Report::Progress => AttemptEvent::Progress,
                 Report::Done(result) => AttemptEvent::Answer(result),
-            })
-        })
-        .await;
+            });
+        }
         return;
     }
     if let Err(error) = remote_attempt(&shared, &node, task, &emit).await {
@@ -308,34 +308,5 @@ fn record(shared: &Shared, task: &TaskRequest, outcome: &TaskOutcome) {
         _ => {
             tracing::warn!(task_id = %task.task_id, task_type = %task.task_type, status = outcome.status(), attempts = outcome.attempts().len(), "task did not complete")
         }
-    }
-}
-
-/// The task answer's JSON: `{task_id, status, node, result, attempts}` (plus `error`/`reason`).
-pub fn outcome_json(task_id: &str, outcome: &TaskOutcome) -> Value {
-    let attempts: Vec<Value> = outcome
-        .attempts()
-        .iter()
-        .map(|a| {
-            json!({
-                "node": a.node.as_str(),
-                "duration_ms": a.duration.as_millis() as u64,
-                "error": a.error.as_ref().map(|e| json!({"code": e.code(), "detail": e})),
-            })
-        })
-        .collect();
-    match outcome {
-        TaskOutcome::Completed { node, result, .. } => json!({
-            "task_id": task_id, "status": "completed", "node": node.as_str(), "result": result, "attempts": attempts,
-        }),
-        TaskOutcome::Failed { node, error, .. } => json!({
-            "task_id": task_id, "status": "failed", "node": node.as_str(),
-            "error": {"code": error.code, "message": error.message}, "attempts": attempts,
-        }),
-        TaskOutcome::AllNodesFailed { reason, .. } => json!({
-            "task_id": task_id, "status": "all_nodes_failed", "reason": reason,
-            "error": {"code": "all_nodes_failed", "message": format!("no node completed the task ({})", serde_json::to_value(reason).unwrap_or_default().as_str().unwrap_or(""))},
-            "attempts": attempts,
-        }),
     }
 }

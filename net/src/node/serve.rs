@@ -7,7 +7,7 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::Shared;
-use crate::exec::{code, reports, Report, Started};
+use crate::exec::{code, Report, Reports, Started};
 use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
 
 pub async fn run(shared: Arc<Shared>) {
@@ -108,8 +108,8 @@ async fn serve_stream(
         }
         Frame::Task(task) => {
             serving = Some(StreamGuard::new(&shared.task_streams));
-            let mut reports = reports(start_task(shared, task), shared.progress_interval());
-            while let Some(report) = reports.recv().await {
+            let mut reports = Reports::new(start_task(shared, task), shared.progress_interval());
+            while let Some(report) = reports.next().await {
                 let frame = match report {
                     Report::Accepted => Frame::Accepted,
                     Report::Progress => Frame::Progress,
