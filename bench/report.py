@@ -2,14 +2,27 @@
 import datetime
 import json
 import platform
+import statistics
 import subprocess
 import sys
 
-results_path, rate, connections, seconds, target = sys.argv[1:6]
+results_path, rate, connections, seconds, rounds, target = sys.argv[1:7]
+runs = {}
 rows = {}
 for line in open(results_path):
     row = json.loads(line)
+    runs.setdefault(row["label"], []).append(row)
     rows[row["label"]] = row
+
+
+def median(label, key):
+    return statistics.median(r[key] for r in runs[label])
+
+
+def per_request_us(label, key):
+    """CPU microseconds per completed request, median over the rounds."""
+    return statistics.median(r[key] / max(r["requests"] - r["errors"], 1) * 1e6 for r in runs[label])
+
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
@@ -22,23 +35,37 @@ names = {
 }
 out = []
 out.append("Produced by `bench/run.sh` (do not edit by hand) on %s, %s cores, %s, %s; %s UTC." % (
-    cpu, cores, platform.platform(), nginx, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")))
+    cpu, cores, platform.platform(), nginx, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")))
 out.append("Load generator, backends, nginx and nodes share the machine's cores; all traffic on loopback.")
+out.append("Every figure is the median of %s interleaved runs of %s s (saturation: %s connections, closed loop;" % (rounds, seconds, connections))
+out.append("latency: open loop at %s requests/s, half the lowest median saturation rate of (b), (c), (c'))." % rate)
 out.append("")
-out.append("| path | rps at saturation (%s conns, %s s) | p50 ms at %s rps | p99 ms | p99.9 ms | errors | proxy CPU s (saturation run) | proxy peak RSS MB |" % (connections, seconds, rate))
-out.append("|---|---|---|---|---|---|---|---|")
+out.append("| path | rps at saturation (min-max) | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU us/request | machine CPU us/request | proxy peak RSS MB |")
+out.append("|---|---|---|---|---|---|---|---|---|")
 for key in ["a", "b", "c", "c2"]:
-    sat, fixed = rows["sat_" + key], rows["fixed_" + key]
-    out.append("| %s | %.0f | %.2f | %.2f | %.2f | %d | %.1f | %.1f |" % (
-        names[key], sat["rps"], fixed["p50_ms"], fixed["p99_ms"], fixed["p999_ms"],
-        sat["errors"] + fixed["errors"], sat["proxy_cpu_s"], sat["proxy_rss_kb"] / 1024))
+    sat, fixed = "sat_" + key, "fixed_" + key
+    rps = [r["rps"] for r in runs[sat]]
+    errors = sum(r["errors"] for r in runs[sat] + runs[fixed])
+    out.append("| %s | %.0f (%.0f-%.0f) | %.2f | %.2f | %.2f | %d | %.1f | %.1f | %.1f |" % (
+        names[key], median(sat, "rps"), min(rps), max(rps), median(fixed, "p50_ms"), median(fixed, "p99_ms"),
+        median(fixed, "p999_ms"), errors, per_request_us(sat, "proxy_cpu_s"), per_request_us(sat, "machine_cpu_s"),
+        max(r["proxy_rss_kb"] for r in runs[sat]) / 1024))
 out.append("")
-tb = rows["sat_c"]["rps"] / rows["sat_b"]["rps"]
-lb = rows["fixed_c"]["p99_ms"] / rows["fixed_b"]["p99_ms"]
+tb = median("sat_c", "rps") / median("sat_b", "rps")
+lb = median("fixed_c", "p99_ms") / median("fixed_b", "p99_ms")
 out.append("Ratios (c)/(b): throughput %.2fx (target at least 0.8x), p99 at the fixed rate %.2fx (target at most 2x)." % (tb, lb))
-tb2 = rows["sat_c2"]["rps"] / rows["sat_b"]["rps"]
-lb2 = rows["fixed_c2"]["p99_ms"] / rows["fixed_b"]["p99_ms"]
+tb2 = median("sat_c2", "rps") / median("sat_b", "rps")
+lb2 = median("fixed_c2", "p99_ms") / median("fixed_b", "p99_ms")
 out.append("Ratios (c')/(b): throughput %.2fx, p99 %.2fx." % (tb2, lb2))
+machine_b, nginx_b = per_request_us("sat_b", "machine_cpu_s"), per_request_us("sat_b", "proxy_cpu_s")
+out.append("")
+out.append(("Ceiling for (c) on this machine: the cores are saturated, so throughput is 1 / (machine CPU per request). "
+            "(b) spends %.1f us per request, %.1f of them in nginx. A path with two proxies, each as cheap as nginx, "
+            "would spend %.1f us: at most %.2fx of (b)'s throughput. (c)'s two nodes spend %.1f us per request "
+            "(%.1fx nginx's); (c')'s one node %.1f us (%.1fx).") % (
+    machine_b, nginx_b, machine_b + nginx_b, machine_b / (machine_b + nginx_b),
+    per_request_us("sat_c", "proxy_cpu_s"), per_request_us("sat_c", "proxy_cpu_s") / nginx_b,
+    per_request_us("sat_c2", "proxy_cpu_s"), per_request_us("sat_c2", "proxy_cpu_s") / nginx_b))
 out.append("")
 out.append("Failover race (open loop at %s rps for 20 s, `kill -9` of a backend host at 5 s):" % rate)
 out.append("")

@@ -10,8 +10,11 @@
 # Writes its figures into BENCHMARKS.md between the bench markers. Traffic stays on 127.0.0.0/8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 CONNECTIONS="${CONNECTIONS:-64}"
+# Each path is measured ROUNDS times, the paths interleaved, and the median is reported: on a
+# shared 2-core VM one run can be off by a factor of two (a neighbour's load, a stall).
+ROUNDS="${ROUNDS:-3}"
 
 if ! command -v nginx >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +25,8 @@ T="$PWD/target/release/triforce"
 work=$(mktemp -d /tmp/triforce-bench.XXXXXX)
 pids=()
 cleanup() {
+  # Children first: nginx's workers outlive a killed master and would keep the port.
+  for pid in "${pids[@]}"; do pkill -9 -P "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -126,19 +131,25 @@ peak_rss_kb() {
   echo "$total"
 }
 
-# bench LABEL PROXY_PIDS -- ARGS: runs one measurement, appends a JSON line to results.
+# Busy CPU ticks of the whole machine (user + nice + system + irq + softirq).
+machine_ticks() {
+  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
+
+# bench LABEL PROXY_PIDS -- ARGS: runs one measurement, appends a JSON line to results: the
+# load generator's summary plus the CPU seconds of the proxy layer and of the whole machine.
 bench() {
   local label=$1 proxy=$2; shift 3
-  local before after
+  local before after machine_before machine_after
   before=$(cpu_ticks $proxy)
+  machine_before=$(machine_ticks)
   local out
   out=$("$T" bench --seconds "$SECONDS_PER_RUN" "$@")
   after=$(cpu_ticks $proxy)
-  local cpu_s
-  cpu_s=$(python3 -c "print(($after - $before) / $(getconf CLK_TCK))")
-  python3 -c "import json,sys; d=json.loads(sys.argv[1]); d.update(label=sys.argv[2], proxy_cpu_s=float(sys.argv[3]), proxy_rss_kb=int(sys.argv[4])); print(json.dumps(d))" \
-    "$out" "$label" "$cpu_s" "$(peak_rss_kb $proxy)" >>"$work/results"
-  echo "$label: $out"
+  machine_after=$(machine_ticks)
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); hz=float(sys.argv[6]); d.update(label=sys.argv[2], proxy_cpu_s=int(sys.argv[3])/hz, machine_cpu_s=int(sys.argv[4])/hz, proxy_rss_kb=int(sys.argv[5])); print(json.dumps(d))" \
+    "$out" "$label" "$((after - before))" "$((machine_after - machine_before))" "$(peak_rss_kb $proxy)" "$(getconf CLK_TCK)" >>"$work/results"
+  echo "$label: $(tail -1 "$work/results")"
 }
 
 plain_a=(--mode plain --url http://127.0.0.11:18080/)
@@ -146,23 +157,32 @@ plain_b=(--mode plain --url http://127.0.0.20:18000/)
 task_c=(--mode task --config "$work/a" --node A --type gpu_inference)
 task_c2=(--mode task --config "$work/a" --node A --type chat)
 
-echo "== saturation (closed loop, $CONNECTIONS connections, $SECONDS_PER_RUN s each)"
-bench sat_a "$B1" -- "${plain_a[@]}" --connections "$CONNECTIONS"
-bench sat_b "$NGINX" -- "${plain_b[@]}" --connections "$CONNECTIONS"
-bench sat_c "$NODE_A $NODE_B" -- "${task_c[@]}" --connections "$CONNECTIONS"
-bench sat_c2 "$NODE_A" -- "${task_c2[@]}" --connections "$CONNECTIONS"
+# Warm-up, not recorded: connection pools, the allocator's pages, JIT-free but cache-cold code.
+"$T" bench --seconds 2 "${task_c[@]}" --connections "$CONNECTIONS" >/dev/null
+"$T" bench --seconds 2 "${task_c2[@]}" --connections "$CONNECTIONS" >/dev/null
+
+echo "== saturation (closed loop, $CONNECTIONS connections, $ROUNDS x $SECONDS_PER_RUN s each, interleaved)"
+for _ in $(seq "$ROUNDS"); do
+  bench sat_a "$B1" -- "${plain_a[@]}" --connections "$CONNECTIONS"
+  bench sat_b "$NGINX" -- "${plain_b[@]}" --connections "$CONNECTIONS"
+  bench sat_c "$NODE_A $NODE_B" -- "${task_c[@]}" --connections "$CONNECTIONS"
+  bench sat_c2 "$NODE_A" -- "${task_c2[@]}" --connections "$CONNECTIONS"
+done
 
 rate=$(python3 - "$work/results" <<'PY'
-import json, sys
-rows = {json.loads(l)["label"]: json.loads(l) for l in open(sys.argv[1])}
-print(int(0.5 * min(rows["sat_b"]["rps"], rows["sat_c"]["rps"], rows["sat_c2"]["rps"])))
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+median = lambda label: statistics.median(r["rps"] for r in rows if r["label"] == label)
+print(int(0.5 * min(median("sat_b"), median("sat_c"), median("sat_c2"))))
 PY
 )
-echo "== latency at a fixed rate of $rate requests/s (open loop)"
-bench fixed_a "$B1" -- "${plain_a[@]}" --rate "$rate" --connections 1024
-bench fixed_b "$NGINX" -- "${plain_b[@]}" --rate "$rate" --connections 1024
-bench fixed_c "$NODE_A $NODE_B" -- "${task_c[@]}" --rate "$rate" --connections 1024
-bench fixed_c2 "$NODE_A" -- "${task_c2[@]}" --rate "$rate" --connections 1024
+echo "== latency at a fixed rate of $rate requests/s (open loop, $ROUNDS rounds, interleaved)"
+for _ in $(seq "$ROUNDS"); do
+  bench fixed_a "$B1" -- "${plain_a[@]}" --rate "$rate" --connections 1024
+  bench fixed_b "$NGINX" -- "${plain_b[@]}" --rate "$rate" --connections 1024
+  bench fixed_c "$NODE_A $NODE_B" -- "${task_c[@]}" --rate "$rate" --connections 1024
+  bench fixed_c2 "$NODE_A" -- "${task_c2[@]}" --rate "$rate" --connections 1024
+done
 
 echo "== failover race: kill -9 of a backend host 5 s into a 20 s run at $rate requests/s"
 race() {
@@ -194,5 +214,6 @@ after=$(cpu_ticks "$IDLE")
 python3 -c "import json; print(json.dumps({'label': 'idle', 'cpu_s': ($after - $before) / $(getconf CLK_TCK), 'rss_kb': int(open('/proc/$IDLE/status').read().split('VmRSS:')[1].split()[0])}))" >>"$work/results"
 tail -1 "$work/results"
 
-python3 bench/report.py "$work/results" "$rate" "$CONNECTIONS" "$SECONDS_PER_RUN" BENCHMARKS.md
+mkdir -p target/bench && cp "$work/results" target/bench/results.jsonl
+python3 bench/report.py "$work/results" "$rate" "$CONNECTIONS" "$SECONDS_PER_RUN" "$ROUNDS" BENCHMARKS.md
 echo "figures written to BENCHMARKS.md"
