@@ -6,6 +6,7 @@
 //! (`crate::http`) calls into [`Node`].
 
 mod answer;
+mod attempts;
 mod heartbeats;
 mod observer;
 mod route;

@@ -1,13 +1,12 @@
 //! Routing a submitted task: selection, then the failover machine over local and remote
 //! attempts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use triforce_core::failover::{
     Action, AttemptError, RemoteError, Target, TaskFailover, TaskOutcome,
 };
@@ -16,6 +15,7 @@ use triforce_core::node::NodeId;
 use triforce_core::selection::{select, Candidate};
 use triforce_core::task::TaskRequest;
 
+use super::attempts::Attempts;
 use super::{Node, Shared};
 use crate::exec::{Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
@@ -46,7 +46,7 @@ impl Node {
             )
         };
         let (events_tx, mut events) = mpsc::unbounded_channel::<(NodeId, AttemptEvent)>();
-        let mut running: BTreeMap<NodeId, JoinHandle<()>> = BTreeMap::new();
+        let mut attempts = Attempts::default();
         let mut accepted: BTreeSet<NodeId> = BTreeSet::new();
         let outcome = loop {
             while let Some(action) = failover.poll_action() {
@@ -55,14 +55,13 @@ impl Node {
                         if attempt > 1 {
                             shared.metrics.failovers.inc();
                         }
-                        shared.note_dispatch(&node);
-                        let handle = tokio::spawn(attempt_on(
+                        let attempt = attempt_on(
                             shared.clone(),
                             node.clone(),
                             task.clone(),
                             events_tx.clone(),
-                        ));
-                        running.insert(node, handle);
+                        );
+                        attempts.start(shared, node, attempt);
                     }
                     Action::Reselect { tried } => {
                         // The nodes that failed this task are out, whatever their heartbeats
@@ -72,7 +71,7 @@ impl Node {
                         failover.handle_candidates(shared.clock.now(), order, &mut machines.budget);
                     }
                     Action::Abandon { node } => {
-                        end_attempt(shared, &mut running, &node);
+                        attempts.end(&node);
                         if !accepted.contains(&node) && node != shared.config.me {
                             // Never acknowledged: evidence that the node is gone.
                             shared
@@ -110,25 +109,17 @@ impl Node {
                         }
                     }
                 }
+                // Attempts run inside this future; one that ended has sent its events already.
+                () = attempts.drive() => {}
                 _ = tokio::time::sleep(sleep) => {
                     let now = shared.clock.now();
                     failover.handle_timeout(now, &mut shared.machines().budget);
                 }
             }
         };
-        let nodes: Vec<NodeId> = running.keys().cloned().collect();
-        for node in nodes {
-            end_attempt(shared, &mut running, &node);
-        }
+        drop(attempts);
         record(shared, &task, &outcome);
         outcome
-    }
-}
-
-fn end_attempt(shared: &Shared, running: &mut BTreeMap<NodeId, JoinHandle<()>>, node: &NodeId) {
-    if let Some(handle) = running.remove(node) {
-        handle.abort();
-        shared.note_dispatch_done(node);
     }
 }
 
@@ -219,7 +210,8 @@ async fn attempt_on(
     if node == shared.config.me {
         // In this task: no extra spawn or channel on the local path.
         let started = shared.runner.start(task);
-        let mut reports = Reports::new(started, shared.progress_interval());
+        // Local: the acknowledgement is an event in this process, nothing to save.
+        let mut reports = Reports::new(started, shared.progress_interval(), Duration::ZERO);
         while let Some(report) = reports.next().await {
             emit(match report {
                 Report::Accepted => AttemptEvent::Accepted,

@@ -108,7 +108,11 @@ async fn serve_stream(
         }
         Frame::Task(task) => {
             serving = Some(StreamGuard::new(&shared.task_streams));
-            let mut reports = Reports::new(start_task(shared, task), shared.progress_interval());
+            let mut reports = Reports::new(
+                start_task(shared, task),
+                shared.progress_interval(),
+                shared.accept_grace(),
+            );
             while let Some(report) = reports.next().await {
                 let frame = match report {
                     Report::Accepted => Frame::Accepted,

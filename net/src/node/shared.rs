@@ -17,6 +17,10 @@ use crate::load::NodeConfig;
 use crate::metrics::Metrics;
 use crate::quic::Peers;
 
+/// The longest a quick task's separate acknowledgement is held back; see
+/// [`Shared::accept_grace`].
+const ACCEPT_GRACE_MAX: Duration = Duration::from_millis(5);
+
 /// The core machines of one node. Held only briefly: no lock is kept across an await.
 pub struct Machines {
     pub membership: Membership,
@@ -149,6 +153,15 @@ impl Shared {
 
     pub fn progress_interval(&self) -> Duration {
         Duration::from_millis(self.config.settings.timing.progress_interval_ms)
+    }
+
+    /// How long a task taken from a peer may take to finish before it is acknowledged
+    /// separately (a quicker one is acknowledged by its answer): 5 ms, or a tenth of the
+    /// shortest accept timeout if that is less, so a sender configured alike never gives up
+    /// first.
+    pub fn accept_grace(&self) -> Duration {
+        let accept_min = Duration::from_millis(self.config.settings.timing.accept_timeout_min_ms);
+        (accept_min / 10).min(ACCEPT_GRACE_MAX)
     }
 
     /// Largest frame accepted from a peer: a task body plus room for the envelope.
