@@ -1,6 +1,14 @@
 //! The executing node's memory of task ids, which makes a retried attempt idempotent.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
+
+/// SipHash with fixed keys: lookups in a large ledger are one hash instead of a dozen string
+/// comparisons down a tree, and fixed keys keep the core free of OS randomness. Task ids come
+/// from authenticated senders only, so crafted collisions need the PSK. Nothing iterates the
+/// map, so its order never shows.
+type IdHasher = BuildHasherDefault<DefaultHasher>;
 
 /// What [`TaskLedger::begin`] found for a task id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +34,7 @@ enum Entry<R> {
 #[derive(Clone, Debug)]
 pub struct TaskLedger<R> {
     entries_max: usize,
-    entries: BTreeMap<String, Entry<R>>,
+    entries: HashMap<String, Entry<R>, IdHasher>,
     finished_order: VecDeque<String>,
 }
 
@@ -35,7 +43,7 @@ impl<R: Clone> TaskLedger<R> {
         assert!(entries_max > 0, "a ledger needs room for one task");
         TaskLedger {
             entries_max,
-            entries: BTreeMap::new(),
+            entries: HashMap::default(),
             finished_order: VecDeque::new(),
         }
     }
