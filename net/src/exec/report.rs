@@ -96,3 +96,63 @@ fn finished(done: Result<TaskResult, oneshot::error::RecvError>) -> TaskResult {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const PROGRESS: Duration = Duration::from_millis(10);
+    const GRACE: Duration = Duration::from_millis(5);
+
+    fn is_done_with(report: Option<Report>, expected: serde_json::Value) -> bool {
+        matches!(report, Some(Report::Done(Ok(value))) if value == expected)
+    }
+
+    #[tokio::test]
+    async fn a_quick_task_is_acknowledged_by_its_answer() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(json!(1))).unwrap();
+        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        assert!(is_done_with(reports.next().await, json!(1)));
+        assert!(reports.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn without_grace_the_acknowledgement_comes_first() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(json!(2))).unwrap();
+        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, Duration::ZERO);
+        assert!(matches!(reports.next().await, Some(Report::Accepted)));
+        assert!(is_done_with(reports.next().await, json!(2)));
+        assert!(reports.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slow_task_is_acknowledged_then_reports_progress_then_its_result() {
+        let (tx, rx) = oneshot::channel();
+        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        assert!(matches!(reports.next().await, Some(Report::Accepted)));
+        assert!(matches!(reports.next().await, Some(Report::Progress)));
+        assert!(matches!(reports.next().await, Some(Report::Progress)));
+        tx.send(Ok(json!(3))).unwrap();
+        assert!(is_done_with(reports.next().await, json!(3)));
+        assert!(reports.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lost_worker_and_a_refusal_end_with_an_error() {
+        let (tx, rx) = oneshot::channel::<TaskResult>();
+        drop(tx);
+        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        let Some(Report::Done(Err(error))) = reports.next().await else {
+            panic!("a worker that vanished is an executor failure")
+        };
+        assert_eq!(error.code, super::super::code::EXECUTOR_FAILED);
+
+        let refused = super::super::remote_error(super::super::code::BUSY, "queue is full");
+        let mut reports = Reports::new(Started::Refused(refused.clone()), PROGRESS, GRACE);
+        assert!(matches!(reports.next().await, Some(Report::Done(Err(e))) if e == refused));
+        assert!(reports.next().await.is_none());
+    }
+}

@@ -208,9 +208,9 @@ async fn attempt_on(
         let _ = events.send((node.clone(), event));
     };
     if node == shared.config.me {
-        // In this task: no extra spawn or channel on the local path.
+        // The runner spawns the executor; its reports are pulled here. No accept grace: the
+        // acknowledgement is an event in this process, nothing to save.
         let started = shared.runner.start(task);
-        // Local: the acknowledgement is an event in this process, nothing to save.
         let mut reports = Reports::new(started, shared.progress_interval(), Duration::ZERO);
         while let Some(report) = reports.next().await {
             emit(match report {
