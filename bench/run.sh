@@ -95,6 +95,8 @@ heartbeat_interval_ms = 1000
 accept_timeout_min_ms = 100
 progress_interval_ms = 500
 [limits]
+# Two nodes share two cores here, as nginx's two single-threaded workers do: one thread each.
+runtime_threads = 1
 workers_max = 512
 queue_len_max = 4096
 # Signed tasks at bench rates (~10k/s) need more than the default 100k window of signatures.

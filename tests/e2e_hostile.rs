@@ -12,8 +12,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use support::{task_body, Federation, PSK};
 
-const LIMITS: &str =
-    "[limits]\nhttp_connections_max = 8\nrequest_read_timeout_ms = 1000\nbody_bytes_max = 65536\n";
+/// Small limits, and nodes on one thread (`runtime_threads = 1`): a trickling or hostile client
+/// must not stall a node that has a single thread to give it.
+const LIMITS: &str = "[limits]\nhttp_connections_max = 8\nrequest_read_timeout_ms = 1000\n\
+                      body_bytes_max = 65536\nruntime_threads = 1\n";
 
 fn now() -> u64 {
     std::time::SystemTime::now()

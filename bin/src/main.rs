@@ -60,6 +60,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        // A node sizes its own runtime from its settings.
+        Command::Run(args) => return report(cmd::run::run(args)),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +77,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => cmd::run::run(args).await,
+            Command::Run(_) => unreachable!("handled above"),
             Command::Status(args) => cmd::status::run(args).await,
             Command::Submit(args) => cmd::submit::run(args).await,
             Command::Sign(args) => cmd::sign::run(args),
@@ -83,6 +88,11 @@ fn main() -> ExitCode {
             Command::Backend(args) => cmd::backend::run(args).await,
         }
     });
+    report(result)
+}
+
+/// The exit code of a command, with its error on stderr.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use triforce_net::clock::SystemClock;
 use triforce_net::node::Node;
@@ -19,9 +19,29 @@ pub struct Args {
     node: NodeArgs,
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
+/// Loads the node's config, starts a runtime of `limits.runtime_threads` threads and runs the
+/// node on it until a signal.
+pub fn run(args: Args) -> Result<ExitCode> {
     init_logs();
     let config = load(&args.node.config, &args.node.node)?;
+    let mut builder = match config.settings.limits.runtime_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if threads > 1 {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
     check_address(&config)?;
     let spec = config.my_spec();
     let addr = SocketAddr::new(spec.ip, spec.port);

@@ -99,6 +99,11 @@ pub struct Limits {
     pub request_read_timeout_ms: u64,
     /// Task results remembered for idempotent retries.
     pub ledger_entries_max: usize,
+    /// Threads running the node's networking and routing; 0 means one per core. The node moves
+    /// bytes while backends do the work, so one thread serves thousands of tasks a second, and
+    /// 1 saves the cross-thread wake-ups a multi-threaded runtime pays per request (a third of
+    /// a remote task's CPU in `bench/run.sh`).
+    pub runtime_threads: usize,
 }
 
 impl Default for Limits {
@@ -113,6 +118,7 @@ impl Default for Limits {
             http_connections_max: 512,
             request_read_timeout_ms: 10_000,
             ledger_entries_max: 10_000,
+            runtime_threads: 0,
         }
     }
 }
