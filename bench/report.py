@@ -37,7 +37,7 @@ out = []
 out.append("Produced by `bench/run.sh` (do not edit by hand) on %s, %s cores, %s, %s; %s UTC." % (
     cpu, cores, platform.platform(), nginx, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")))
 out.append("Load generator, backends, nginx and nodes share the machine's cores; all traffic on loopback.")
-out.append("Every figure is the median of %s interleaved runs of %s s (saturation: %s connections, closed loop;" % (rounds, seconds, connections))
+out.append("Every figure is the median of %s interleaved runs of %s s, each after 2 s of unrecorded warm-up (saturation: %s connections, closed loop;" % (rounds, seconds, connections))
 out.append("latency: open loop at %s requests/s, half the lowest median saturation rate of (b), (c), (c'))." % rate)
 out.append("")
 out.append("| path | rps at saturation (min-max) | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU us/request | machine CPU us/request | proxy peak RSS MB |")
@@ -67,7 +67,7 @@ out.append(("Ceiling for (c) on this machine: the cores are saturated, so throug
     per_request_us("sat_c", "proxy_cpu_s"), per_request_us("sat_c", "proxy_cpu_s") / nginx_b,
     per_request_us("sat_c2", "proxy_cpu_s"), per_request_us("sat_c2", "proxy_cpu_s") / nginx_b))
 out.append("")
-out.append("Failover race (open loop at %s rps for 20 s, `kill -9` of a backend host at 5 s):" % rate)
+out.append("Failover race (open loop at %s rps, 20 s measured after the 2 s warm-up, `kill -9` of a backend host 3 s in):" % rate)
 out.append("")
 out.append("| | requests | client-visible errors | p99 ms | worst 100 ms window ms |")
 out.append("|---|---|---|---|---|")

@@ -159,10 +159,6 @@ plain_b=(--mode plain --url http://127.0.0.20:18000/)
 task_c=(--mode task --config "$work/a" --node A --type gpu_inference)
 task_c2=(--mode task --config "$work/a" --node A --type chat)
 
-# Warm-up, not recorded: connection pools, the allocator's pages, JIT-free but cache-cold code.
-"$T" bench --seconds 2 "${task_c[@]}" --connections "$CONNECTIONS" >/dev/null
-"$T" bench --seconds 2 "${task_c2[@]}" --connections "$CONNECTIONS" >/dev/null
-
 echo "== saturation (closed loop, $CONNECTIONS connections, $ROUNDS x $SECONDS_PER_RUN s each, interleaved)"
 for _ in $(seq "$ROUNDS"); do
   bench sat_a "$B1" -- "${plain_a[@]}" --connections "$CONNECTIONS"
@@ -186,7 +182,9 @@ for _ in $(seq "$ROUNDS"); do
   bench fixed_c2 "$NODE_A" -- "${task_c2[@]}" --rate "$rate" --connections 1024
 done
 
-echo "== failover race: kill -9 of a backend host 5 s into a 20 s run at $rate requests/s"
+# Every `triforce bench` run first loads for 2 s unrecorded (its warm-up: the client's connections,
+# the nodes' pools); the kill lands 3 s into the measured 20 s.
+echo "== failover race: kill -9 of a backend host 3 s into 20 measured s at $rate requests/s"
 race() {
   local label=$1 victims=$2; shift 2
   ( sleep 5; kill -9 $victims ) &

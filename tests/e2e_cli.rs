@@ -147,3 +147,78 @@ async fn sigterm_finishes_running_tasks_and_exits_zero() {
     );
     assert_eq!(reply.body["node"], "zombie-pc");
 }
+
+/// `triforce backend` answers; `triforce bench` leaves its warm-up out of the figures (open loop:
+/// exactly the requests scheduled in the measured seconds) and signs tasks a node accepts.
+#[tokio::test]
+async fn bench_measures_after_its_warm_up() {
+    let federation = Federation::start_with("bench", "[executors.echo]\nkind = \"echo\"\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut backend = Command::new(env!("CARGO_BIN_EXE_triforce"))
+        .args(["backend", "--listen", &listen])
+        .spawn()
+        .unwrap();
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    federation.wait_all_online().await;
+    let d = federation.dir.to_str().unwrap().to_string();
+    let url = format!("http://{listen}/");
+    let (plain, task) = tokio::task::spawn_blocking(move || {
+        let summary = |args: &[&str]| -> serde_json::Value {
+            let out = triforce(args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let plain = summary(&[
+            "bench",
+            "--mode",
+            "plain",
+            "--url",
+            &url,
+            "--rate",
+            "200",
+            "--seconds",
+            "0.5",
+            "--warmup-seconds",
+            "0.3",
+        ]);
+        let task = summary(&[
+            "bench",
+            "--config",
+            &d,
+            "--node",
+            "hetzner",
+            "--type",
+            "echo",
+            "--connections",
+            "4",
+            "--seconds",
+            "0.5",
+            "--warmup-seconds",
+            "0.2",
+        ]);
+        (plain, task)
+    })
+    .await
+    .unwrap();
+    backend.kill().unwrap();
+    backend.wait().unwrap();
+    // 200/s for 0.5 s after 0.3 s of warm-up: about requests 60..160 are measured (one either
+    // side, by the rounding of a 5 ms period), not the 160 sent.
+    let measured = plain["requests"].as_u64().unwrap();
+    assert!((99..=101).contains(&measured), "{plain}");
+    assert_eq!(plain["errors"], 0, "{plain}");
+    assert_eq!(task["errors"], 0, "{task}");
+    assert!(task["requests"].as_u64().unwrap() > 0, "{task}");
+    assert!(task["p99_ms"].as_f64().unwrap() > 0.0, "{task}");
+}

@@ -5,7 +5,8 @@
 //! measures latency from the scheduled time, so a stall is not hidden by waiting
 //! (coordinated omission). In `task` mode every request is a fresh task (new task id), signed as
 //! `--node`, so the replay cache never refuses one; `plain` mode POSTs the bare payload (for a
-//! backend directly or behind nginx). The summary is one JSON object on stdout.
+//! backend directly or behind nginx). A warm-up (`--warmup-seconds`, 2 s) runs the same load
+//! first and is left out of the figures. The summary is one JSON object on stdout.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +45,14 @@ pub struct Args {
     /// Requests per second on a fixed schedule; without it, closed loop.
     #[arg(long)]
     rate: Option<f64>,
+    /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Seconds of load before measuring: the same schedule, not recorded. A fresh client opens
+    /// its connections then; at a fixed rate that burst of handshakes would otherwise be part
+    /// of every tail figure.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_seconds: f64,
     /// Print a line per 100 ms window (for the failover race): t_ms ok errors max_ms.
     #[arg(long)]
     timeline: bool,
@@ -99,18 +106,28 @@ impl Sender {
 }
 
 struct Results {
+    /// Requests started before this are warm-up and not recorded.
+    measure_from: Instant,
+    requests: u64,
+    errors: u64,
     latency_us: Histogram<u64>,
     /// Per 100 ms window: (ok, errors, max latency in µs).
     windows: Vec<(u64, u64, u64)>,
 }
 
 impl Results {
-    fn record(&mut self, started: Instant, run_start: Instant, latency: Duration, ok: bool) {
+    fn record(&mut self, started: Instant, latency: Duration, ok: bool) {
+        if started < self.measure_from {
+            return;
+        }
+        self.requests += 1;
+        self.errors += u64::from(!ok);
         let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
         if ok {
             let _ = self.latency_us.record(us.max(1));
         }
-        let window = (started.saturating_duration_since(run_start).as_millis() / 100) as usize;
+        let since = started.saturating_duration_since(self.measure_from);
+        let window = (since.as_millis() / 100) as usize;
         if self.windows.len() <= window {
             self.windows.resize(window + 1, (0, 0, 0));
         }
@@ -130,6 +147,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
     {
         bail!("--rate must be a positive number of requests per second");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!("--seconds must be a positive number");
+    }
+    if !(args.warmup_seconds.is_finite() && args.warmup_seconds >= 0.0) {
+        bail!("--warmup-seconds must be zero or a positive number");
     }
     let sender = match args.mode.as_str() {
         "plain" => {
@@ -158,36 +181,30 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         other => bail!("--mode must be plain or task, not {other:?}"),
     };
+    let run_start = Instant::now();
+    let measure_from = run_start + Duration::from_secs_f64(args.warmup_seconds);
+    let until = measure_from + Duration::from_secs_f64(args.seconds);
     let results = Arc::new(Mutex::new(Results {
+        measure_from,
+        requests: 0,
+        errors: 0,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         windows: Vec::new(),
     }));
-    let errors = Arc::new(AtomicU64::new(0));
+    // Numbers the payloads, so no two requests are alike.
     let sent = Arc::new(AtomicU64::new(0));
-    let run_start = Instant::now();
-    let until = run_start + Duration::from_secs_f64(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     match args.rate {
         None => {
             for _ in 0..args.connections {
-                let (sender, results, errors, sent) = (
-                    sender.clone(),
-                    results.clone(),
-                    errors.clone(),
-                    sent.clone(),
-                );
+                let (sender, results, sent) = (sender.clone(), results.clone(), sent.clone());
                 tasks.spawn(async move {
                     while Instant::now() < until {
                         let n = sent.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
                         let ok = sender.send(n).await;
-                        errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
-                        results.lock().expect("lock").record(
-                            started,
-                            run_start,
-                            started.elapsed(),
-                            ok,
-                        );
+                        let latency = started.elapsed();
+                        results.lock().expect("lock").record(started, latency, ok);
                     }
                 });
             }
@@ -203,18 +220,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 }
                 tokio::time::sleep_until(scheduled.into()).await;
                 let slot = slots.clone().acquire_owned().await?;
-                let (sender, results, errors) = (sender.clone(), results.clone(), errors.clone());
-                sent.fetch_add(1, Ordering::Relaxed);
+                let (sender, results) = (sender.clone(), results.clone());
                 tasks.spawn(async move {
                     let ok = sender.send(n).await;
-                    errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
                     // Latency from the scheduled time: waiting for a slot counts.
-                    results.lock().expect("lock").record(
-                        scheduled,
-                        run_start,
-                        scheduled.elapsed(),
-                        ok,
-                    );
+                    let latency = scheduled.elapsed();
+                    results.lock().expect("lock").record(scheduled, latency, ok);
                     drop(slot);
                 });
                 n += 1;
@@ -222,12 +233,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     while tasks.join_next().await.is_some() {}
-    let elapsed = run_start.elapsed().as_secs_f64();
+    let elapsed = measure_from.elapsed().as_secs_f64();
     let results = results.lock().expect("lock");
     let h = &results.latency_us;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let requests = sent.load(Ordering::Relaxed);
-    let errors = errors.load(Ordering::Relaxed);
+    let (requests, errors) = (results.requests, results.errors);
     if args.timeline {
         for (i, (ok, err, max_us)) in results.windows.iter().enumerate() {
             eprintln!(
