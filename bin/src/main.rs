@@ -60,10 +60,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cli = match cli.command {
+    let command = match cli.command {
         // A node sizes its own runtime from its settings.
         Command::Run(args) => return report(cmd::run::run(args)),
-        command => Cli { command },
+        command => command,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run(_) => unreachable!("handled above"),
             Command::Status(args) => cmd::status::run(args).await,
             Command::Submit(args) => cmd::submit::run(args).await,

@@ -27,10 +27,11 @@ pub struct NodeConfig {
 /// Why a config directory could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is in the message, not a `source`: error chains (`{:#}`) would print it twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Config(#[from] triforce_core::config::ConfigError),
@@ -128,9 +129,9 @@ fn check_psk_len(psk: &[u8], from: &str) -> Result<(), LoadError> {
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

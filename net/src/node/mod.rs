@@ -57,11 +57,6 @@ pub struct NodeIo {
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind UDP {addr} for QUIC: {source}")]
-    BindUdp {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("QUIC endpoint: {0}")]
     Endpoint(std::io::Error),
 }
