@@ -36,6 +36,26 @@ fn bad_configs_fail_with_a_clear_line() {
         "{err}"
     );
 
+    let missing = dir.join("missing");
+    let out = triforce(&[
+        "run",
+        "--config",
+        missing.to_str().unwrap(),
+        "--node",
+        "hetzner",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot read") && err.contains("federation_nodes.json"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("No such file").count(),
+        1,
+        "the cause once: {err}"
+    );
+
     let out = triforce(&["run", "--config", d, "--node", "nobody"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
