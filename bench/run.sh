@@ -117,21 +117,19 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# CPU ticks (user + system) and peak RSS of processes and their children, 0 for gone ones.
-cpu_ticks() {
-  local total=0 p
+# proc_sum FILE AWK PIDS...: AWK's number from /proc/PID/FILE, summed over the processes and
+# their children; 0 for gone ones.
+proc_sum() {
+  local file=$1 program=$2 total=0 p
+  shift 2
   for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
-    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    [ -r "/proc/$p/$file" ] && total=$((total + $(awk "$program" "/proc/$p/$file")))
   done
   echo "$total"
 }
-peak_rss_kb() {
-  local total=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
-    [ -r "/proc/$p/status" ] && total=$((total + $(awk '/VmHWM/ {print $2}' "/proc/$p/status")))
-  done
-  echo "$total"
-}
+# CPU ticks (user + system) and peak RSS of processes and their children.
+cpu_ticks() { proc_sum stat '{print $14 + $15}' "$@"; }
+peak_rss_kb() { proc_sum status '/VmHWM/ {print $2}' "$@"; }
 
 # Busy CPU ticks of the whole machine (user + nice + system + irq + softirq).
 machine_ticks() {

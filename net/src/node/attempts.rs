@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -29,16 +30,37 @@ struct Running {
     _dispatched: Dispatched,
 }
 
-/// Counts an attempt in its target's load (what selection sees) until dropped, however the
-/// task's future ends: answered, abandoned, or dropped with a client that went away.
+/// Counts an attempt in its target's load (what selection sees) from creation until dropped,
+/// however the task's future ends: answered, abandoned, or dropped with a client that went away.
 struct Dispatched {
     shared: Arc<Shared>,
     node: NodeId,
 }
 
+impl Dispatched {
+    fn new(shared: &Arc<Shared>, node: NodeId) -> Self {
+        if node == shared.config.me {
+            shared.local_dispatched.fetch_add(1, Ordering::SeqCst);
+        } else {
+            shared.machines().membership.handle_dispatch(&node);
+        }
+        Dispatched {
+            shared: shared.clone(),
+            node,
+        }
+    }
+}
+
 impl Drop for Dispatched {
     fn drop(&mut self) {
-        self.shared.note_dispatch_done(&self.node);
+        if self.node == self.shared.config.me {
+            self.shared.local_dispatched.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            self.shared
+                .machines()
+                .membership
+                .handle_dispatch_done(&self.node);
+        }
     }
 }
 
@@ -50,14 +72,10 @@ impl Attempts {
         node: NodeId,
         attempt: impl Future<Output = ()> + Send + 'static,
     ) {
-        shared.note_dispatch(&node);
         self.running.push(Running {
             node: node.clone(),
             future: Some(Box::pin(attempt)),
-            _dispatched: Dispatched {
-                shared: shared.clone(),
-                node,
-            },
+            _dispatched: Dispatched::new(shared, node),
         });
     }
 

@@ -43,7 +43,7 @@ pub struct Shared {
     /// Wakes the heartbeat driver when membership has new work outside its own timers.
     pub membership_changed: Notify,
     pub observer: Option<Arc<dyn super::Observer>>,
-    /// Attempts this node routed to itself that have not ended (see `note_dispatch`).
+    /// Attempts this node routed to itself that have not ended (counted by `attempts::Dispatched`).
     pub local_dispatched: std::sync::atomic::AtomicU32,
     /// Task streams from peers still being answered; shutdown waits for them to deliver.
     pub task_streams: std::sync::atomic::AtomicUsize,
@@ -129,26 +129,6 @@ impl Shared {
         self.machines
             .lock()
             .expect("no code panics while holding the machines lock")
-    }
-
-    /// An attempt was sent to `node`: selection counts it as load there until it ends.
-    pub fn note_dispatch(&self, node: &triforce_core::node::NodeId) {
-        if *node == self.config.me {
-            self.local_dispatched
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        } else {
-            self.machines().membership.handle_dispatch(node);
-        }
-    }
-
-    /// An attempt on `node` ended, whatever its outcome.
-    pub fn note_dispatch_done(&self, node: &triforce_core::node::NodeId) {
-        if *node == self.config.me {
-            self.local_dispatched
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        } else {
-            self.machines().membership.handle_dispatch_done(node);
-        }
     }
 
     pub fn progress_interval(&self) -> Duration {
