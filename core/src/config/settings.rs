@@ -294,8 +294,8 @@ impl Settings {
                             format!("url {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
                         ));
                     }
-                    let host = url.strip_prefix("http://").unwrap_or_default();
-                    if !url.starts_with("http://") || host.is_empty() || host.starts_with('/') {
+                    let host = url.strip_prefix("http://");
+                    if host.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
                         return Err(ConfigError::invalid(
                             SETTINGS_FILE,
                             field,
