@@ -81,6 +81,7 @@ psk=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 for n in a b; do
   mkdir -p "$work/$n"
   printf '%s' "$psk" >"$work/$n/psk"
+  chmod 600 "$work/$n/psk"
   cat >"$work/$n/federation_nodes.json" <<JSON
 {"A": {"ip": "127.0.0.1", "port": 19000, "cores": 64, "ram": 64, "gpu": null, "role": "master", "name": "A"},
  "B": {"ip": "127.0.0.2", "port": 19000, "cores": 1, "ram": 8, "gpu": "bench-gpu", "role": "hub", "name": "B"}}
@@ -196,6 +197,7 @@ race race_federation "$NODE_B $B2" "${task_c[@]}"
 echo "== idle cost: one node of a 3-node federation, 60 s of heartbeats (10 s interval)"
 mkdir -p "$work/idle"
 printf '%s' "$psk" >"$work/idle/psk"
+chmod 600 "$work/idle/psk"
 cat >"$work/idle/federation_nodes.json" <<JSON
 {"hetzner": {"ip": "127.0.0.5", "port": 19100, "cores": 20, "ram": 62, "gpu": null, "role": "master", "name": "Hetzner EX63"},
  "zombie-pc": {"ip": "127.0.0.6", "port": 19100, "cores": 16, "ram": 30, "gpu": "RX 6800 XT", "role": "hub", "name": "Zombie PC"},

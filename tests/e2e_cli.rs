@@ -63,8 +63,22 @@ fn bad_configs_fail_with_a_clear_line() {
         "{err}"
     );
 
-    std::fs::write(dir.join("psk"), "short").unwrap();
+    // A PSK file others may read is refused, naming the file and its mode, as ssh does.
+    std::fs::write(dir.join("psk"), "a-long-enough-pre-shared-key").unwrap();
+    std::fs::set_permissions(
+        dir.join("psk"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::write(dir.join("federation.toml"), "psk_file = \"psk\"\n").unwrap();
+    let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("psk has mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    support::write_key(&dir.join("psk"), "short");
     let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("at least 16"),
@@ -73,7 +87,7 @@ fn bad_configs_fail_with_a_clear_line() {
     );
 
     // The seed's addresses (10.10.0.x) are not on this machine: the start-up check says so.
-    std::fs::write(dir.join("psk"), "a-long-enough-pre-shared-key").unwrap();
+    support::write_key(&dir.join("psk"), "a-long-enough-pre-shared-key");
     let out = triforce(&["run", "--config", d, "--node", "hetzner"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

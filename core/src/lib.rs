@@ -33,12 +33,14 @@
 //! - [`selection`]: the ordered failover list for a task.
 //! - [`failover`]: one state machine per task over that list, plus the shared retry budget.
 //! - [`ledger`]: the executing side's memory of task ids, which makes retries idempotent.
+//! - [`json`]: payloads and results as the bytes that were written, never re-encoded.
 //! - [`config`]: `federation_nodes.json` and `federation.toml`, parsed and checked.
 
 pub mod auth;
 pub mod config;
 pub mod failover;
 pub mod harness;
+pub mod json;
 pub mod ledger;
 pub mod membership;
 pub mod node;

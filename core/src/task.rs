@@ -1,21 +1,29 @@
 //! What a task is, as the seed's `POST /v1/federation/task` carries it.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
+
+use crate::json::RawJson;
 
 /// The longest task id accepted, in bytes; task ids key the ledger and the logs.
 pub const TASK_ID_LEN_MAX: usize = 128;
 /// The longest task type accepted, in bytes.
 pub const TASK_TYPE_LEN_MAX: usize = 64;
+/// Priorities a task may carry. Bounded so that a sender cannot claim a priority no
+/// operator-configured task can ever match (any `i32` was accepted before).
+pub const PRIORITY_RANGE: RangeInclusive<i32> = -1000..=1000;
 
 /// A task as submitted: `{task_id, type, payload, priority}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskRequest {
     pub task_id: String,
     #[serde(rename = "type")]
     pub task_type: String,
-    #[serde(default)]
-    pub payload: serde_json::Value,
+    /// The payload as the client wrote it; forwarded and handed to executors byte for byte.
+    #[serde(default = "RawJson::null")]
+    pub payload: RawJson,
     /// Higher runs first under saturation.
     #[serde(default)]
     pub priority: i32,
@@ -30,6 +38,8 @@ pub enum TaskRequestError {
     TaskId,
     #[error("type must be 1..={TASK_TYPE_LEN_MAX} ASCII letters, digits, '-', '_' or '.'")]
     TaskType,
+    #[error("priority {0} is outside {min}..={max}", min = PRIORITY_RANGE.start(), max = PRIORITY_RANGE.end())]
+    Priority(i32),
 }
 
 impl TaskRequest {
@@ -58,6 +68,52 @@ impl TaskRequest {
         if !type_ok {
             return Err(TaskRequestError::TaskType);
         }
+        if !PRIORITY_RANGE.contains(&self.priority) {
+            return Err(TaskRequestError::Priority(self.priority));
+        }
         Ok(())
+    }
+}
+
+impl TaskRequest {
+    /// A digest of what the task asks for (type and payload bytes), kept beside its id in the
+    /// executing node's ledger: the same id with other work is a conflict, not a retry.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update((self.task_type.len() as u64).to_be_bytes());
+        hasher.update(self.task_type.as_bytes());
+        hasher.update(self.payload.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_outside_the_range_is_refused() {
+        let body = |p: i64| format!("{{\"task_id\":\"t\",\"type\":\"echo\",\"priority\":{p}}}");
+        assert!(TaskRequest::parse(body(1000).as_bytes()).is_ok());
+        assert!(TaskRequest::parse(body(-1000).as_bytes()).is_ok());
+        assert_eq!(
+            TaskRequest::parse(body(1001).as_bytes()),
+            Err(TaskRequestError::Priority(1001))
+        );
+        assert!(TaskRequest::parse(body(-2147483648).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_payload_is_kept_as_written() {
+        let task =
+            TaskRequest::parse(b"{\"task_id\":\"t\",\"type\":\"echo\",\"payload\":[1e15, 2]}")
+                .unwrap();
+        assert_eq!(task.payload.get(), "[1e15, 2]");
+        let other = TaskRequest {
+            payload: RawJson::parse(b"[1e15,2]").unwrap(),
+            ..task.clone()
+        };
+        assert_ne!(task.digest(), other.digest(), "other bytes, other digest");
     }
 }

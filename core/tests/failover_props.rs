@@ -77,7 +77,7 @@ proptest! {
                 Step::ConnectionError(dt) => { now = now + Duration::from_millis(dt); task.handle_connection_error(now, &node, "x".into(), &mut budget) }
                 Step::Busy(dt) => { now = now + Duration::from_millis(dt); task.handle_answer(now, &node, Err(remote(true)), &mut budget) }
                 Step::Fail(dt) => { now = now + Duration::from_millis(dt); task.handle_answer(now, &node, Err(remote(false)), &mut budget) }
-                Step::Succeed(dt) => { now = now + Duration::from_millis(dt); task.handle_answer(now, &node, Ok(serde_json::json!(1)), &mut budget) }
+                Step::Succeed(dt) => { now = now + Duration::from_millis(dt); task.handle_answer(now, &node, Ok(serde_json::json!(1).into()), &mut budget) }
                 Step::Silence => {
                     let at = task.poll_timeout().expect("a running attempt has a timer");
                     now = now.max(at);

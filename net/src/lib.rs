@@ -16,6 +16,7 @@ pub mod http;
 
 pub mod client;
 pub mod load;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 

@@ -41,6 +41,8 @@ pub enum LoadError {
     NoPsk,
     #[error("the PSK from {from} is {len} bytes; at least {PSK_LEN_MIN} are required")]
     ShortPsk { from: String, len: usize },
+    #[error("{path} has mode {mode:04o}: a key file must not be readable by group or others; run chmod 600 {path}")]
+    KeyFileMode { path: PathBuf, mode: u32 },
 }
 
 impl NodeConfig {
@@ -66,7 +68,7 @@ impl NodeConfig {
             .iter()
             .map(|file| {
                 let path = dir.join(file);
-                let key = trim_newline(read(&path)?).into_bytes();
+                let key = trim_newline(read_key_file(&path)?).into_bytes();
                 check_psk_len(&key, &path.display().to_string())?;
                 Ok(key)
             })
@@ -108,7 +110,10 @@ fn resolve_psk(
         (env, PSK_ENV.to_string())
     } else if let Some(file) = &settings.psk_file {
         let path = dir.join(file);
-        (trim_newline(read(&path)?), path.display().to_string())
+        (
+            trim_newline(read_key_file(&path)?),
+            path.display().to_string(),
+        )
     } else if let Some(inline) = &settings.psk {
         (inline.clone(), format!("psk in {SETTINGS_FILE}"))
     } else {
@@ -126,6 +131,24 @@ fn check_psk_len(psk: &[u8], from: &str) -> Result<(), LoadError> {
         });
     }
     Ok(())
+}
+
+/// Reads a PSK file, refusing one that group or others may read (as ssh refuses such keys):
+/// whoever can read the PSK can sign as any node.
+fn read_key_file(path: &Path) -> Result<String, LoadError> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).map_err(|error| LoadError::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(LoadError::KeyFileMode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    read(path)
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

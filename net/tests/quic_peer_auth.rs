@@ -74,7 +74,7 @@ fn identity(claim: &str, psk: &[u8]) -> Identity {
 
 async fn connect(from: &str, to: SocketAddr) -> quinn::Connection {
     let mut endpoint = quinn::Endpoint::client(format!("{from}:0").parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(client_config(5_000));
+    endpoint.set_default_client_config(client_config(5_000, 1 << 20));
     endpoint
         .connect(to, "triforce-node")
         .unwrap()

@@ -277,7 +277,7 @@ fn submit(node: &Node, log: &SharedLog, task_id: String, task_type: &str, ms: u6
     let task = TaskRequest {
         task_id: task_id.clone(),
         task_type: task_type.into(),
-        payload: json!({"ms": ms}),
+        payload: json!({"ms": ms}).into(),
         priority,
     };
     {
@@ -333,7 +333,7 @@ async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
     ) else {
         return;
     };
-    endpoint.set_default_client_config(client_config(30_000));
+    endpoint.set_default_client_config(client_config(30_000, 1 << 20));
     let target = SocketAddr::new(turmoil::lookup("hetzner"), PORT);
     let ips = BTreeMap::from([
         (

@@ -91,7 +91,7 @@ impl Federation {
         )
         .unwrap();
         std::fs::write(dir.join("federation.toml"), format!("{SETTINGS}\n{extra}")).unwrap();
-        std::fs::write(dir.join("psk"), PSK).unwrap();
+        write_key(&dir.join("psk"), PSK);
         let mut federation = Federation {
             dir,
             port,
@@ -244,4 +244,11 @@ pub fn task_body(task_type: &str, payload: Value) -> Vec<u8> {
     json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1})
         .to_string()
         .into_bytes()
+}
+
+/// Writes a key file as an operator must: readable by its owner only (`run` refuses others).
+pub fn write_key(path: &std::path::Path, key: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, key).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

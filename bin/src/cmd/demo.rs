@@ -2,7 +2,9 @@
 //! It shows routing (GPU tasks to the GPU node), a node dying (failover, then offline after three
 //! missed heartbeats) and coming back (online again), then exits 0.
 
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -311,7 +313,14 @@ fn write_config(dir: &PathBuf, port: u16) -> Result<()> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    std::fs::write(dir.join("psk"), psk)?;
+    // Readable by this user only: `run` refuses a key file others may read.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("psk"))?
+        .write_all(psk.as_bytes())?;
     Ok(())
 }
 

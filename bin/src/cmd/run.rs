@@ -24,6 +24,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     init_logs();
     let config = load(&args.node.config, &args.node.node)?;
+    // The PSK is in the config now; out of the environment it goes, before any thread or child
+    // process could see it (executors get a cleared environment too).
+    std::env::remove_var(triforce_net::load::PSK_ENV);
     let mut builder = match config.settings.limits.runtime_threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         threads => {

@@ -22,7 +22,9 @@ pub use rejection::{Header, Rejection};
 pub use replay::ReplayCache;
 pub use signer::{sign, SignedHeaders};
 pub use source::SourcePolicy;
-pub use verifier::{HeaderValue, SignedRequest, Verified, Verifier, VerifierConfig};
+pub use verifier::{
+    Authenticated, Authenticator, HeaderValue, SignedRequest, Verified, Verifier, VerifierConfig,
+};
 
 /// The header names, as the seed spells them.
 pub const HEADER_NODE: &str = "X-Federation-Node";

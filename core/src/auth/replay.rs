@@ -28,12 +28,20 @@ type TagSet = HashSet<[u8; 32], BuildHasherDefault<TagHasher>>;
 /// Remembers each accepted signature until its timestamp has left the window, after which the
 /// window check alone refuses it. Bounded: when full of live entries it refuses new requests
 /// (fails closed) rather than forgetting one that could then be replayed.
+///
+/// The room is shared fairly among signers (each node, and the `allowed_clients` together):
+/// every signer is guaranteed `entries_max / (2 × signers)` entries, and may use more only
+/// while the others' guarantees stay free. One signer that floods the cache with valid
+/// requests is then refused (`replay_cache_full`) while everyone else goes on, where a single
+/// shared pool made the node refuse every signer for the rest of the window.
 #[derive(Clone, Debug)]
 pub struct ReplayCache {
     window_s: u64,
     entries_max: usize,
+    guaranteed: usize,
+    held: Vec<usize>,
     seen: TagSet,
-    by_timestamp: BTreeSet<(u64, [u8; 32])>,
+    by_timestamp: BTreeSet<(u64, [u8; 32], usize)>,
 }
 
 /// What [`ReplayCache::insert`] found.
@@ -43,16 +51,20 @@ pub enum Insert {
     Fresh,
     /// Already accepted once; state unchanged.
     Replay,
-    /// No room for a live entry; state unchanged.
+    /// No room for a live entry of this signer; state unchanged.
     Full,
 }
 
 impl ReplayCache {
-    pub fn new(window_s: u64, entries_max: usize) -> Self {
+    /// A cache of `entries_max` entries shared by `signers` signers (numbered from 0).
+    pub fn new(window_s: u64, entries_max: usize, signers: usize) -> Self {
         assert!(entries_max > 0, "a replay cache needs room for one entry");
+        let signers = signers.max(1);
         ReplayCache {
             window_s,
             entries_max,
+            guaranteed: (entries_max / (2 * signers)).max(1),
+            held: vec![0; signers],
             seen: TagSet::default(),
             by_timestamp: BTreeSet::new(),
         }
@@ -66,29 +78,69 @@ impl ReplayCache {
         self.seen.is_empty()
     }
 
-    /// Records `signature` (of a request stamped `timestamp`) as used at wall time `now_unix_s`.
-    pub fn insert(&mut self, signature: [u8; 32], timestamp: u64, now_unix_s: u64) -> Insert {
+    /// Remembers an authenticated request, or says why it must be refused.
+    pub fn remember(
+        &mut self,
+        request: &super::Authenticated,
+        now_unix_s: u64,
+    ) -> Result<(), super::Rejection> {
+        match self.insert(request.tag, request.timestamp, now_unix_s, request.signer) {
+            Insert::Fresh => Ok(()),
+            Insert::Replay => Err(super::Rejection::Replay),
+            Insert::Full => Err(super::Rejection::ReplayCacheFull),
+        }
+    }
+
+    /// Records `signature` (of a request stamped `timestamp`, by `signer`) as used at wall
+    /// time `now_unix_s`. A signer number out of range counts as the last (the clients').
+    pub fn insert(
+        &mut self,
+        signature: [u8; 32],
+        timestamp: u64,
+        now_unix_s: u64,
+        signer: usize,
+    ) -> Insert {
+        let signer = signer.min(self.held.len() - 1);
         self.forget_expired(now_unix_s);
         if self.seen.contains(&signature) {
             return Insert::Replay;
         }
-        if self.seen.len() >= self.entries_max {
+        if !self.has_room_for(signer) {
             return Insert::Full;
         }
         self.seen.insert(signature);
-        self.by_timestamp.insert((timestamp, signature));
+        self.by_timestamp.insert((timestamp, signature, signer));
+        self.held[signer] += 1;
         Insert::Fresh
+    }
+
+    /// Within its guarantee a signer always has room (the others never take it); beyond it,
+    /// only what is left after every other signer's unused guarantee.
+    fn has_room_for(&self, signer: usize) -> bool {
+        let free = self.entries_max.saturating_sub(self.seen.len());
+        if self.held[signer] < self.guaranteed {
+            return free > 0;
+        }
+        let owed: usize = self
+            .held
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != signer)
+            .map(|(_, held)| self.guaranteed.saturating_sub(*held))
+            .sum();
+        free > owed
     }
 
     /// Drops entries whose timestamp is more than the window behind `now_unix_s`: the window
     /// check refuses those before the cache is consulted.
     fn forget_expired(&mut self, now_unix_s: u64) {
-        while let Some(&(timestamp, signature)) = self.by_timestamp.first() {
+        while let Some(&(timestamp, signature, signer)) = self.by_timestamp.first() {
             if timestamp.saturating_add(self.window_s) >= now_unix_s {
                 break;
             }
             self.by_timestamp.pop_first();
             self.seen.remove(&signature);
+            self.held[signer] -= 1;
         }
         debug_assert_eq!(self.seen.len(), self.by_timestamp.len());
     }
@@ -100,12 +152,48 @@ mod tests {
 
     #[test]
     fn remembers_within_window_and_forgets_after() {
-        let mut cache = ReplayCache::new(30, 2);
-        assert_eq!(cache.insert([1; 32], 100, 100), Insert::Fresh);
-        assert_eq!(cache.insert([1; 32], 100, 130), Insert::Replay);
-        assert_eq!(cache.insert([2; 32], 100, 130), Insert::Fresh);
-        assert_eq!(cache.insert([3; 32], 130, 130), Insert::Full);
-        assert_eq!(cache.insert([3; 32], 131, 131), Insert::Fresh);
+        let mut cache = ReplayCache::new(30, 2, 1);
+        assert_eq!(cache.insert([1; 32], 100, 100, 0), Insert::Fresh);
+        assert_eq!(cache.insert([1; 32], 100, 130, 0), Insert::Replay);
+        assert_eq!(cache.insert([2; 32], 100, 130, 0), Insert::Fresh);
+        assert_eq!(cache.insert([3; 32], 130, 130, 0), Insert::Full);
+        assert_eq!(cache.insert([3; 32], 131, 131, 0), Insert::Fresh);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn one_flooding_signer_does_not_lock_out_the_others() {
+        // 4 signers (3 nodes + clients), 2000 entries: 250 guaranteed each.
+        let mut cache = ReplayCache::new(30, 2000, 4);
+        let tag = |signer: usize, i: usize| {
+            let mut tag = [0u8; 32];
+            tag[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            tag[8] = signer as u8;
+            tag
+        };
+        let accepted = (0..4000)
+            .filter(|i| cache.insert(tag(2, *i), 100, 100, 2) == Insert::Fresh)
+            .count();
+        assert_eq!(
+            accepted,
+            2000 - 3 * 250,
+            "the flooder keeps out of the others' share"
+        );
+        for signer in [0, 1, 3] {
+            for i in 0..250 {
+                assert_eq!(
+                    cache.insert(tag(signer, i), 100, 100, signer),
+                    Insert::Fresh
+                );
+            }
+            assert_eq!(
+                cache.insert(tag(signer, 999), 100, 100, signer),
+                Insert::Full
+            );
+        }
+        assert_eq!(cache.len(), 2000);
+        // After the window the flooder's entries go, and every share with them.
+        assert_eq!(cache.insert(tag(0, 5000), 131, 131, 0), Insert::Fresh);
         assert_eq!(cache.len(), 1);
     }
 }

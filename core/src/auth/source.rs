@@ -42,4 +42,28 @@ impl SourcePolicy {
         source == node_ip.to_canonical()
             || self.extra_clients.iter().any(|net| net.contains(&source))
     }
+
+    /// Whether `source` is a node's address or inside an `allowed_clients` network.
+    pub fn is_known_source(&self, source: IpAddr) -> bool {
+        let source = source.to_canonical();
+        self.node_ips.values().any(|ip| ip.to_canonical() == source)
+            || self.extra_clients.iter().any(|net| net.contains(&source))
+    }
+
+    /// Replay-cache shares: one per node, and one that every `allowed_clients` address shares.
+    pub fn signer_count(&self) -> usize {
+        self.node_ips.len() + 1
+    }
+
+    /// The share a request signed as the node at `node_ip` and sent from `source` uses: the
+    /// node's own when it comes from the node's address, else the clients' share.
+    pub fn signer(&self, node_ip: IpAddr, source: IpAddr) -> usize {
+        let source = source.to_canonical();
+        if source == node_ip.to_canonical() {
+            if let Some(index) = self.node_ips.values().position(|ip| *ip == node_ip) {
+                return index;
+            }
+        }
+        self.node_ips.len()
+    }
 }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::parse::{parse_signature, parse_timestamp};
-use super::replay::{Insert, ReplayCache};
+use super::replay::ReplayCache;
 use super::signer::message_parts;
 use super::{Header, HmacSha256Key, Keyring, Mac, Rejection, SourcePolicy};
 use crate::node::NodeId;
@@ -63,23 +63,62 @@ impl Default for VerifierConfig {
     }
 }
 
-/// Checks signed requests. Holds the replay cache, so one verifier serves one node.
+/// A request that passed every check but the replay cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub node: NodeId,
+    pub timestamp: u64,
+    /// The signature, which the replay cache remembers.
+    pub tag: [u8; 32],
+    /// Whose share of the replay cache the request uses (see [`ReplayCache`]).
+    pub signer: usize,
+}
+
+impl Authenticated {
+    pub fn verified(&self) -> Verified {
+        Verified {
+            node: self.node.clone(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// Every check of a signed request but the replay cache. Holds no mutable state, so a driver
+/// may run it (the MAC over the whole body) outside any lock.
 #[derive(Clone, Debug)]
-pub struct Verifier<M: Mac = HmacSha256Key> {
+pub struct Authenticator<M: Mac = HmacSha256Key> {
     keys: Keyring<M>,
     sources: SourcePolicy,
     window_s: u64,
+}
+
+/// Checks signed requests: an [`Authenticator`] and the [`ReplayCache`] of one node. A driver
+/// that wants the MAC outside its lock takes the two apart with [`Verifier::into_parts`].
+#[derive(Clone, Debug)]
+pub struct Verifier<M: Mac = HmacSha256Key> {
+    authenticator: Authenticator<M>,
     replay: ReplayCache,
 }
 
 impl<M: Mac> Verifier<M> {
     pub fn new(keys: Keyring<M>, sources: SourcePolicy, config: VerifierConfig) -> Self {
+        let replay = ReplayCache::new(
+            config.window_s,
+            config.replay_entries_max,
+            sources.signer_count(),
+        );
         Verifier {
-            keys,
-            sources,
-            window_s: config.window_s,
-            replay: ReplayCache::new(config.window_s, config.replay_entries_max),
+            authenticator: Authenticator {
+                keys,
+                sources,
+                window_s: config.window_s,
+            },
+            replay,
         }
+    }
+
+    pub fn into_parts(self) -> (Authenticator<M>, ReplayCache) {
+        (self.authenticator, self.replay)
     }
 
     /// Verifies `request` at wall time `now_unix_s`.
@@ -91,20 +130,41 @@ impl<M: Mac> Verifier<M> {
         request: &SignedRequest<'_>,
         now_unix_s: u64,
     ) -> Result<Verified, Rejection> {
-        let (node, timestamp, tag) = self.authenticate(request, now_unix_s)?;
-        match self.replay.insert(tag, timestamp, now_unix_s) {
-            Insert::Fresh => Ok(Verified { node, timestamp }),
-            Insert::Replay => Err(Rejection::Replay),
-            Insert::Full => Err(Rejection::ReplayCacheFull),
-        }
+        let authenticated = self.authenticator.authenticate(request, now_unix_s)?;
+        self.replay.remember(&authenticated, now_unix_s)?;
+        Ok(authenticated.verified())
     }
 
-    /// Every check but the replay cache; returns the node, timestamp and tag. Changes nothing.
+    /// Every check but the replay cache. Changes nothing.
     pub fn authenticate(
         &self,
         request: &SignedRequest<'_>,
         now_unix_s: u64,
-    ) -> Result<(NodeId, u64, [u8; 32]), Rejection> {
+    ) -> Result<Authenticated, Rejection> {
+        self.authenticator.authenticate(request, now_unix_s)
+    }
+
+    pub fn keys(&self) -> &Keyring<M> {
+        &self.authenticator.keys
+    }
+
+    pub fn window_s(&self) -> u64 {
+        self.authenticator.window_s
+    }
+
+    /// Signatures currently remembered.
+    pub fn replay_len(&self) -> usize {
+        self.replay.len()
+    }
+}
+
+impl<M: Mac> Authenticator<M> {
+    /// Every check but the replay cache, cheapest first; the MAC last. Changes nothing.
+    pub fn authenticate(
+        &self,
+        request: &SignedRequest<'_>,
+        now_unix_s: u64,
+    ) -> Result<Authenticated, Rejection> {
         let node_raw = single(request.node, Header::Node)?;
         let timestamp_raw = single(request.timestamp, Header::Timestamp)?;
         let signature_raw = single(request.signature, Header::Signature)?;
@@ -129,7 +189,13 @@ impl<M: Mac> Verifier<M> {
         if !self.keys.verify(&parts, &tag) {
             return Err(Rejection::BadSignature);
         }
-        Ok((node, timestamp, tag))
+        let signer = self.sources.signer(node_ip, request.source);
+        Ok(Authenticated {
+            node,
+            timestamp,
+            tag,
+            signer,
+        })
     }
 
     fn check_window(&self, timestamp: u64, now_unix_s: u64) -> Result<(), Rejection> {
@@ -153,17 +219,10 @@ impl<M: Mac> Verifier<M> {
         Ok(())
     }
 
-    pub fn keys(&self) -> &Keyring<M> {
-        &self.keys
-    }
-
-    pub fn window_s(&self) -> u64 {
-        self.window_s
-    }
-
-    /// Signatures currently remembered.
-    pub fn replay_len(&self) -> usize {
-        self.replay.len()
+    /// Whether `source` is an address any request may come from: a node's or an
+    /// `allowed_clients` network's. Anything else can be turned away before it costs more.
+    pub fn source_allowed(&self, source: IpAddr) -> bool {
+        self.sources.is_known_source(source)
     }
 }
 

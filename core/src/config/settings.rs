@@ -94,16 +94,32 @@ pub struct Limits {
     pub retry_reserve: u32,
     /// HTTP connections served at once; more wait in the kernel's backlog.
     pub http_connections_max: usize,
-    /// Longest a client may take to send a request's headers, and then its body: a client
-    /// that trickles bytes is dropped instead of holding a connection slot.
+    /// HTTP connections one source address may hold at once; 0 means a quarter of
+    /// `http_connections_max` (at least 1), so one address cannot take every slot.
+    pub http_connections_per_source_max: usize,
+    /// Longest a client may take to send a whole request, headers and body together (one
+    /// deadline, not one per read): a client that trickles bytes is dropped instead of holding
+    /// a connection slot.
     pub request_read_timeout_ms: u64,
     /// Task results remembered for idempotent retries.
     pub ledger_entries_max: usize,
+    /// Bytes of task results remembered for idempotent retries (oldest dropped first).
+    pub ledger_bytes_max: usize,
     /// Threads running the node's networking and routing; 0 means one per core. The node moves
     /// bytes while backends do the work, so one thread serves thousands of tasks a second, and
     /// 1 saves the cross-thread wake-ups a multi-threaded runtime pays per request (a third of
     /// a remote task's CPU in `bench/run.sh`).
     pub runtime_threads: usize,
+}
+
+impl Limits {
+    /// Connections one source address may hold: the setting, or its default share.
+    pub fn http_connections_per_source(&self) -> usize {
+        match self.http_connections_per_source_max {
+            0 => (self.http_connections_max / 4).max(1),
+            n => n,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -116,8 +132,10 @@ impl Default for Limits {
             retry_ratio: 0.5,
             retry_reserve: 20,
             http_connections_max: 512,
+            http_connections_per_source_max: 0,
             request_read_timeout_ms: 10_000,
             ledger_entries_max: 10_000,
+            ledger_bytes_max: 64 << 20,
             runtime_threads: 0,
         }
     }
@@ -181,14 +199,210 @@ pub enum ExecutorSpec {
         #[serde(default = "default_executor_timeout_ms")]
         timeout_ms: u64,
     },
-    /// Runs `program` with `args` (no shell), payload on stdin, JSON from stdout.
+    /// Runs `program` with `args` (no shell), payload on stdin, JSON from stdout. The child
+    /// gets a cleared environment: `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` and `USER`
+    /// from the node's, plus `env` (never the PSK).
     Command {
         program: PathBuf,
         #[serde(default)]
         args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
         #[serde(default = "default_executor_timeout_ms")]
         timeout_ms: u64,
     },
+}
+
+/// The longest any timing setting may be: a day. Longer values are surely typos, and the
+/// bound keeps every product of two settings (`heartbeat_interval_ms × misses_max`, ...) far
+/// from overflowing.
+pub const TIMING_MS_MAX: u64 = 86_400_000;
+/// The most misses either miss counter may be set to.
+pub const MISSES_MAX: u32 = 1_000;
+
+fn refuse_zero(field: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(
+            SETTINGS_FILE,
+            field,
+            "must be greater than 0",
+        ));
+    }
+    Ok(())
+}
+
+impl Timing {
+    fn check(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("timing.heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("timing.attempt_timeout_ms", self.attempt_timeout_ms),
+            ("timing.accept_timeout_ms", self.accept_timeout_ms),
+            ("timing.accept_timeout_min_ms", self.accept_timeout_min_ms),
+            ("timing.progress_interval_ms", self.progress_interval_ms),
+            ("timing.task_deadline_ms", self.task_deadline_ms),
+        ];
+        for (field, value) in durations {
+            refuse_zero(field, value)?;
+            if value > TIMING_MS_MAX {
+                return Err(ConfigError::invalid(
+                    SETTINGS_FILE,
+                    field,
+                    format!("{value} is more than a day ({TIMING_MS_MAX} ms)"),
+                ));
+            }
+        }
+        if self.drain_timeout_ms > TIMING_MS_MAX {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "timing.drain_timeout_ms",
+                format!("must be at most {TIMING_MS_MAX}"),
+            ));
+        }
+        if self.window_s > TIMING_MS_MAX / 1000 {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "timing.window_s",
+                "must be at most a day",
+            ));
+        }
+        for (field, misses) in [
+            ("timing.misses_max", self.misses_max),
+            ("timing.progress_misses_max", self.progress_misses_max),
+        ] {
+            refuse_zero(field, u64::from(misses))?;
+            if misses > MISSES_MAX {
+                return Err(ConfigError::invalid(
+                    SETTINGS_FILE,
+                    field,
+                    format!("must be at most {MISSES_MAX}"),
+                ));
+            }
+        }
+        if self.accept_timeout_ms > self.attempt_timeout_ms {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "timing.accept_timeout_ms",
+                "must not exceed timing.attempt_timeout_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("limits.body_bytes_max", self.body_bytes_max as u64),
+            ("limits.replay_entries_max", self.replay_entries_max as u64),
+            (
+                "limits.http_connections_max",
+                self.http_connections_max as u64,
+            ),
+            (
+                "limits.request_read_timeout_ms",
+                self.request_read_timeout_ms,
+            ),
+            ("limits.ledger_entries_max", self.ledger_entries_max as u64),
+            ("limits.ledger_bytes_max", self.ledger_bytes_max as u64),
+        ];
+        for (field, value) in positive {
+            refuse_zero(field, value)?;
+        }
+        if self.request_read_timeout_ms > TIMING_MS_MAX {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "limits.request_read_timeout_ms",
+                format!("must be at most {TIMING_MS_MAX}"),
+            ));
+        }
+        // Frames carry a body plus an envelope behind a 32-bit length.
+        if self.body_bytes_max > (1 << 30) {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "limits.body_bytes_max",
+                "must be at most 1 GiB",
+            ));
+        }
+        if self.http_connections_per_source_max > self.http_connections_max {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "limits.http_connections_per_source_max",
+                "must not exceed limits.http_connections_max",
+            ));
+        }
+        if !(0.0..=10.0).contains(&self.retry_ratio) {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "limits.retry_ratio",
+                "must be within 0.0..=10.0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ExecutorSpec {
+    fn check(&self, field: &str) -> Result<(), ConfigError> {
+        match self {
+            ExecutorSpec::Http { url, timeout_ms } => {
+                // Backends are local inference servers (on the node or across WireGuard,
+                // which already encrypts): the executor speaks plain HTTP only.
+                if url.starts_with("https://") {
+                    return Err(ConfigError::invalid(
+                        SETTINGS_FILE,
+                        field,
+                        format!("url {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
+                    ));
+                }
+                let host = url.strip_prefix("http://");
+                if host.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+                    return Err(ConfigError::invalid(
+                        SETTINGS_FILE,
+                        field,
+                        format!("url {url:?} must look like http://HOST:PORT/PATH"),
+                    ));
+                }
+                check_executor_timeout(field, *timeout_ms)
+            }
+            ExecutorSpec::Command {
+                program,
+                timeout_ms,
+                env,
+                ..
+            } => {
+                if program.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid(
+                        SETTINGS_FILE,
+                        field,
+                        "program is empty",
+                    ));
+                }
+                if let Some(name) = env
+                    .keys()
+                    .find(|name| name.is_empty() || name.contains(['=', '\0']))
+                {
+                    return Err(ConfigError::invalid(
+                        SETTINGS_FILE,
+                        field,
+                        format!("env name {name:?} must be non-empty, without '=' or NUL"),
+                    ));
+                }
+                check_executor_timeout(field, *timeout_ms)
+            }
+            ExecutorSpec::Echo | ExecutorSpec::Sleep => Ok(()),
+        }
+    }
+}
+
+fn check_executor_timeout(field: &str, timeout_ms: u64) -> Result<(), ConfigError> {
+    if timeout_ms == 0 || timeout_ms > TIMING_MS_MAX {
+        return Err(ConfigError::invalid(
+            SETTINGS_FILE,
+            field,
+            format!("timeout_ms must be within 1..={TIMING_MS_MAX}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A TOML error as one line, `line L, column C (the line): message`, for logs and terminals.
@@ -222,58 +436,10 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks values that parse but cannot work.
+    /// Checks values that parse but cannot work, one section at a time.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let t = &self.timing;
-        let positive = [
-            ("timing.heartbeat_interval_ms", t.heartbeat_interval_ms),
-            ("timing.misses_max", u64::from(t.misses_max)),
-            ("timing.attempt_timeout_ms", t.attempt_timeout_ms),
-            ("timing.accept_timeout_ms", t.accept_timeout_ms),
-            ("timing.accept_timeout_min_ms", t.accept_timeout_min_ms),
-            ("timing.progress_interval_ms", t.progress_interval_ms),
-            (
-                "timing.progress_misses_max",
-                u64::from(t.progress_misses_max),
-            ),
-            ("timing.task_deadline_ms", t.task_deadline_ms),
-            ("limits.body_bytes_max", self.limits.body_bytes_max as u64),
-            (
-                "limits.replay_entries_max",
-                self.limits.replay_entries_max as u64,
-            ),
-            (
-                "limits.http_connections_max",
-                self.limits.http_connections_max as u64,
-            ),
-            (
-                "limits.ledger_entries_max",
-                self.limits.ledger_entries_max as u64,
-            ),
-        ];
-        for (field, value) in positive {
-            if value == 0 {
-                return Err(ConfigError::invalid(
-                    SETTINGS_FILE,
-                    field,
-                    "must be greater than 0",
-                ));
-            }
-        }
-        if t.accept_timeout_ms > t.attempt_timeout_ms {
-            return Err(ConfigError::invalid(
-                SETTINGS_FILE,
-                "timing.accept_timeout_ms",
-                "must not exceed timing.attempt_timeout_ms",
-            ));
-        }
-        if !(0.0..=10.0).contains(&self.limits.retry_ratio) {
-            return Err(ConfigError::invalid(
-                SETTINGS_FILE,
-                "limits.retry_ratio",
-                "must be within 0.0..=10.0",
-            ));
-        }
+        self.timing.check()?;
+        self.limits.check()?;
         if self.psk.is_some() && self.psk_file.is_some() {
             return Err(ConfigError::invalid(
                 SETTINGS_FILE,
@@ -282,56 +448,7 @@ impl Settings {
             ));
         }
         for (task_type, spec) in &self.executors {
-            let field = format!("executors.{task_type}");
-            match spec {
-                ExecutorSpec::Http { url, timeout_ms } => {
-                    // Backends are local inference servers (on the node or across WireGuard,
-                    // which already encrypts): the executor speaks plain HTTP only.
-                    if url.starts_with("https://") {
-                        return Err(ConfigError::invalid(
-                            SETTINGS_FILE,
-                            field,
-                            format!("url {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
-                        ));
-                    }
-                    let host = url.strip_prefix("http://");
-                    if host.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
-                        return Err(ConfigError::invalid(
-                            SETTINGS_FILE,
-                            field,
-                            format!("url {url:?} must look like http://HOST:PORT/PATH"),
-                        ));
-                    }
-                    if *timeout_ms == 0 {
-                        return Err(ConfigError::invalid(
-                            SETTINGS_FILE,
-                            field,
-                            "timeout_ms must be greater than 0",
-                        ));
-                    }
-                }
-                ExecutorSpec::Command {
-                    program,
-                    timeout_ms,
-                    ..
-                } => {
-                    if program.as_os_str().is_empty() {
-                        return Err(ConfigError::invalid(
-                            SETTINGS_FILE,
-                            field,
-                            "program is empty",
-                        ));
-                    }
-                    if *timeout_ms == 0 {
-                        return Err(ConfigError::invalid(
-                            SETTINGS_FILE,
-                            field,
-                            "timeout_ms must be greater than 0",
-                        ));
-                    }
-                }
-                ExecutorSpec::Echo | ExecutorSpec::Sleep => {}
-            }
+            spec.check(&format!("executors.{task_type}"))?;
         }
         Ok(())
     }
@@ -408,6 +525,22 @@ mod tests {
         assert!(e("[executors.x]\nkind = \"teleport\"").contains("teleport"));
         assert!(e("psk = \"a\"\npsk_file = \"b\"").contains("not both"));
         assert!(e("[timing]\naccept_timeout_ms = 40000").contains("accept_timeout_ms"));
+        assert!(e("[limits]\nrequest_read_timeout_ms = 0").contains("request_read_timeout_ms"));
+        assert!(
+            e("[timing]\nheartbeat_interval_ms = 9223372036854775807\nmisses_max = 3")
+                .contains("timing.heartbeat_interval_ms"),
+            "a value whose product with misses_max overflows is refused"
+        );
+        assert!(e("[timing]\nprogress_misses_max = 4294967295").contains("progress_misses_max"));
+        assert!(e("[limits]\nledger_bytes_max = 0").contains("ledger_bytes_max"));
+        assert!(
+            e("[limits]\nhttp_connections_max = 8\nhttp_connections_per_source_max = 9")
+                .contains("http_connections_per_source_max")
+        );
+        assert!(e(
+            "[executors.x]\nkind = \"command\"\nprogram = \"/bin/cat\"\nenv = {\"A=B\" = \"1\"}"
+        )
+        .contains("env name"));
     }
 }
 

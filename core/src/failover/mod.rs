@@ -20,5 +20,8 @@ mod outcome;
 mod task;
 
 pub use budget::RetryBudget;
-pub use outcome::{Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, TaskOutcome};
+pub use outcome::{
+    AbandonReason, Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, TaskOutcome,
+    NO_EXECUTOR,
+};
 pub use task::{FailoverConfig, Target, TaskFailover, ACCEPT_RTTS};

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::RawJson;
 use crate::node::NodeId;
 use crate::time::Instant;
 
@@ -13,12 +14,41 @@ pub enum Action {
     /// Send the task to `node`; `attempt` counts from 1.
     Dispatch { node: NodeId, attempt: u32 },
     /// Stop waiting for `node` and cancel the call, so it does not start the task late.
-    Abandon { node: NodeId },
+    /// `reason` says whether the node is to blame (see [`AbandonReason::is_peer_failure`]).
+    Abandon { node: NodeId, reason: AbandonReason },
     /// Every candidate has been tried: select again with the current view, counting the nodes
     /// in `tried` as unavailable (they just failed this task, whatever the heartbeats say), and
     /// answer with [`super::TaskFailover::handle_candidates`]. Nodes already tried are never
     /// tried again, so this ends.
     Reselect { tried: Vec<NodeId> },
+}
+
+/// Why an attempt was abandoned. Only some of these say anything about the node's health: an
+/// attempt given up because another node's result won, or because the task's own deadline
+/// came first, is no evidence against a peer that may be perfectly well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbandonReason {
+    /// Never acknowledged within its accept timeout.
+    AcceptTimeout,
+    /// Acknowledged, then silent for the progress timeout.
+    ProgressLost,
+    /// Alive but still running at the attempt timeout.
+    AttemptTimeout,
+    /// The task's overall deadline passed.
+    Deadline,
+    /// A late result from an earlier attempt ended the task first.
+    Superseded,
+}
+
+impl AbandonReason {
+    /// Whether the abandoned attempt is evidence that the node is unreachable or dead (it
+    /// then counts towards the node's heartbeat misses).
+    pub fn is_peer_failure(self) -> bool {
+        matches!(
+            self,
+            AbandonReason::AcceptTimeout | AbandonReason::ProgressLost
+        )
+    }
 }
 
 /// An error the target node reported instead of a result.
@@ -29,6 +59,19 @@ pub struct RemoteError {
     pub message: String,
     /// Whether the task certainly did not run there, so another node may try it.
     pub retryable: bool,
+}
+
+/// The code of a node's answer that it has no executor for the task's type.
+pub const NO_EXECUTOR: &str = "no_executor";
+
+impl RemoteError {
+    /// Whether moving on after this answer spends the retry budget. The budget is there to keep
+    /// a sick cluster from being flooded with retries; a node that simply does not run the type
+    /// is not sick, and a burst of tasks of a type nobody runs must not leave a real failure
+    /// (a GPU node dying mid-task) without the retry it was budgeted for.
+    pub fn spends_retry_budget(&self) -> bool {
+        self.code != NO_EXECUTOR
+    }
 }
 
 /// Why one attempt did not produce the task's result.
@@ -101,7 +144,7 @@ pub enum ExhaustedReason {
 pub enum TaskOutcome {
     Completed {
         node: NodeId,
-        result: serde_json::Value,
+        result: RawJson,
         attempts: Vec<AttemptRecord>,
     },
     /// The task ran on `node` and its executor reported an error: running it elsewhere would

@@ -4,8 +4,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::{
-    Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, RetryBudget, TaskOutcome,
+    AbandonReason, Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, RetryBudget,
+    TaskOutcome,
 };
+use crate::json::RawJson;
 use crate::node::NodeId;
 use crate::time::{earliest, Instant};
 
@@ -172,8 +174,13 @@ impl TaskFailover {
             return;
         };
         let node = current.node.clone();
-        self.actions
-            .push_back(Action::Abandon { node: node.clone() });
+        let reason = match &error {
+            AttemptError::Deadline => AbandonReason::Deadline,
+            AttemptError::AttemptTimeout => AbandonReason::AttemptTimeout,
+            AttemptError::AcceptTimeout => AbandonReason::AcceptTimeout,
+            _ => AbandonReason::ProgressLost,
+        };
+        self.actions.push_back(Action::Abandon { node, reason });
         // The attempt ended when its timer fired, even if the driver reports that late.
         self.fail_current_at(fired_at, now, error, budget);
     }
@@ -217,7 +224,7 @@ impl TaskFailover {
         &mut self,
         now: Instant,
         node: &NodeId,
-        answer: Result<serde_json::Value, RemoteError>,
+        answer: Result<RawJson, RemoteError>,
         budget: &mut RetryBudget,
     ) {
         self.handle_timeout(now, budget);
@@ -235,6 +242,7 @@ impl TaskFailover {
                     if !is_current {
                         self.actions.push_back(Action::Abandon {
                             node: current.node.clone(),
+                            reason: AbandonReason::Superseded,
                         });
                     }
                     let error = (!is_current).then_some(AttemptError::Deadline);
@@ -342,6 +350,10 @@ impl TaskFailover {
             .take()
             .expect("caller checked there is a current attempt");
         let deadline_hit = error == AttemptError::Deadline;
+        let spends_budget = match &error {
+            AttemptError::Remote(remote) => remote.spends_retry_budget(),
+            _ => true,
+        };
         self.record(current, ended_at, Some(error));
         if deadline_hit || now >= self.deadline_at {
             self.finish_exhausted(ExhaustedReason::Deadline);
@@ -349,7 +361,7 @@ impl TaskFailover {
             self.reselecting = true;
             let tried = self.attempts.iter().map(|a| a.node.clone()).collect();
             self.actions.push_back(Action::Reselect { tried });
-        } else if !budget.try_retry(now) {
+        } else if spends_budget && !budget.try_retry(now) {
             self.finish_exhausted(ExhaustedReason::RetryBudget);
         } else {
             self.dispatch_next(now);
@@ -385,6 +397,7 @@ impl TaskFailover {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failover::NO_EXECUTOR;
 
     fn id(s: &str) -> NodeId {
         NodeId::new(s).unwrap()
@@ -457,7 +470,10 @@ mod tests {
         assert_eq!(
             drain(&mut task),
             [
-                Action::Abandon { node: id("a") },
+                Action::Abandon {
+                    node: id("a"),
+                    reason: AbandonReason::AcceptTimeout
+                },
                 Action::Dispatch {
                     node: id("b"),
                     attempt: 2
@@ -488,7 +504,10 @@ mod tests {
         assert_eq!(
             drain(&mut task),
             [
-                Action::Abandon { node: id("a") },
+                Action::Abandon {
+                    node: id("a"),
+                    reason: AbandonReason::AcceptTimeout
+                },
                 Action::Dispatch {
                     node: id("b"),
                     attempt: 2
@@ -497,14 +516,22 @@ mod tests {
         );
         task.handle_accepted(ms(2_010), &id("b"));
         assert_eq!(task.poll_timeout(), Some(ms(8_010)));
-        task.handle_answer(ms(2_500), &id("b"), Ok(serde_json::json!(42)), &mut budget);
+        task.handle_answer(
+            ms(2_500),
+            &id("b"),
+            Ok(RawJson::from(serde_json::json!(42))),
+            &mut budget,
+        );
         match task.poll_outcome().unwrap() {
             TaskOutcome::Completed {
                 node,
                 result,
                 attempts,
             } => {
-                assert_eq!((node, result), (id("b"), serde_json::json!(42)));
+                assert_eq!(
+                    (node, result),
+                    (id("b"), RawJson::from(serde_json::json!(42)))
+                );
                 assert_eq!(attempts.len(), 2);
                 assert_eq!(attempts[0].error, Some(AttemptError::AcceptTimeout));
                 assert_eq!(attempts[0].duration, Duration::from_secs(2));
@@ -588,9 +615,22 @@ mod tests {
         task.handle_answer(
             ms(6_500),
             &id("a"),
-            Ok(serde_json::json!("late")),
+            Ok(RawJson::from(serde_json::json!("late"))),
             &mut budget,
         );
+        let abandoned: Vec<Action> = drain(&mut task)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Abandon { .. }))
+            .collect();
+        assert_eq!(
+            abandoned.last(),
+            Some(&Action::Abandon {
+                node: id("b"),
+                reason: AbandonReason::Superseded
+            }),
+            "b lost to a's late result: no evidence against b"
+        );
+        assert!(!AbandonReason::Superseded.is_peer_failure());
         let outcome = task.poll_outcome().unwrap();
         let TaskOutcome::Completed { node, attempts, .. } = outcome else {
             panic!()
@@ -600,6 +640,48 @@ mod tests {
             attempts[1].error,
             Some(AttemptError::Deadline),
             "b was abandoned"
+        );
+    }
+
+    #[test]
+    fn a_node_without_the_executor_costs_no_retry_budget() {
+        // A budget with nothing in reserve and no first attempts to earn from: any retry
+        // that spends it ends the task.
+        let mut budget = RetryBudget::new(0.0, 0);
+        let mut task = TaskFailover::new(
+            FailoverConfig::default(),
+            vec![id("a"), id("b"), id("c")],
+            ms(0),
+            &mut budget,
+        );
+        let no_executor = RemoteError {
+            code: NO_EXECUTOR.into(),
+            message: "no executor for type x".into(),
+            retryable: true,
+        };
+        task.handle_answer(ms(1), &id("a"), Err(no_executor.clone()), &mut budget);
+        task.handle_answer(ms(2), &id("b"), Err(no_executor), &mut budget);
+        assert_eq!(
+            task.current_node(),
+            Some(&id("c")),
+            "moved on twice for free"
+        );
+        let busy = RemoteError {
+            code: "busy".into(),
+            message: "queue full".into(),
+            retryable: true,
+        };
+        task.handle_answer(ms(3), &id("c"), Err(busy), &mut budget);
+        task.handle_candidates(ms(3), vec![id("d")], &mut budget);
+        assert!(
+            matches!(
+                task.poll_outcome(),
+                Some(TaskOutcome::AllNodesFailed {
+                    reason: ExhaustedReason::RetryBudget,
+                    ..
+                })
+            ),
+            "a real failure still spends it"
         );
     }
 }

@@ -1,37 +1,46 @@
 //! The executors: `echo`, `sleep`, `http` and `command`.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use triforce_core::config::ExecutorSpec;
 use triforce_core::failover::RemoteError;
+use triforce_core::json::RawJson;
 
 use super::http_backend::{CallError, HttpBackends};
 use super::{code, remote_error};
 
-/// What running a task produced.
-pub type TaskResult = Result<Value, RemoteError>;
+/// What running a task produced: its result as the executor wrote it, or the error.
+pub type TaskResult = Result<RawJson, RemoteError>;
 
 /// The longest `sleep` task accepted.
 const SLEEP_MS_MAX: u64 = 600_000;
 /// Most bytes of a command's stderr kept in an error message.
 const STDERR_TAIL_MAX: usize = 2_000;
+/// Most bytes of a command's stderr read into memory; the rest is read and dropped, so a chatty
+/// program neither blocks on a full pipe nor fills the node's memory.
+const STDERR_KEPT_MAX: usize = 64 * 1024;
+/// The node's environment variables a `command` child sees. Everything else (the PSK in
+/// `TRIFORCE_PSK` above all) stays with the node; an executor's `env` table adds more.
+pub const COMMAND_ENV_ALLOWED: [&str; 7] =
+    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"];
 
-/// Runs one task's payload through `spec`; an `http` answer may have `answer_bytes_max` bytes.
+/// Runs one task's payload through `spec`; its result may have `result_bytes_max` bytes.
 pub async fn run_executor(
     spec: &ExecutorSpec,
-    payload: &Value,
+    payload: &RawJson,
     http: &HttpBackends,
-    answer_bytes_max: usize,
+    result_bytes_max: usize,
 ) -> TaskResult {
     match spec {
         ExecutorSpec::Echo => Ok(payload.clone()),
         ExecutorSpec::Sleep => {
             let ms = payload
+                .to_value()
                 .get("ms")
-                .and_then(Value::as_u64)
+                .and_then(serde_json::Value::as_u64)
                 .filter(|ms| *ms <= SLEEP_MS_MAX)
                 .ok_or_else(|| {
                     remote_error(
@@ -43,27 +52,42 @@ pub async fn run_executor(
             Ok(payload.clone())
         }
         ExecutorSpec::Http { url, timeout_ms } => {
-            run_http(url, *timeout_ms, payload, http, answer_bytes_max).await
+            run_http(url, *timeout_ms, payload, http, result_bytes_max).await
         }
         ExecutorSpec::Command {
             program,
             args,
+            env,
             timeout_ms,
-        } => run_command(program, args, *timeout_ms, payload).await,
+        } => {
+            let command = CommandSpec {
+                program,
+                args,
+                env,
+                timeout: Duration::from_millis(*timeout_ms),
+            };
+            run_command(&command, payload, result_bytes_max).await
+        }
     }
+}
+
+fn too_large(what: &str, limit: usize) -> RemoteError {
+    remote_error(
+        code::RESULT_TOO_LARGE,
+        format!("{what} is larger than the limit of {limit} bytes (limits.body_bytes_max)"),
+    )
 }
 
 async fn run_http(
     url: &str,
     timeout_ms: u64,
-    payload: &Value,
+    payload: &RawJson,
     http: &HttpBackends,
-    answer_bytes_max: usize,
+    result_bytes_max: usize,
 ) -> TaskResult {
-    let body = serde_json::to_vec(payload).expect("a JSON value serializes");
     let timeout = Duration::from_millis(timeout_ms);
     let (status, answer) = http
-        .post_json(url, body, timeout, answer_bytes_max)
+        .post_json(url, payload.as_bytes().to_vec(), timeout, result_bytes_max)
         .await
         .map_err(|error| match error {
             // Never reached the backend: safe to run elsewhere.
@@ -71,6 +95,7 @@ async fn run_http(
                 code::EXECUTOR_UNAVAILABLE,
                 format!("cannot reach {url}: {e}"),
             ),
+            CallError::TooLarge => too_large(&format!("the answer of {url}"), result_bytes_max),
             CallError::Failed(e) => remote_error(code::EXECUTOR_FAILED, format!("{url}: {e}")),
         })?;
     if !status.is_success() {
@@ -80,7 +105,7 @@ async fn run_http(
             format!("{url} answered {status}: {}", tail(&text)),
         ));
     }
-    serde_json::from_slice(&answer).map_err(|e| {
+    RawJson::parse(&answer).map_err(|e| {
         remote_error(
             code::EXECUTOR_FAILED,
             format!("{url} did not answer JSON: {e}"),
@@ -88,63 +113,145 @@ async fn run_http(
     })
 }
 
-async fn run_command(
-    program: &std::path::Path,
-    args: &[String],
-    timeout_ms: u64,
-    payload: &Value,
-) -> TaskResult {
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
+/// A `command` executor's settings, borrowed from its spec.
+struct CommandSpec<'a> {
+    program: &'a std::path::Path,
+    args: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+/// Why a command produced no result.
+enum CommandError {
+    StdoutTooLarge,
+    Io(std::io::Error),
+}
+
+async fn run_command(spec: &CommandSpec<'_>, payload: &RawJson, stdout_max: usize) -> TaskResult {
+    let program = spec.program.display();
+    let mut command = tokio::process::Command::new(spec.program);
+    command
+        .args(spec.args)
+        .env_clear()
+        .envs(
+            COMMAND_ENV_ALLOWED
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
+        .envs(spec.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            remote_error(
-                code::EXECUTOR_UNAVAILABLE,
-                format!("cannot start {}: {e}", program.display()),
-            )
-        })?;
-    let input = serde_json::to_vec(payload).expect("a JSON value serializes");
+        // Its own process group, so a timeout ends whatever it started too.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        remote_error(
+            code::EXECUTOR_UNAVAILABLE,
+            format!("cannot start {program}: {e}"),
+        )
+    })?;
+    let _group = child.id().map(ProcessGroup);
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let run = async move {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let input = payload.as_bytes();
+    // Written and read at once: a program that writes its answer before it has read all of its
+    // input (cat with a large payload) would otherwise wait on a full pipe forever.
+    let write = async {
         // A program that exits without reading its input is not an error here.
-        let _ = stdin.write_all(&input).await;
+        let _ = stdin.write_all(input).await;
         drop(stdin);
-        child.wait_with_output().await
+        Ok(())
     };
-    let output = tokio::time::timeout(Duration::from_millis(timeout_ms), run)
+    let run = async {
+        let (_, out, err) = tokio::try_join!(
+            write,
+            read_capped(stdout, stdout_max),
+            read_kept(stderr, STDERR_KEPT_MAX),
+        )?;
+        let status = child.wait().await.map_err(CommandError::Io)?;
+        Ok::<_, CommandError>((status, out, err))
+    };
+    let (status, stdout, stderr) = tokio::time::timeout(spec.timeout, run)
         .await
         .map_err(|_| {
             remote_error(
                 code::EXECUTOR_FAILED,
                 format!(
-                    "{} ran longer than {timeout_ms} ms and was killed",
-                    program.display()
+                    "{program} ran longer than {} ms and was killed",
+                    spec.timeout.as_millis()
                 ),
             )
         })?
-        .map_err(|e| remote_error(code::EXECUTOR_FAILED, format!("{}: {e}", program.display())))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        .map_err(|error| match error {
+            CommandError::StdoutTooLarge => {
+                too_large(&format!("the output of {program}"), stdout_max)
+            }
+            CommandError::Io(e) => remote_error(code::EXECUTOR_FAILED, format!("{program}: {e}")),
+        })?;
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         return Err(remote_error(
             code::EXECUTOR_FAILED,
-            format!(
-                "{} exited with {}: {}",
-                program.display(),
-                output.status,
-                tail(&stderr)
-            ),
+            format!("{program} exited with {status}: {}", tail(&stderr)),
         ));
     }
-    serde_json::from_slice(&output.stdout).map_err(|e| {
+    RawJson::parse(&stdout).map_err(|e| {
         remote_error(
             code::EXECUTOR_FAILED,
-            format!("{} did not print JSON: {e}", program.display()),
+            format!("{program} did not print JSON: {e}"),
         )
     })
+}
+
+/// All of `reader`, or [`CommandError::StdoutTooLarge`] as soon as it passes `max` bytes.
+async fn read_capped(reader: impl AsyncRead + Unpin, max: usize) -> Result<Vec<u8>, CommandError> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut out)
+        .await
+        .map_err(CommandError::Io)?;
+    if out.len() > max {
+        return Err(CommandError::StdoutTooLarge);
+    }
+    Ok(out)
+}
+
+/// The first `kept` bytes of `reader`; the rest is read to its end and dropped.
+async fn read_kept(
+    mut reader: impl AsyncRead + Unpin,
+    kept: usize,
+) -> Result<Vec<u8>, CommandError> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut chunk).await.map_err(CommandError::Io)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let room = kept.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..n.min(room)]);
+    }
+}
+
+/// A child's process group, killed whole when the run ends however it ends (finished, timed
+/// out, output too large, task cancelled), so nothing it started outlives it.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Ok(group) = libc::pid_t::try_from(self.0) else {
+            return;
+        };
+        // SAFETY: killpg has no memory effects; the group id is the child's pid, which
+        // `process_group(0)` made the id of its own group. A group already gone gives ESRCH.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
 }
 
 fn tail(text: &str) -> &str {
@@ -161,46 +268,45 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn raw(value: serde_json::Value) -> RawJson {
+        RawJson::from(value)
+    }
+
+    fn command(program: &str, args: &[&str], timeout_ms: u64) -> ExecutorSpec {
+        ExecutorSpec::Command {
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: BTreeMap::new(),
+            timeout_ms,
+        }
+    }
+
     #[tokio::test]
     async fn command_gets_stdin_and_returns_stdout_json() {
         let http = HttpBackends::default();
-        let cat = ExecutorSpec::Command {
-            program: "/bin/cat".into(),
-            args: vec![],
-            timeout_ms: 5_000,
-        };
+        let cat = command("/bin/cat", &[], 5_000);
+        let payload = RawJson::parse(b"{\"a\": 1e15}").unwrap();
         assert_eq!(
-            run_executor(&cat, &json!({"a": 1}), &http, 1 << 20).await,
-            Ok(json!({"a": 1}))
+            run_executor(&cat, &payload, &http, 1 << 20).await,
+            Ok(payload.clone()),
+            "the payload reaches the program byte for byte"
         );
-        let fail = ExecutorSpec::Command {
-            program: "/bin/sh".into(),
-            args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
-            timeout_ms: 5_000,
-        };
-        let error = run_executor(&fail, &json!(null), &http, 1 << 20)
+        let fail = command("/bin/sh", &["-c", "echo oops >&2; exit 3"], 5_000);
+        let error = run_executor(&fail, &raw(json!(null)), &http, 1 << 20)
             .await
             .unwrap_err();
         assert_eq!(error.code, code::EXECUTOR_FAILED);
         assert!(error.message.contains("oops"), "{}", error.message);
-        let missing = ExecutorSpec::Command {
-            program: "/nonexistent/tool".into(),
-            args: vec![],
-            timeout_ms: 5_000,
-        };
-        let error = run_executor(&missing, &json!(null), &http, 1 << 20)
+        let missing = command("/nonexistent/tool", &[], 5_000);
+        let error = run_executor(&missing, &raw(json!(null)), &http, 1 << 20)
             .await
             .unwrap_err();
         assert!(
             error.retryable,
             "a program that never started may run elsewhere"
         );
-        let slow = ExecutorSpec::Command {
-            program: "/bin/sleep".into(),
-            args: vec!["5".into()],
-            timeout_ms: 100,
-        };
-        assert!(run_executor(&slow, &json!(null), &http, 1 << 20)
+        let slow = command("/bin/sleep", &["5"], 100);
+        assert!(run_executor(&slow, &raw(json!(null)), &http, 1 << 20)
             .await
             .unwrap_err()
             .message
@@ -208,17 +314,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cat_of_a_large_payload_does_not_deadlock() {
+        let http = HttpBackends::default();
+        let cat = command("/bin/cat", &[], 5_000);
+        let big = raw(json!(vec!["x".repeat(100); 6_000]));
+        assert!(big.len() > 600_000);
+        assert_eq!(run_executor(&cat, &big, &http, 1 << 20).await, Ok(big));
+    }
+
+    #[tokio::test]
+    async fn output_over_the_limit_is_result_too_large() {
+        let http = HttpBackends::default();
+        let yes = command("/bin/sh", &["-c", "yes 1"], 5_000);
+        let error = run_executor(&yes, &raw(json!(null)), &http, 4096)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, code::RESULT_TOO_LARGE, "{}", error.message);
+        assert!(!error.retryable, "it ran");
+    }
+
+    #[tokio::test]
+    async fn the_child_sees_no_psk_and_only_allowed_variables() {
+        std::env::set_var("TRIFORCE_PSK", "must-not-leak-0123456789");
+        let http = HttpBackends::default();
+        let spec = ExecutorSpec::Command {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "printf '\"%s\"' \"$(env | sort | tr '\\n' ' ')\"".into(),
+            ],
+            env: BTreeMap::from([("MODEL".to_string(), "tiny".to_string())]),
+            timeout_ms: 5_000,
+        };
+        let printed = run_executor(&spec, &raw(json!(null)), &http, 1 << 20)
+            .await
+            .unwrap()
+            .to_value();
+        let printed = printed.as_str().unwrap();
+        assert!(!printed.contains("must-not-leak"), "{printed}");
+        assert!(printed.contains("MODEL=tiny"), "{printed}");
+        for variable in printed.split_whitespace() {
+            let name = variable.split('=').next().unwrap();
+            assert!(
+                COMMAND_ENV_ALLOWED.contains(&name)
+                    || ["MODEL", "PWD", "SHLVL", "_"].contains(&name),
+                "{name} leaked into the child"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let http = HttpBackends::default();
+        let marker =
+            std::env::temp_dir().join(format!("triforce-grandchild-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let spec = command("/bin/sh", &["-c", &script], 200);
+        assert!(run_executor(&spec, &raw(json!(null)), &http, 1 << 20)
+            .await
+            .is_err());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "the grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
     async fn sleep_checks_its_payload() {
         let http = HttpBackends::default();
         assert!(
-            run_executor(&ExecutorSpec::Sleep, &json!({"ms": 1}), &http, 1 << 20)
+            run_executor(&ExecutorSpec::Sleep, &raw(json!({"ms": 1})), &http, 1 << 20)
                 .await
                 .is_ok()
         );
-        assert!(
-            run_executor(&ExecutorSpec::Sleep, &json!({"ms": "x"}), &http, 1 << 20)
-                .await
-                .is_err()
-        );
+        assert!(run_executor(
+            &ExecutorSpec::Sleep,
+            &raw(json!({"ms": "x"})),
+            &http,
+            1 << 20
+        )
+        .await
+        .is_err());
     }
 }

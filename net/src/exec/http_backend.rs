@@ -23,7 +23,9 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum CallError {
     /// The backend could not be reached: nothing ran, so the task may run elsewhere.
     Unreachable(String),
-    /// The request went out and then failed (timeout, reset, oversized or unreadable answer).
+    /// The answer was larger than the caller's limit.
+    TooLarge,
+    /// The request went out and then failed (timeout, reset, unreadable answer).
     Failed(String),
 }
 
@@ -77,7 +79,13 @@ impl HttpBackends {
             let body = Limited::new(response.into_body(), answer_bytes_max)
                 .collect()
                 .await
-                .map_err(|e| CallError::Failed(format!("reading the answer: {e}")))?
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        CallError::TooLarge
+                    } else {
+                        CallError::Failed(format!("reading the answer: {e}"))
+                    }
+                })?
                 .to_bytes();
             Ok((status, body))
         };

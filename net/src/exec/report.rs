@@ -106,13 +106,13 @@ mod tests {
     const GRACE: Duration = Duration::from_millis(5);
 
     fn is_done_with(report: Option<Report>, expected: serde_json::Value) -> bool {
-        matches!(report, Some(Report::Done(Ok(value))) if value == expected)
+        matches!(report, Some(Report::Done(Ok(value))) if value == expected.into())
     }
 
     #[tokio::test]
     async fn a_quick_task_is_acknowledged_by_its_answer() {
         let (tx, rx) = oneshot::channel();
-        tx.send(Ok(json!(1))).unwrap();
+        tx.send(Ok(json!(1).into())).unwrap();
         let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
         assert!(is_done_with(reports.next().await, json!(1)));
         assert!(reports.next().await.is_none());
@@ -121,7 +121,7 @@ mod tests {
     #[tokio::test]
     async fn without_grace_the_acknowledgement_comes_first() {
         let (tx, rx) = oneshot::channel();
-        tx.send(Ok(json!(2))).unwrap();
+        tx.send(Ok(json!(2).into())).unwrap();
         let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, Duration::ZERO);
         assert!(matches!(reports.next().await, Some(Report::Accepted)));
         assert!(is_done_with(reports.next().await, json!(2)));
@@ -135,7 +135,7 @@ mod tests {
         assert!(matches!(reports.next().await, Some(Report::Accepted)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
-        tx.send(Ok(json!(3))).unwrap();
+        tx.send(Ok(json!(3).into())).unwrap();
         assert!(is_done_with(reports.next().await, json!(3)));
         assert!(reports.next().await.is_none());
     }

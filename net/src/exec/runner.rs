@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use triforce_core::config::Settings;
 use triforce_core::failover::RemoteError;
-use triforce_core::ledger::{Begin, TaskLedger};
+use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
@@ -51,7 +51,10 @@ impl Runner {
             n => n,
         };
         let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
-        let ledger = Mutex::new(TaskLedger::new(settings.limits.ledger_entries_max));
+        let ledger = Mutex::new(TaskLedger::new(LedgerLimits {
+            entries_max: settings.limits.ledger_entries_max,
+            bytes_max: settings.limits.ledger_bytes_max,
+        }));
         Arc::new(Runner {
             settings,
             scheduler,
@@ -71,10 +74,20 @@ impl Runner {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Started::Refused(remote_error(code::SHUTTING_DOWN, "node is shutting down"));
         }
+        let digest = task.digest();
         let mut ledger = self.ledger.lock().expect("ledger lock");
-        match ledger.begin(&task.task_id) {
+        match ledger.begin(&task.task_id, digest) {
             Begin::Done(result) => return Started::AlreadyDone(result),
             Begin::Join => return Started::Accepted(self.wait_for(&task.task_id)),
+            Begin::Conflict => {
+                return Started::Refused(remote_error(
+                    code::TASK_ID_CONFLICT,
+                    format!(
+                        "task id {:?} is already in use here for another type or payload",
+                        task.task_id
+                    ),
+                ))
+            }
             Begin::Full => {
                 return Started::Refused(remote_error(code::BUSY, "too many tasks in progress"))
             }
@@ -108,8 +121,8 @@ impl Runner {
             if let Some(observer) = &runner.observer {
                 observer.executed(&task.task_id, &task.task_type);
             }
-            let answer_bytes_max = runner.settings.limits.body_bytes_max;
-            let result = run_executor(&spec, &task.payload, &runner.http, answer_bytes_max).await;
+            let result_bytes_max = runner.settings.limits.body_bytes_max;
+            let result = run_executor(&spec, &task.payload, &runner.http, result_bytes_max).await;
             runner.finish(&task.task_id, result);
         });
         Started::Accepted(receiver)
@@ -127,10 +140,16 @@ impl Runner {
     }
 
     fn finish(&self, task_id: &str, result: TaskResult) {
+        // What a kept result costs: its bytes (an error's message), plus the id it is kept under.
+        let bytes = task_id.len()
+            + match &result {
+                Ok(value) => value.len(),
+                Err(error) => error.message.len(),
+            };
         self.ledger
             .lock()
             .expect("ledger lock")
-            .finish(task_id, result.clone());
+            .finish(task_id, result.clone(), bytes);
         let waiters = self.waiters.lock().expect("waiters lock").remove(task_id);
         for waiter in waiters.into_iter().flatten() {
             let _ = waiter.send(result.clone());

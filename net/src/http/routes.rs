@@ -10,22 +10,25 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 use triforce_core::auth::{
-    HeaderValue, SignedRequest, Verified, HEADER_NODE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
 };
 use triforce_core::failover::TaskOutcome;
 use triforce_core::task::TaskRequest;
 
+use super::body::{read_bounded, BodyLimits};
 use super::{ApiError, ClientAddr};
+use crate::exec::code;
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_body, status_json, Node};
 
 /// The API's router for `node`.
 pub fn router(node: Node) -> Router {
     let body_max = node.config().settings.limits.body_bytes_max;
-    let read_timeout =
-        std::time::Duration::from_millis(node.config().settings.limits.request_read_timeout_ms);
+    let limits = BodyLimits {
+        bytes_max: body_max,
+    };
     Router::new()
         .route("/v1/federation/health", post(health))
         .route("/v1/federation/task", post(task))
@@ -34,26 +37,17 @@ pub fn router(node: Node) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
-        .layer(RequestBodyTimeoutLayer::new(read_timeout))
+        .layer(axum::middleware::from_fn_with_state(limits, read_bounded))
         .with_state(node)
 }
 
-/// Whether a request may be repeated inside the window. Health and status have no side
-/// effects, and a GET's empty body makes two polls in one second byte-identical, so only
-/// requests that change something (tasks) go through the replay cache.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Effect {
-    ReadOnly,
-    Changes,
-}
-
+/// Every check but the replay cache, outside any lock (the MAC runs over the whole body).
 fn authenticate(
     node: &Node,
     headers: &HeaderMap,
     body: &[u8],
     from: SocketAddr,
-    effect: Effect,
-) -> Result<Verified, ApiError> {
+) -> Result<Authenticated, ApiError> {
     let value =
         |name: &str| HeaderValue::from_values(headers.get_all(name).iter().map(|v| v.as_bytes()));
     let request = SignedRequest {
@@ -64,25 +58,38 @@ fn authenticate(
         source: from.ip(),
     };
     let now = node.shared.clock.unix_s();
-    let result = match effect {
-        Effect::Changes => node.shared.machines().verifier.verify(&request, now),
-        Effect::ReadOnly => node
-            .shared
-            .machines()
-            .verifier
-            .authenticate(&request, now)
-            .map(|(node, timestamp, _)| Verified { node, timestamp }),
-    };
-    result.map_err(|rejection| {
-        node.metrics()
-            .auth_rejections
-            .get_or_create(&ReasonLabel {
-                reason: rejection.code().into(),
-            })
-            .inc();
-        tracing::info!(%from, reason = rejection.code(), "refused a request: {rejection}");
-        ApiError::from(&rejection)
-    })
+    node.shared
+        .authenticator
+        .authenticate(&request, now)
+        .map_err(|rejection| refused(node, from, &rejection))
+}
+
+/// Remembers an authenticated request that changes something; a second one with the same
+/// signature inside the window is a replay. The only step under a lock, and a short one.
+fn remember(node: &Node, request: &Authenticated, from: SocketAddr) -> Result<(), ApiError> {
+    let now = node.shared.clock.unix_s();
+    let remembered = node
+        .shared
+        .replay
+        .lock()
+        .expect("no code panics while holding the replay lock")
+        .remember(request, now);
+    remembered.map_err(|rejection| refused(node, from, &rejection))
+}
+
+/// Counts a refusal, logs it within the per-reason budget, and turns it into its answer.
+fn refused(node: &Node, from: SocketAddr, rejection: &Rejection) -> ApiError {
+    node.metrics()
+        .auth_rejections
+        .get_or_create(&ReasonLabel {
+            reason: rejection.code().into(),
+        })
+        .inc();
+    node.shared.refusal(
+        rejection.code(),
+        || tracing::info!(%from, reason = rejection.code(), "refused a request: {rejection}"),
+    );
+    ApiError::from(rejection)
 }
 
 fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -115,7 +122,9 @@ async fn status(
     read_only(&node, from, &headers, body, status_json)
 }
 
-/// A signed request with no side effects: authenticate, then answer `render(node)`.
+/// A signed request with no side effects: authenticate, then answer `render(node)`. Health and
+/// status change nothing, and a GET's empty body makes two polls in one second byte-identical,
+/// so only requests that change something (tasks) go through the replay cache.
 fn read_only(
     node: &Node,
     from: SocketAddr,
@@ -124,7 +133,7 @@ fn read_only(
     render: fn(&Node) -> serde_json::Value,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(body)?;
-    authenticate(node, headers, &body, from, Effect::ReadOnly)?;
+    authenticate(node, headers, &body, from)?;
     Ok(Json(render(node)).into_response())
 }
 
@@ -135,22 +144,47 @@ async fn task(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(body)?;
-    authenticate(&node, &headers, &body, from, Effect::Changes)?;
+    let request = authenticate(&node, &headers, &body, from)?;
+    // Parsed and checked before the signature is remembered: a signer sending garbage (validly
+    // signed) gets 400 for each and spends none of the replay cache.
     let task = TaskRequest::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
+    remember(&node, &request, from)?;
     let task_id = task.task_id.clone();
     let outcome = node.submit(task).await;
-    let status = match &outcome {
-        TaskOutcome::Completed { .. } => StatusCode::OK,
-        TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
-        TaskOutcome::AllNodesFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-    };
     Ok((
-        status,
+        answer_status(&outcome),
         [(CONTENT_TYPE, "application/json")],
         outcome_body(&task_id, &outcome),
     )
         .into_response())
+}
+
+/// The HTTP status of a task's answer. A conflict and a task type that no node runs are the
+/// client's to fix (4xx); a failure of the work itself is the backend's (502); no node able
+/// to take it now is the federation's (503).
+fn answer_status(outcome: &TaskOutcome) -> StatusCode {
+    match outcome {
+        TaskOutcome::Completed { .. } => StatusCode::OK,
+        TaskOutcome::Failed { error, .. } if error.code == code::TASK_ID_CONFLICT => {
+            StatusCode::CONFLICT
+        }
+        TaskOutcome::Failed { error, .. } if error.code == code::REQUEST_TOO_LARGE => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
+        TaskOutcome::AllNodesFailed { attempts, .. }
+            if !attempts.is_empty()
+                && attempts.iter().all(|a| {
+                    a.error
+                        .as_ref()
+                        .is_some_and(|e| e.code() == code::NO_EXECUTOR)
+                }) =>
+        {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        TaskOutcome::AllNodesFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 async fn metrics(State(node): State<Node>) -> Response {

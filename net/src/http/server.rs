@@ -1,10 +1,20 @@
 //! The HTTP server loop: hyper directly rather than `axum::serve`, because an operator's node
-//! must not be held by slow clients. It bounds connections served at once, gives each client
-//! `request_read_timeout_ms` to send its headers (and, through the router, its body), and on
-//! shutdown lets open requests finish.
+//! must not be held by slow or hostile clients. In order, per connection:
+//!
+//! 1. a source that is neither a node nor an `allowed_clients` address is closed at accept,
+//!    before it takes a connection slot;
+//! 2. one source holds at most `http_connections_per_source_max` connections, so a single
+//!    address cannot take every slot;
+//! 3. at most `http_connections_max` connections are served at once (the rest wait in the
+//!    kernel's backlog);
+//! 4. each request must arrive whole, headers and body, within `request_read_timeout_ms` of
+//!    when the connection became ready for it (see [`super::body`]).
+//!
+//! On shutdown, requests in progress may finish within the drain time.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -15,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+use super::body::RequestClock;
 use super::router;
 use crate::node::Node;
 
@@ -29,16 +40,10 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
     let drain = Duration::from_millis(node.config().settings.timing.drain_timeout_ms);
     let read_timeout = Duration::from_millis(limits.request_read_timeout_ms);
     let slots = Arc::new(Semaphore::new(limits.http_connections_max));
+    let per_source = Arc::new(SourceCounts::new(limits.http_connections_per_source()));
     let app = router(node.clone());
     let graceful = GracefulShutdown::new();
     loop {
-        let slot = tokio::select! {
-            // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
-            // seed must give one run in the simulator.
-            biased;
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = node.stopped() => break,
-        };
         let (stream, from) = tokio::select! {
             // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
             // seed must give one run in the simulator.
@@ -54,16 +59,42 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             },
             _ = node.stopped() => break,
         };
+        if !node.shared.authenticator.source_allowed(from.ip()) {
+            node.shared.refusal("http_unknown_address", || {
+                tracing::info!(%from, "closed a connection from an address that is no node's and not in allowed_clients")
+            });
+            continue;
+        }
+        let Some(source_slot) = per_source.take(from.ip()) else {
+            node.shared.refusal("http_source_connections", || {
+                tracing::info!(%from, "closed a connection: this address holds its share of connections")
+            });
+            continue;
+        };
+        let slot = tokio::select! {
+            biased;
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = node.stopped() => break,
+        };
         let _ = stream.set_nodelay(true);
-        let service =
-            app.clone()
-                .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+        let clock = RequestClock::new(read_timeout);
+        let service = app
+            .clone()
+            .map_request({
+                let clock = clock.clone();
+                move |request: hyper::Request<hyper::body::Incoming>| {
                     let mut request = request.map(axum::body::Body::new);
+                    let extensions = request.extensions_mut();
+                    extensions.insert(ConnectInfo(ClientAddr(from)));
+                    extensions.insert(clock.clone());
                     request
-                        .extensions_mut()
-                        .insert(ConnectInfo(ClientAddr(from)));
-                    request
-                });
+                }
+            })
+            .map_response(move |response| {
+                // The next request on this connection gets a full read time from here.
+                clock.restart();
+                response
+            });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
@@ -74,8 +105,56 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
                 tracing::debug!(%from, %error, "HTTP connection ended with an error");
             }
             drop(slot);
+            drop(source_slot);
         });
     }
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Connections held per source address, each capped.
+struct SourceCounts {
+    max: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its source until dropped.
+struct SourceSlot {
+    counts: Arc<SourceCounts>,
+    ip: IpAddr,
+}
+
+impl SourceCounts {
+    fn new(max: usize) -> Self {
+        SourceCounts {
+            max,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let ip = ip.to_canonical();
+        let mut held = self.held.lock().expect("source counts lock");
+        let count = held.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.held.lock().expect("source counts lock");
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ struct Answer<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a serde_json::Value>,
+    result: Option<&'a triforce_core::json::RawJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,7 +127,7 @@ mod tests {
         };
         let completed = TaskOutcome::Completed {
             node: id("b"),
-            result: json!({"text": "hi"}),
+            result: json!({"text": "hi"}).into(),
             attempts: vec![timed_out.clone(), done],
         };
         assert_eq!(

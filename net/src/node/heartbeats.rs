@@ -17,6 +17,8 @@ struct Answered {
     peer: NodeId,
     seq: u64,
     load: Load,
+    /// From the probe's write to its answer, on a connection that was already up.
+    rtt: Duration,
 }
 
 pub async fn run(shared: Arc<Shared>) {
@@ -48,7 +50,7 @@ pub async fn run(shared: Arc<Shared>) {
             Some(answer) = answers.recv() => {
                 let now = shared.clock.now();
                 let mut machines = shared.machines();
-                machines.membership.handle_answer(now, &answer.peer, answer.seq, answer.load);
+                machines.membership.handle_timed_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt);
                 while let Some(event) = machines.membership.poll_event() {
                     if let Some(observer) = &shared.observer {
                         observer.membership(now, &event);
@@ -79,11 +81,12 @@ async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedS
         }
     };
     match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok((seq, load))) => {
+        Ok(Ok((seq, load, rtt))) => {
             let _ = answers.send(Answered {
                 peer: probe.peer,
                 seq,
                 load,
+                rtt,
             });
         }
         Ok(Err(error)) => {
@@ -97,13 +100,16 @@ async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedS
     }
 }
 
-/// One heartbeat over the peer's connection: the answer's sequence number and load.
-async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load), String> {
+/// One heartbeat over the peer's connection: the answer's sequence number, load and RTT. The
+/// RTT is timed from after the connection is up, so a reconnect's handshake is not in it;
+/// tokio's clock is the time seam here (turmoil drives it in the simulator).
+async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load, Duration), String> {
     let connection = shared
         .peers
         .connection(&probe.peer)
         .await
         .map_err(|e| e.to_string())?;
+    let started = tokio::time::Instant::now();
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
     write_frame(&mut send, &Frame::Heartbeat { seq: probe.seq })
         .await
@@ -113,7 +119,7 @@ async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load), String>
         .await
         .map_err(|e| e.to_string())?
     {
-        Frame::HeartbeatAnswer { seq, load } => Ok((seq, load)),
+        Frame::HeartbeatAnswer { seq, load } => Ok((seq, load, started.elapsed())),
         other => Err(format!("unexpected answer {other:?}")),
     }
 }

@@ -96,16 +96,17 @@ impl Node {
         } = io;
         let timing = config.settings.timing.clone();
         let idle_ms = (timing.heartbeat_interval_ms * 3).clamp(1_000, 60_000);
+        let frame_bytes_max = Shared::frame_bytes_max_for(&config);
         let mut endpoint_config = quinn::EndpointConfig::default();
         endpoint_config.rng_seed(quic_seed);
         let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
             endpoint_config,
-            Some(server_config(idle_ms)),
+            Some(server_config(idle_ms, frame_bytes_max)),
             socket,
             runtime,
         )
         .map_err(StartError::Endpoint)?;
-        endpoint.set_default_client_config(client_config(idle_ms));
+        endpoint.set_default_client_config(client_config(idle_ms, frame_bytes_max));
 
         let signing = HmacSha256Key::new(&config.psk);
         let keys = config.keyring();

@@ -1,15 +1,14 @@
 //! Routing a submitted task: selection, then the failover machine over local and remote
 //! attempts.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use triforce_core::failover::{
     Action, AttemptError, RemoteError, Target, TaskFailover, TaskOutcome,
 };
+use triforce_core::json::RawJson;
 use triforce_core::membership::PeerState;
 use triforce_core::node::NodeId;
 use triforce_core::selection::{select, Candidate};
@@ -17,16 +16,18 @@ use triforce_core::task::TaskRequest;
 
 use super::attempts::Attempts;
 use super::{Node, Shared};
-use crate::exec::{Report, Reports};
+use crate::exec::{code, Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
-use crate::quic::{read_frame, write_frame, Frame, TaskFrame};
+use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
+
+use super::serve::FRAME_TOO_LARGE;
 
 /// What an attempt reports to its task's failover driver.
 #[derive(Debug)]
 pub enum AttemptEvent {
     Accepted,
     Progress,
-    Answer(Result<Value, RemoteError>),
+    Answer(Result<RawJson, RemoteError>),
     ConnectionError(String),
 }
 
@@ -47,7 +48,6 @@ impl Node {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel::<(NodeId, AttemptEvent)>();
         let mut attempts = Attempts::default();
-        let mut accepted: BTreeSet<NodeId> = BTreeSet::new();
         let outcome = loop {
             while let Some(action) = failover.poll_action() {
                 match action {
@@ -70,10 +70,12 @@ impl Node {
                         let mut machines = shared.machines();
                         failover.handle_candidates(shared.clock.now(), order, &mut machines.budget);
                     }
-                    Action::Abandon { node } => {
+                    Action::Abandon { node, reason } => {
                         attempts.end(&node);
-                        if !accepted.contains(&node) && node != shared.config.me {
-                            // Never acknowledged: evidence that the node is gone.
+                        if reason.is_peer_failure() && node != shared.config.me {
+                            // Unacknowledged, or silent mid-task: evidence that the node is
+                            // gone. An attempt that lost to another node's result, or to the
+                            // task's deadline, says nothing against a healthy peer.
                             shared
                                 .machines()
                                 .membership
@@ -99,7 +101,7 @@ impl Node {
                     let now = shared.clock.now();
                     let mut machines = shared.machines();
                     match event {
-                        AttemptEvent::Accepted => { accepted.insert(node.clone()); failover.handle_accepted(now, &node) }
+                        AttemptEvent::Accepted => failover.handle_accepted(now, &node),
                         AttemptEvent::Progress => failover.handle_progress(now, &node),
                         AttemptEvent::Answer(answer) => failover.handle_answer(now, &node, answer, &mut machines.budget),
                         AttemptEvent::ConnectionError(message) => {
@@ -242,7 +244,8 @@ async fn remote_attempt(
     let frame = Frame::Task(TaskFrame {
         task_id: task.task_id,
         task_type: task.task_type,
-        payload_json: task.payload.to_string(),
+        // The payload as the client wrote it: re-encoding could grow it past the peer's limit.
+        payload_json: task.payload.get().to_string(),
         priority: task.priority,
     });
     write_frame(&mut send, &frame)
@@ -250,17 +253,27 @@ async fn remote_attempt(
         .map_err(|e| e.to_string())?;
     let _ = send.finish();
     loop {
-        match read_frame(&mut recv, shared.frame_bytes_max())
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        let frame = match read_frame(&mut recv, shared.frame_bytes_max()).await {
+            Ok(frame) => frame,
+            Err(FrameError::TooLarge { len, max }) => {
+                // The task ran there; only this stream fails, the connection stays.
+                let _ = recv.stop(FRAME_TOO_LARGE.into());
+                emit(AttemptEvent::Answer(Err(crate::exec::remote_error(
+                    code::RESULT_TOO_LARGE,
+                    format!("the result frame of {len} bytes is over the limit of {max}"),
+                ))));
+                return Ok(());
+            }
+            Err(error) => return Err(error.to_string()),
+        };
+        match frame {
             Frame::Accepted => emit(AttemptEvent::Accepted),
             Frame::Progress => emit(AttemptEvent::Progress),
             Frame::Outcome { result } => {
                 let answer = result.and_then(|text| {
-                    serde_json::from_str(&text).map_err(|e| {
+                    RawJson::parse_str(&text).map_err(|e| {
                         crate::exec::remote_error(
-                            crate::exec::code::EXECUTOR_FAILED,
+                            code::EXECUTOR_FAILED,
                             format!("result is not JSON: {e}"),
                         )
                     })
@@ -278,7 +291,7 @@ fn record(shared: &Shared, task: &TaskRequest, outcome: &TaskOutcome) {
     metrics
         .tasks
         .get_or_create(&TaskLabels {
-            r#type: task.task_type.clone(),
+            r#type: shared.type_label(&task.task_type),
             outcome: outcome.status().into(),
         })
         .inc();

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
@@ -10,8 +12,16 @@ use super::Shared;
 use crate::exec::{code, Report, Reports, Started};
 use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
 
+/// Connections that may be between accept and a proved peer at once: enough for every node to
+/// reconnect at the same moment, with room to spare; beyond it new ones are dropped unanswered.
+const UNPROVED_PER_NODE: usize = 2;
+const UNPROVED_SPARE: usize = 4;
+
 pub async fn run(shared: Arc<Shared>) {
     let mut stopped = shared.shutdown.subscribe();
+    let unproved = Arc::new(Semaphore::new(
+        shared.config.federation.nodes.len() * UNPROVED_PER_NODE + UNPROVED_SPARE,
+    ));
     loop {
         let incoming = tokio::select! {
             // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
@@ -21,9 +31,27 @@ pub async fn run(shared: Arc<Shared>) {
             _ = stopped.changed() => return,
         };
         let Some(incoming) = incoming else { return };
+        let remote = incoming.remote_address();
+        // Only nodes speak QUIC here: anyone else is dropped before the TLS handshake costs a
+        // signature, and without an answer that a spoofed source could aim at someone.
+        if !shared.is_node_address(remote.ip()) {
+            shared.refusal(
+                "quic_unknown_address",
+                || tracing::warn!(%remote, "refused QUIC from an address that is no node's"),
+            );
+            incoming.ignore();
+            continue;
+        }
+        let Ok(permit) = unproved.clone().try_acquire_owned() else {
+            shared.refusal(
+                "quic_handshakes_full",
+                || tracing::warn!(%remote, "too many unproved QUIC connections; dropped one"),
+            );
+            incoming.ignore();
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -31,10 +59,15 @@ pub async fn run(shared: Arc<Shared>) {
                     return;
                 }
             };
-            match accept_peer(shared.peers.identity(), &connection).await {
+            let proved = accept_peer(shared.peers.identity(), &connection).await;
+            drop(permit);
+            match proved {
                 Ok(peer) => serve_peer(shared, peer, connection).await,
                 Err(error) => {
-                    tracing::warn!(%remote, %error, "refused a QUIC peer");
+                    shared.refusal(
+                        "quic_proof",
+                        || tracing::warn!(%remote, %error, "refused a QUIC peer"),
+                    );
                     connection.close(1u32.into(), b"not proved");
                 }
             }
@@ -72,6 +105,8 @@ async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connec
 
 /// QUIC application close code for a peer that broke the protocol.
 const PROTOCOL_VIOLATION: u32 = 2;
+/// QUIC application error code with which a stream whose frame is over the limit is stopped.
+pub const FRAME_TOO_LARGE: u32 = 3;
 
 /// Why serving one stream stopped.
 enum StreamError {
@@ -95,6 +130,23 @@ async fn serve_stream(
     let frame = match read_frame(&mut recv, shared.frame_bytes_max()).await {
         Ok(frame) => frame,
         Err(FrameError::Read(error)) => return Err(StreamError::Transport(error.to_string())),
+        Err(FrameError::TooLarge { len, max }) => {
+            // Fails this stream alone: the connection carries the peer's other tasks and its
+            // heartbeats, which an oversized request must not take down with it.
+            let _ = recv.stop(FRAME_TOO_LARGE.into());
+            let refusal = Frame::Outcome {
+                result: Err(crate::exec::remote_error(
+                    code::REQUEST_TOO_LARGE,
+                    format!("a task frame of {len} bytes is over this node's limit of {max}"),
+                )),
+            };
+            write_frame(&mut send, &refusal)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            let _ = send.stopped().await;
+            return Ok(());
+        }
         Err(error) => return Err(StreamError::Violation(error.to_string())),
     };
     // Held until the peer has read the answer, below.
@@ -118,7 +170,7 @@ async fn serve_stream(
                     Report::Accepted => Frame::Accepted,
                     Report::Progress => Frame::Progress,
                     Report::Done(result) => Frame::Outcome {
-                        result: result.map(|value| value.to_string()),
+                        result: result.map(|value| value.get().to_string()),
                     },
                 };
                 // A write error means the sender gave up (abandoned); the task runs on and its
@@ -142,7 +194,7 @@ async fn serve_stream(
 }
 
 fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
-    let payload = match serde_json::from_str(&frame.payload_json) {
+    let payload = match RawJson::parse_str(&frame.payload_json) {
         Ok(payload) => payload,
         Err(error) => {
             return Started::Refused(crate::exec::remote_error(

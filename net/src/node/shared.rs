@@ -6,7 +6,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use triforce_core::auth::{SourcePolicy, Verifier, VerifierConfig};
+use triforce_core::auth::{Authenticator, ReplayCache, SourcePolicy, Verifier, VerifierConfig};
 use triforce_core::failover::{FailoverConfig, RetryBudget};
 use triforce_core::membership::{Membership, MembershipConfig};
 use triforce_core::selection::SelectionPolicy;
@@ -14,6 +14,7 @@ use triforce_core::selection::SelectionPolicy;
 use crate::clock::Clock;
 use crate::exec::Runner;
 use crate::load::NodeConfig;
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::quic::Peers;
 
@@ -21,10 +22,13 @@ use crate::quic::Peers;
 /// [`Shared::accept_grace`].
 const ACCEPT_GRACE_MAX: Duration = Duration::from_millis(5);
 
-/// The core machines of one node. Held only briefly: no lock is kept across an await.
+/// Room in a frame for what surrounds a body: ids, type, priority, an error message.
+const FRAME_ENVELOPE_BYTES_MAX: usize = 4096;
+
+/// The core machines of one node. Held only briefly: no lock is kept across an await, and
+/// nothing expensive (a MAC, a JSON parse) runs under it.
 pub struct Machines {
     pub membership: Membership,
-    pub verifier: Verifier,
     pub budget: RetryBudget,
     pub rng: ChaCha8Rng,
 }
@@ -33,6 +37,12 @@ pub struct Shared {
     pub config: NodeConfig,
     pub clock: Arc<dyn Clock>,
     machines: Mutex<Machines>,
+    /// Checks signatures without a lock: the MAC over a body runs in the request's own task.
+    pub authenticator: Authenticator,
+    /// Held only for the insert of an authenticated request.
+    pub replay: Mutex<ReplayCache>,
+    /// Limits the log lines of refused requests and peers, per reason.
+    pub refusal_log: LogLimiter,
     pub runner: Arc<Runner>,
     pub peers: Arc<Peers>,
     pub endpoint: quinn::Endpoint,
@@ -77,7 +87,7 @@ impl Shared {
             .cloned();
         let membership =
             Membership::new(membership_config, peer_ids.collect::<Vec<_>>(), clock.now());
-        let verifier = Verifier::new(
+        let (authenticator, replay) = Verifier::new(
             config.keyring(),
             SourcePolicy::new(
                 config.federation.node_ips(),
@@ -87,7 +97,8 @@ impl Shared {
                 window_s: timing.window_s,
                 replay_entries_max: settings.limits.replay_entries_max,
             },
-        );
+        )
+        .into_parts();
         let budget = RetryBudget::new(settings.limits.retry_ratio, settings.limits.retry_reserve);
         let policy = SelectionPolicy {
             gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
@@ -105,10 +116,12 @@ impl Shared {
         Shared {
             machines: Mutex::new(Machines {
                 membership,
-                verifier,
                 budget,
                 rng: ChaCha8Rng::seed_from_u64(rng_seed),
             }),
+            authenticator,
+            replay: Mutex::new(replay),
+            refusal_log: LogLimiter::default(),
             config,
             clock,
             runner,
@@ -146,6 +159,48 @@ impl Shared {
 
     /// Largest frame accepted from a peer: a task body plus room for the envelope.
     pub fn frame_bytes_max(&self) -> usize {
-        self.config.settings.limits.body_bytes_max + 4096
+        Self::frame_bytes_max_for(&self.config)
+    }
+
+    pub fn frame_bytes_max_for(config: &NodeConfig) -> usize {
+        config.settings.limits.body_bytes_max + FRAME_ENVELOPE_BYTES_MAX
+    }
+
+    /// Whether `ip` is one of the federation's nodes.
+    pub fn is_node_address(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.config
+            .federation
+            .nodes
+            .values()
+            .any(|spec| spec.ip.to_canonical() == ip)
+    }
+
+    /// Runs `log` for a refusal of kind `reason` unless that reason has logged its share of
+    /// lines lately; a line that follows held-back ones says how many.
+    pub fn refusal(&self, reason: &'static str, log: impl FnOnce()) {
+        if let Some(suppressed) = self.refusal_log.admit(reason, self.clock.now()) {
+            if suppressed > 0 {
+                tracing::warn!(reason, suppressed, "refusals not logged (see the metrics)");
+            }
+            log();
+        }
+    }
+
+    /// The `type` label of a task type in metrics: configured and built-in types by name,
+    /// every other one as `other`, so clients cannot make up label values without bound.
+    pub fn type_label(&self, task_type: &str) -> String {
+        let settings = &self.config.settings;
+        let known = settings.executor(task_type).is_some()
+            || settings
+                .selection
+                .gpu_task_types
+                .iter()
+                .any(|t| t == task_type);
+        if known {
+            task_type.to_string()
+        } else {
+            "other".to_string()
+        }
     }
 }

@@ -16,16 +16,35 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport(idle_timeout_ms: u64) -> Arc<quinn::TransportConfig> {
+/// Streams a peer may have open at once: heartbeats and tasks in flight between two nodes (a
+/// node queues at most `queue_len_max` and runs one per core; more are refused as busy).
+const BIDI_STREAMS_MAX: u32 = 1024;
+/// Connection-wide receive window, in stream windows: how many full task frames may sit
+/// unread per connection before the sender is held back.
+const CONNECTION_WINDOW_FRAMES: u64 = 8;
+
+/// Transport limits sized for what frames need: no unidirectional streams (no frame uses one),
+/// a bounded number of bidirectional ones, a stream window that holds one whole frame and a
+/// connection window of a few, so an unproved or hostile peer cannot make a node buffer more.
+fn transport(idle_timeout_ms: u64, frame_bytes_max: usize) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     let idle = quinn::VarInt::from_u64(idle_timeout_ms).unwrap_or(quinn::VarInt::MAX);
     transport.max_idle_timeout(Some(quinn::IdleTimeout::from(idle)));
     transport.keep_alive_interval(Some(std::time::Duration::from_millis(idle_timeout_ms / 3)));
+    let stream_window = (frame_bytes_max as u64).saturating_add(4);
+    let stream_window = quinn::VarInt::from_u64(stream_window).unwrap_or(quinn::VarInt::MAX);
+    transport.stream_receive_window(stream_window);
+    let connection_window = stream_window.into_inner() * CONNECTION_WINDOW_FRAMES;
+    transport
+        .receive_window(quinn::VarInt::from_u64(connection_window).unwrap_or(quinn::VarInt::MAX));
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_concurrent_bidi_streams(BIDI_STREAMS_MAX.into());
     Arc::new(transport)
 }
 
 /// A server config with a certificate made now by rcgen.
-pub fn server_config(idle_timeout_ms: u64) -> quinn::ServerConfig {
+/// `frame_bytes_max` sizes the receive windows (see `transport`).
+pub fn server_config(idle_timeout_ms: u64, frame_bytes_max: usize) -> quinn::ServerConfig {
     // Ed25519: fixed-length signatures keep handshake packets the same size on every run, which
     // the simulator's determinism relies on (ECDSA's DER signatures vary by a byte or two).
     let key_pair =
@@ -49,11 +68,11 @@ pub fn server_config(idle_timeout_ms: u64) -> quinn::ServerConfig {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicServerConfig::try_from(tls).expect("TLS 1.3 config suits QUIC");
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport(idle_timeout_ms));
+    config.transport_config(transport(idle_timeout_ms, frame_bytes_max));
     config
 }
 
-pub fn client_config(idle_timeout_ms: u64) -> quinn::ClientConfig {
+pub fn client_config(idle_timeout_ms: u64, frame_bytes_max: usize) -> quinn::ClientConfig {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
@@ -63,7 +82,7 @@ pub fn client_config(idle_timeout_ms: u64) -> quinn::ClientConfig {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).expect("TLS 1.3 config suits QUIC");
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(idle_timeout_ms));
+    config.transport_config(transport(idle_timeout_ms, frame_bytes_max));
     config
 }
 

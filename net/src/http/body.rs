@@ -1,0 +1,157 @@
+//! Reading a request body within the body limit and the request's one deadline.
+//!
+//! Two ways a client used to hold or break the API: a body timeout that restarted on every
+//! frame let a client trickle a byte every few seconds for as long as it liked; and a body over
+//! the limit was cut off mid-upload, so a client that writes its whole body before reading
+//! (Python's `http.client`, many SDKs) saw a broken pipe instead of the 413. Here:
+//!
+//! - the request's deadline is `request_read_timeout_ms` from when its connection became ready
+//!   for it (accepted, or done answering the previous request): headers and body together;
+//! - a `Content-Length` over the limit is answered 413 before a byte of the body is read; a
+//!   chunked body is answered 413 when it passes the limit;
+//! - after a 413 the rest of the body is read and dropped (for a bounded time and number of
+//!   bytes, like nginx's lingering close), so the client finishes sending and reads the answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::ApiError;
+
+/// Most bytes of an oversized body read and dropped after its 413.
+pub const DRAIN_BYTES_MAX: u64 = 64 << 20;
+/// Shortest time an oversized body is drained for, even past the request's deadline: enough
+/// for a client on a LAN to finish a body a few times the limit.
+pub const DRAIN_TIME_MIN: Duration = Duration::from_secs(2);
+
+/// When the request now being read on a connection may have started, shared by the connection's
+/// requests. Restarted when an answer is produced.
+#[derive(Clone)]
+pub struct RequestClock {
+    ready_at: Arc<Mutex<Instant>>,
+    read_timeout: Duration,
+}
+
+impl RequestClock {
+    pub fn new(read_timeout: Duration) -> Self {
+        RequestClock {
+            ready_at: Arc::new(Mutex::new(Instant::now())),
+            read_timeout,
+        }
+    }
+
+    pub fn restart(&self) {
+        *self.ready_at.lock().expect("request clock lock") = Instant::now();
+    }
+
+    /// By when the current request must have arrived whole.
+    pub fn deadline(&self) -> Instant {
+        *self.ready_at.lock().expect("request clock lock") + self.read_timeout
+    }
+}
+
+/// The limits [`read_bounded`] applies.
+#[derive(Clone, Copy)]
+pub struct BodyLimits {
+    pub bytes_max: usize,
+}
+
+/// Middleware: reads the whole body within the limit and the deadline, then hands the request
+/// on with the body in memory; answers 413 or 408 itself.
+pub async fn read_bounded(
+    State(limits): State<BodyLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let deadline = request.extensions().get::<RequestClock>().map_or_else(
+        || Instant::now() + Duration::from_secs(10),
+        RequestClock::deadline,
+    );
+    let (parts, mut body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.bytes_max as u64) {
+        return too_large(body, limits, deadline);
+    }
+    let mut collected = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return timed_out(),
+            Ok(None) => break,
+            Ok(Some(Err(error))) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("reading the body: {error}"),
+                )
+                .into_response()
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limits.bytes_max {
+                return too_large(body, limits, deadline);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    let request = Request::from_parts(parts, Body::from(collected.freeze()));
+    next.run(request).await
+}
+
+/// 413, and the rest of `body` drained in the background so the client can read it.
+fn too_large(body: Body, limits: BodyLimits, deadline: Instant) -> Response {
+    let drain_until = deadline.max(Instant::now() + DRAIN_TIME_MIN);
+    tokio::spawn(drain(body, drain_until));
+    let mut response = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the body is larger than this node's limit of {} bytes (limits.body_bytes_max)",
+            limits.bytes_max
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Reads and drops what is left of a refused body, within [`DRAIN_BYTES_MAX`] and `until`.
+async fn drain(mut body: Body, until: Instant) {
+    let mut drained = 0u64;
+    while drained < DRAIN_BYTES_MAX {
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn timed_out() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request did not arrive whole within limits.request_read_timeout_ms",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
