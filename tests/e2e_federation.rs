@@ -66,7 +66,7 @@ async fn health_status_and_tasks_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        unknown.status, 503,
+        unknown.status, 422,
         "no node has an executor: {}",
         unknown.body
     );
@@ -191,8 +191,8 @@ async fn every_refusal_has_its_own_code() {
             "unknown_node",
         ),
         (
-            "wrong source",
-            "127.0.0.9",
+            "another node's source",
+            "127.0.0.3",
             headers("hetzner", now, seed_signature(now, "hetzner", body)),
             403,
             "ip_not_allowed",

@@ -138,6 +138,7 @@ impl Serialize for RawJson {
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
+        check_depth(raw.get()).map_err(serde::de::Error::custom)?;
         Ok(RawJson(Arc::from(raw)))
     }
 }
@@ -167,6 +168,16 @@ mod tests {
         assert!(RawJson::parse(deep.as_bytes()).is_err());
         let limit = format!("{}{}", "[".repeat(DEPTH_MAX), "]".repeat(DEPTH_MAX));
         assert!(RawJson::parse(limit.as_bytes()).is_ok());
+        let nested_field = format!("{{\"payload\":{deep}}}");
+        #[derive(Deserialize)]
+        struct Task {
+            #[allow(dead_code)]
+            payload: RawJson,
+        }
+        assert!(
+            serde_json::from_str::<Task>(&nested_field).is_err(),
+            "as a field too"
+        );
         let quoted = format!("[\"{}\\\"\"]", "[".repeat(500));
         assert!(
             RawJson::parse(quoted.as_bytes()).is_ok(),

@@ -124,14 +124,16 @@ async fn only_proved_peers_from_their_own_address_are_served() {
         "a peer without the PSK is disconnected"
     );
 
-    // With the PSK but from another address than zombie-pc's.
-    let elsewhere = connect("127.0.0.9", server).await;
-    let _ = identity("zombie-pc", PSK)
-        .prove_to(&elsewhere, &hetzner)
-        .await;
+    // From an address that is no node's: dropped before the TLS handshake, so the handshake
+    // never completes (and costs the node no signature).
+    let mut stranger = quinn::Endpoint::client("127.0.0.9:0".parse().unwrap()).unwrap();
+    stranger.set_default_client_config(client_config(5_000, 1 << 20));
+    let handshake = stranger.connect(server, "triforce-node").unwrap();
     assert!(
-        closed_by_server(&elsewhere).await,
-        "the claimed node's address is enforced"
+        tokio::time::timeout(Duration::from_millis(1500), handshake)
+            .await
+            .is_err(),
+        "a stranger's QUIC handshake is never answered"
     );
 
     // An honest peer is proved both ways and served.
@@ -184,6 +186,26 @@ async fn only_proved_peers_from_their_own_address_are_served() {
     assert!(
         closed_by_server(&replayer).await,
         "a replayed proof is refused"
+    );
+
+    // No frame travels on a unidirectional stream, so a peer may open none.
+    let opened = tokio::time::timeout(Duration::from_millis(500), honest.open_uni()).await;
+    assert!(opened.is_err(), "a unidirectional stream was allowed");
+
+    // A frame over the limit fails its own stream with a clear answer, not the connection
+    // that carries the peer's other tasks and heartbeats.
+    let (mut send, mut recv) = honest.open_bi().await.unwrap();
+    let oversized = (2u32 << 20).to_be_bytes();
+    send.write_all(&oversized).await.unwrap();
+    let answer = read_frame(&mut recv, 4096).await.unwrap();
+    let Frame::Outcome { result: Err(error) } = answer else {
+        panic!("expected a refusal, got {answer:?}")
+    };
+    assert_eq!(error.code, "request_too_large", "{}", error.message);
+    assert_eq!(
+        heartbeat(&honest).await,
+        Ok(77),
+        "the connection outlives the oversized frame"
     );
 
     // A proved peer that sends garbage is disconnected; the others are not affected.
