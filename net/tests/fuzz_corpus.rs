@@ -5,11 +5,12 @@ use std::path::Path;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 4] = [
+const TARGETS: [(&str, Entry); 5] = [
     ("verify", triforce_net::fuzzing::verify),
     ("frame", triforce_net::fuzzing::frame),
     ("task_json", triforce_net::fuzzing::task_json),
     ("config", triforce_net::fuzzing::config),
+    ("body_bounds", triforce_net::fuzzing::body_bounds),
 ];
 
 #[test]

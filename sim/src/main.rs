@@ -139,9 +139,10 @@ fn main_inner() -> Result<bool> {
         let wall: f64 = reports.iter().map(|r| r.wall.as_secs_f64()).sum();
         let detection: Vec<Duration> = reports.iter().flat_map(|r| r.detection.clone()).collect();
         let failover: Vec<Duration> = reports.iter().flat_map(|r| r.failover.clone()).collect();
+        let redispatch: Vec<Duration> = reports.iter().flat_map(|r| r.redispatch.clone()).collect();
         let tasks: usize = reports.iter().map(|r| r.tasks).sum();
         println!(
-            "{:<17} seeds {:>4} failed {:>3}  sim/wall {:>6.0}x  tasks {:>6}  detection p50 {:>9} p99 {:>9}  failover p50 {:>9} p99 {:>9}",
+            "{:<17} seeds {:>4} failed {:>3}  sim/wall {:>6.0}x  tasks {:>6}  detection p50 {:>9} p99 {:>9}  failover p50 {:>9} p99 {:>9}  crash->redispatch p50 {:>9} p99 {:>9} (n={})",
             scenario.name,
             reports.len(),
             failed,
@@ -151,6 +152,9 @@ fn main_inner() -> Result<bool> {
             ms(percentile(&detection, 99.0)),
             ms(percentile(&failover, 50.0)),
             ms(percentile(&failover, 99.0)),
+            ms(percentile(&redispatch, 50.0)),
+            ms(percentile(&redispatch, 99.0)),
+            redispatch.len(),
         );
         if args.seed.is_some() {
             if let Some(r) = reports.first() {

@@ -36,6 +36,10 @@ pub struct Log {
     pub submitted: BTreeMap<String, (Duration, String)>,
     pub ended: BTreeMap<String, Vec<Ended>>,
     pub executions: BTreeMap<(NodeId, String), u32>,
+    /// Every attempt sent, per task: when and to which node.
+    pub dispatches: BTreeMap<String, Vec<(Duration, NodeId)>>,
+    /// When each crash fault hit which node.
+    pub crashes: Vec<(Duration, NodeId)>,
     pub adversary_attempts: u64,
     pub violations: Vec<String>,
     trace: Sha256,
@@ -89,6 +93,35 @@ impl Log {
     }
 }
 
+impl Log {
+    /// For every task whose current attempt was on a node when it crashed (and that had not
+    /// ended then): the time from the crash to its next dispatch elsewhere. What a client
+    /// whose task was running on a dying node waits for the federation to notice.
+    pub fn redispatch_delays(&self) -> Vec<Duration> {
+        let mut delays = Vec::new();
+        for (crash_at, crashed) in &self.crashes {
+            for (task, dispatches) in &self.dispatches {
+                let ended_before = self
+                    .ended
+                    .get(task)
+                    .and_then(|ends| ends.first())
+                    .is_some_and(|end| end.at <= *crash_at);
+                if ended_before {
+                    continue;
+                }
+                let current = dispatches.iter().rev().find(|(at, _)| at <= crash_at);
+                if current.is_none_or(|(_, node)| node != crashed) {
+                    continue;
+                }
+                if let Some((next_at, _)) = dispatches.iter().find(|(at, _)| at > crash_at) {
+                    delays.push(next_at.saturating_sub(*crash_at));
+                }
+            }
+        }
+        delays
+    }
+}
+
 pub type SharedLog = Arc<Mutex<Log>>;
 
 /// Simulated time since the start, from inside a host.
@@ -105,6 +138,15 @@ pub struct NodeObserver {
 }
 
 impl Observer for NodeObserver {
+    fn dispatched(&self, task_id: &str, node: &NodeId, _attempt: u32) {
+        let at = sim_now();
+        let mut log = self.log.lock().expect("log lock");
+        log.dispatches
+            .entry(task_id.to_string())
+            .or_default()
+            .push((at, node.clone()));
+    }
+
     fn membership(&self, _at: Instant, event: &MembershipEvent) {
         let at = sim_now();
         let mut log = self.log.lock().expect("log lock");

@@ -53,6 +53,8 @@ pub struct RunReport {
     pub detection: Vec<Duration>,
     /// Submission to outcome, for tasks that needed more than one attempt.
     pub failover: Vec<Duration>,
+    /// Crash of the node running a task to the task's next dispatch.
+    pub redispatch: Vec<Duration>,
     pub tasks: usize,
     pub adversary_attempts: u64,
     pub trace_lines: Option<Vec<String>>,
@@ -162,6 +164,7 @@ pub fn run(config: RunConfig) -> RunReport {
         wall,
         detection: checker.detection_samples.clone(),
         failover,
+        redispatch: log.redispatch_delays(),
         tasks: log.submitted.len(),
         adversary_attempts: log.adversary_attempts,
         trace_lines: log.trace_lines.take(),
@@ -179,6 +182,14 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
     let sim = &mut world.sim;
     match fault {
         Fault::Crash(node) => {
+            let crashed_at = sim.elapsed();
+            let id = NodeId::new(node).expect("scenario node ids are valid");
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .crashes
+                .push((crashed_at, id));
             release_handle(&world.log, node);
             sim.crash(node.as_str());
             crashed.push(node.clone());

@@ -63,7 +63,7 @@ impl Default for Timing {
             attempt_timeout_ms: 30_000,
             accept_timeout_ms: 2_000,
             accept_timeout_min_ms: 250,
-            progress_interval_ms: 2_000,
+            progress_interval_ms: 500,
             progress_misses_max: 3,
             task_deadline_ms: 120_000,
             drain_timeout_ms: 10_000,

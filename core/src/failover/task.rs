@@ -29,7 +29,7 @@ impl Default for FailoverConfig {
         FailoverConfig {
             accept_timeout: Duration::from_secs(2),
             accept_timeout_min: Duration::from_millis(250),
-            progress_timeout: Duration::from_secs(6),
+            progress_timeout: Duration::from_millis(1_500),
             attempt_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
         }
@@ -515,7 +515,7 @@ mod tests {
             ]
         );
         task.handle_accepted(ms(2_010), &id("b"));
-        assert_eq!(task.poll_timeout(), Some(ms(8_010)));
+        assert_eq!(task.poll_timeout(), Some(ms(3_510)));
         task.handle_answer(
             ms(2_500),
             &id("b"),

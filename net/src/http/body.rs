@@ -59,6 +59,65 @@ impl RequestClock {
     }
 }
 
+/// What to do with a request body so far: the limit and the deadline as a small pure machine,
+/// so the fuzzer can drive it with any sizes and times (the middleware below feeds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within bounds: read on.
+    Continue,
+    /// Over the byte limit (declared or read): 413.
+    TooLarge,
+    /// Past the request's deadline: 408.
+    TimedOut,
+}
+
+/// The bounds of one request body: `bytes_max`, and the deadline as milliseconds after the
+/// moment reading the body began.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyRead {
+    bytes_max: usize,
+    deadline_ms: u64,
+    taken: usize,
+}
+
+impl BodyRead {
+    pub fn new(bytes_max: usize, deadline_ms: u64) -> Self {
+        BodyRead {
+            bytes_max,
+            deadline_ms,
+            taken: 0,
+        }
+    }
+
+    /// The `Content-Length` the client declared, before a byte is read.
+    pub fn handle_declared(&self, len: u64) -> Verdict {
+        if len > self.bytes_max as u64 {
+            Verdict::TooLarge
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    /// A chunk of `len` bytes arrived `at_ms` after reading began.
+    pub fn handle_chunk(&mut self, at_ms: u64, len: usize) -> Verdict {
+        if at_ms > self.deadline_ms {
+            return Verdict::TimedOut;
+        }
+        match self.taken.checked_add(len) {
+            Some(taken) if taken <= self.bytes_max => {
+                self.taken = taken;
+                Verdict::Continue
+            }
+            _ => Verdict::TooLarge,
+        }
+    }
+
+    /// Bytes accepted so far; never more than `bytes_max`.
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
+}
+
 /// The limits [`read_bounded`] applies.
 #[derive(Clone, Copy)]
 pub struct BodyLimits {
@@ -76,13 +135,18 @@ pub async fn read_bounded(
         || Instant::now() + Duration::from_secs(10),
         RequestClock::deadline,
     );
+    let started = Instant::now();
     let (parts, mut body) = request.into_parts();
+    let mut bounds = BodyRead::new(
+        limits.bytes_max,
+        deadline.saturating_duration_since(started).as_millis() as u64,
+    );
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limits.bytes_max as u64) {
+    if declared.is_some_and(|len| bounds.handle_declared(len) == Verdict::TooLarge) {
         return too_large(body, limits, deadline);
     }
     let mut collected = BytesMut::new();
@@ -101,10 +165,12 @@ pub async fn read_bounded(
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limits.bytes_max {
-                return too_large(body, limits, deadline);
+            let at_ms = started.elapsed().as_millis() as u64;
+            match bounds.handle_chunk(at_ms, data.len()) {
+                Verdict::Continue => collected.extend_from_slice(&data),
+                Verdict::TooLarge => return too_large(body, limits, deadline),
+                Verdict::TimedOut => return timed_out(),
             }
-            collected.extend_from_slice(&data);
         }
     }
     let request = Request::from_parts(parts, Body::from(collected.freeze()));
@@ -154,4 +220,25 @@ fn timed_out() -> Response {
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_holds_over_all_chunks_and_the_limit_over_their_sum() {
+        let mut read = BodyRead::new(100, 1_000);
+        assert_eq!(read.handle_declared(101), Verdict::TooLarge);
+        assert_eq!(read.handle_declared(100), Verdict::Continue);
+        // A byte every 200 ms keeps no timer alive: the deadline is one for the request.
+        for at in (0..=1_000).step_by(200) {
+            assert_eq!(read.handle_chunk(at, 1), Verdict::Continue);
+        }
+        assert_eq!(read.handle_chunk(1_001, 1), Verdict::TimedOut);
+        let mut read = BodyRead::new(100, 1_000);
+        assert_eq!(read.handle_chunk(0, 60), Verdict::Continue);
+        assert_eq!(read.handle_chunk(0, 41), Verdict::TooLarge);
+        assert_eq!(read.taken(), 60);
+    }
 }

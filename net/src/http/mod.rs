@@ -3,7 +3,7 @@
 //! Every `/v1/federation/*` request must carry the three signed headers; the body is limited
 //! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
 
-mod body;
+pub mod body;
 mod error;
 mod routes;
 mod server;

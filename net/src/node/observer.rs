@@ -13,4 +13,6 @@ pub trait Observer: Send + Sync + 'static {
     fn selected(&self, _task_id: &str, _task_type: &str, _gpu_online: bool, _order: &[NodeId]) {}
     /// This node started an executor for `task_id` (the task really runs here).
     fn executed(&self, _task_id: &str, _task_type: &str) {}
+    /// This node sent attempt number `attempt` of `task_id` to `node` (itself included).
+    fn dispatched(&self, _task_id: &str, _node: &NodeId, _attempt: u32) {}
 }

@@ -55,6 +55,9 @@ impl Node {
                         if attempt > 1 {
                             shared.metrics.failovers.inc();
                         }
+                        if let Some(observer) = &shared.observer {
+                            observer.dispatched(&task.task_id, &node, attempt);
+                        }
                         let attempt = attempt_on(
                             shared.clone(),
                             node.clone(),
