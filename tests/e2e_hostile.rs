@@ -845,6 +845,15 @@ async fn refusals_are_counted_not_all_logged(federation: &Federation) {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(counted >= 60.0, "every refusal is counted: {counted}");
+    let closed: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("triforce_connection_refusals_total{reason=\"http_unknown_address\"}")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(closed >= 1.0, "the stranger's connection is counted");
     let log = std::fs::read_to_string(federation.dir.join("hetzner.log")).unwrap();
     let logged = log
         .lines()

@@ -29,6 +29,29 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// Why a connection was turned away before a request was read (the `reason` label of
+/// `triforce_connection_refusals_total`).
+pub mod refusal {
+    /// HTTP from an address that is neither a node's nor in `allowed_clients`.
+    pub const HTTP_UNKNOWN_ADDRESS: &str = "http_unknown_address";
+    /// HTTP from an address that already holds its share of connections.
+    pub const HTTP_SOURCE_CONNECTIONS: &str = "http_source_connections";
+    /// QUIC from an address that is no node's.
+    pub const QUIC_UNKNOWN_ADDRESS: &str = "quic_unknown_address";
+    /// QUIC while the unproved-handshake slots are all taken.
+    pub const QUIC_HANDSHAKES_FULL: &str = "quic_handshakes_full";
+    /// A QUIC peer that did not prove the PSK from its own address.
+    pub const QUIC_PROOF: &str = "quic_proof";
+}
+
+const CONNECTION_REFUSALS: [&str; 5] = [
+    refusal::HTTP_UNKNOWN_ADDRESS,
+    refusal::HTTP_SOURCE_CONNECTIONS,
+    refusal::QUIC_UNKNOWN_ADDRESS,
+    refusal::QUIC_HANDSHAKES_FULL,
+    refusal::QUIC_PROOF,
+];
+
 /// Every metric of a node.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +59,7 @@ pub struct Metrics {
     pub attempts: Family<OutcomeLabel, Counter>,
     pub failovers: Counter,
     pub auth_rejections: Family<ReasonLabel, Counter>,
+    pub connection_refusals: Family<ReasonLabel, Counter>,
     pub peer_online: Family<PeerLabel, Gauge>,
     pub peer_rtt_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     pub tasks_running: Gauge,
@@ -74,6 +98,17 @@ impl Metrics {
                 reason: reason.into(),
             });
         }
+        let connection_refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connection_refusals",
+            "Connections closed or dropped before any request was read, by reason",
+            connection_refusals.clone(),
+        );
+        for reason in CONNECTION_REFUSALS {
+            let _ = connection_refusals.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
         let peer_online = Family::<PeerLabel, Gauge>::default();
         registry.register(
             "peer_online",
@@ -104,6 +139,7 @@ impl Metrics {
             attempts,
             failovers,
             auth_rejections,
+            connection_refusals,
             peer_online,
             peer_rtt_seconds,
             tasks_running,

@@ -27,6 +27,7 @@ use tower::ServiceExt as _;
 
 use super::body::RequestClock;
 use super::router;
+use crate::metrics::refusal;
 use crate::node::Node;
 
 /// The client's address, as handlers extract it with `ConnectInfo<ClientAddr>`.
@@ -60,13 +61,13 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             _ = node.stopped() => break,
         };
         if !node.shared.authenticator.source_allowed(from.ip()) {
-            node.shared.refusal("http_unknown_address", || {
+            node.shared.refuse_connection(refusal::HTTP_UNKNOWN_ADDRESS, || {
                 tracing::info!(%from, "closed a connection from an address that is no node's and not in allowed_clients")
             });
             continue;
         }
         let Some(source_slot) = per_source.take(from.ip()) else {
-            node.shared.refusal("http_source_connections", || {
+            node.shared.refuse_connection(refusal::HTTP_SOURCE_CONNECTIONS, || {
                 tracing::info!(%from, "closed a connection: this address holds its share of connections")
             });
             continue;

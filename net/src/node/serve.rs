@@ -10,6 +10,7 @@ use triforce_core::task::TaskRequest;
 
 use super::Shared;
 use crate::exec::{code, Report, Reports, Started};
+use crate::metrics::refusal;
 use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
 
 /// Connections that may be between accept and a proved peer at once: enough for every node to
@@ -35,16 +36,16 @@ pub async fn run(shared: Arc<Shared>) {
         // Only nodes speak QUIC here: anyone else is dropped before the TLS handshake costs a
         // signature, and without an answer that a spoofed source could aim at someone.
         if !shared.is_node_address(remote.ip()) {
-            shared.refusal(
-                "quic_unknown_address",
+            shared.refuse_connection(
+                refusal::QUIC_UNKNOWN_ADDRESS,
                 || tracing::warn!(%remote, "refused QUIC from an address that is no node's"),
             );
             incoming.ignore();
             continue;
         }
         let Ok(permit) = unproved.clone().try_acquire_owned() else {
-            shared.refusal(
-                "quic_handshakes_full",
+            shared.refuse_connection(
+                refusal::QUIC_HANDSHAKES_FULL,
                 || tracing::warn!(%remote, "too many unproved QUIC connections; dropped one"),
             );
             incoming.ignore();
@@ -64,8 +65,8 @@ pub async fn run(shared: Arc<Shared>) {
             match proved {
                 Ok(peer) => serve_peer(shared, peer, connection).await,
                 Err(error) => {
-                    shared.refusal(
-                        "quic_proof",
+                    shared.refuse_connection(
+                        refusal::QUIC_PROOF,
                         || tracing::warn!(%remote, %error, "refused a QUIC peer"),
                     );
                     connection.close(1u32.into(), b"not proved");

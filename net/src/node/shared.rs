@@ -187,6 +187,18 @@ impl Shared {
         }
     }
 
+    /// Counts a connection turned away for `reason` (see [`crate::metrics::refusal`]) and logs
+    /// it within the per-reason budget.
+    pub fn refuse_connection(&self, reason: &'static str, log: impl FnOnce()) {
+        self.metrics
+            .connection_refusals
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+        self.refusal(reason, log);
+    }
+
     /// The `type` label of a task type in metrics: configured and built-in types by name,
     /// every other one as `other`, so clients cannot make up label values without bound.
     pub fn type_label(&self, task_type: &str) -> String {
