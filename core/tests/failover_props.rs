@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use triforce_core::failover::{
-    Action, FailoverConfig, RemoteError, RetryBudget, TaskFailover, TaskOutcome,
+    Action, ErrorCode, FailoverConfig, RemoteError, RetryBudget, TaskFailover, TaskOutcome,
 };
 use triforce_core::node::NodeId;
 use triforce_core::time::Instant;
@@ -70,7 +70,7 @@ proptest! {
                 outcomes.push(outcome);
             }
             let Some(node) = task.current_node().cloned() else { break };
-            let remote = |retryable| RemoteError { code: "x".into(), message: String::new(), retryable };
+            let remote = |retryable| RemoteError::new(if retryable { ErrorCode::Busy } else { ErrorCode::ExecutorFailed }, "x");
             match steps.next().unwrap_or(Step::Silence) {
                 Step::Accept(dt) => { now = now + Duration::from_millis(dt); task.handle_accepted(now, &node) }
                 Step::Progress(dt) => { now = now + Duration::from_millis(dt); task.handle_progress(now, &node) }

@@ -201,7 +201,12 @@ async fn only_proved_peers_from_their_own_address_are_served() {
     let Frame::Outcome { result: Err(error) } = answer else {
         panic!("expected a refusal, got {answer:?}")
     };
-    assert_eq!(error.code, "request_too_large", "{}", error.message);
+    assert_eq!(
+        error.code.as_str(),
+        "request_too_large",
+        "{}",
+        error.message
+    );
     assert_eq!(
         heartbeat(&honest).await,
         Ok(77),

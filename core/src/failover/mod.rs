@@ -16,12 +16,13 @@
 //! that arrives late from a node given up on by timeout is still taken: the work is done.
 
 mod budget;
+mod error_code;
 mod outcome;
 mod task;
 
 pub use budget::RetryBudget;
+pub use error_code::ErrorCode;
 pub use outcome::{
     AbandonReason, Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, TaskOutcome,
-    NO_EXECUTOR,
 };
 pub use task::{FailoverConfig, Target, TaskFailover, ACCEPT_RTTS};

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ErrorCode;
 use crate::json::RawJson;
 use crate::node::NodeId;
 use crate::time::Instant;
@@ -54,23 +55,26 @@ impl AbandonReason {
 /// An error the target node reported instead of a result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {
-    /// Machine-readable, e.g. `busy`, `no_executor`, `executor_failed`.
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
-    /// Whether the task certainly did not run there, so another node may try it.
-    pub retryable: bool,
 }
 
-/// The code of a node's answer that it has no executor for the task's type.
-pub const NO_EXECUTOR: &str = "no_executor";
-
 impl RemoteError {
-    /// Whether moving on after this answer spends the retry budget. The budget is there to keep
-    /// a sick cluster from being flooded with retries; a node that simply does not run the type
-    /// is not sick, and a burst of tasks of a type nobody runs must not leave a real failure
-    /// (a GPU node dying mid-task) without the retry it was budgeted for.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RemoteError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the task certainly did not run there, so another node may try it.
+    pub fn retryable(&self) -> bool {
+        self.code.retryable()
+    }
+
+    /// See [`ErrorCode::spends_retry_budget`].
     pub fn spends_retry_budget(&self) -> bool {
-        self.code != NO_EXECUTOR
+        self.code.spends_retry_budget()
     }
 }
 
@@ -101,7 +105,7 @@ impl AttemptError {
             AttemptError::ProgressLost => "progress_lost",
             AttemptError::AttemptTimeout => "attempt_timeout",
             AttemptError::Deadline => "deadline",
-            AttemptError::Remote(e) => &e.code,
+            AttemptError::Remote(e) => e.code.as_str(),
         }
     }
 

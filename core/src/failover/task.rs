@@ -261,7 +261,7 @@ impl TaskFailover {
                     attempts,
                 });
             }
-            Err(error) if is_current && error.retryable => {
+            Err(error) if is_current && error.retryable() => {
                 self.fail_current(now, AttemptError::Remote(error), budget);
             }
             Err(error) if is_current => {
@@ -397,7 +397,7 @@ impl TaskFailover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failover::NO_EXECUTOR;
+    use crate::failover::ErrorCode;
 
     fn id(s: &str) -> NodeId {
         NodeId::new(s).unwrap()
@@ -551,11 +551,7 @@ mod tests {
             &mut budget,
         );
         task.handle_connection_error(ms(1), &id("a"), "refused".into(), &mut budget);
-        let busy = RemoteError {
-            code: "busy".into(),
-            message: "queue full".into(),
-            retryable: true,
-        };
+        let busy = RemoteError::new(ErrorCode::Busy, "queue full");
         task.handle_answer(ms(2), &id("b"), Err(busy), &mut budget);
         assert!(
             task.poll_outcome().is_none(),
@@ -587,11 +583,7 @@ mod tests {
     #[test]
     fn executor_failure_is_final_and_a_late_result_still_counts() {
         let mut budget = RetryBudget::new(0.5, 10);
-        let failed = RemoteError {
-            code: "executor_failed".into(),
-            message: "exit 1".into(),
-            retryable: false,
-        };
+        let failed = RemoteError::new(ErrorCode::ExecutorFailed, "exit 1");
         let mut task = TaskFailover::new(
             FailoverConfig::default(),
             vec![id("a"), id("b")],
@@ -654,11 +646,7 @@ mod tests {
             ms(0),
             &mut budget,
         );
-        let no_executor = RemoteError {
-            code: NO_EXECUTOR.into(),
-            message: "no executor for type x".into(),
-            retryable: true,
-        };
+        let no_executor = RemoteError::new(ErrorCode::NoExecutor, "no executor for type x");
         task.handle_answer(ms(1), &id("a"), Err(no_executor.clone()), &mut budget);
         task.handle_answer(ms(2), &id("b"), Err(no_executor), &mut budget);
         assert_eq!(
@@ -666,11 +654,7 @@ mod tests {
             Some(&id("c")),
             "moved on twice for free"
         );
-        let busy = RemoteError {
-            code: "busy".into(),
-            message: "queue full".into(),
-            retryable: true,
-        };
+        let busy = RemoteError::new(ErrorCode::Busy, "queue full");
         task.handle_answer(ms(3), &id("c"), Err(busy), &mut budget);
         task.handle_candidates(ms(3), vec![id("d")], &mut budget);
         assert!(

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use triforce_core::config::ExecutorSpec;
-use triforce_core::failover::RemoteError;
+use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
 
 use super::http_backend::{CallError, HttpBackends};
-use super::{code, remote_error};
 
 /// What running a task produced: its result as the executor wrote it, or the error.
 pub type TaskResult = Result<RawJson, RemoteError>;
@@ -43,8 +42,8 @@ pub async fn run_executor(
                 .and_then(serde_json::Value::as_u64)
                 .filter(|ms| *ms <= SLEEP_MS_MAX)
                 .ok_or_else(|| {
-                    remote_error(
-                        code::EXECUTOR_FAILED,
+                    RemoteError::new(
+                        ErrorCode::ExecutorFailed,
                         format!("sleep needs payload {{\"ms\": 0..={SLEEP_MS_MAX}}}"),
                     )
                 })?;
@@ -72,8 +71,8 @@ pub async fn run_executor(
 }
 
 fn too_large(what: &str, limit: usize) -> RemoteError {
-    remote_error(
-        code::RESULT_TOO_LARGE,
+    RemoteError::new(
+        ErrorCode::ResultTooLarge,
         format!("{what} is larger than the limit of {limit} bytes (limits.body_bytes_max)"),
     )
 }
@@ -91,23 +90,25 @@ async fn run_http(
         .await
         .map_err(|error| match error {
             // Never reached the backend: safe to run elsewhere.
-            CallError::Unreachable(e) => remote_error(
-                code::EXECUTOR_UNAVAILABLE,
+            CallError::Unreachable(e) => RemoteError::new(
+                ErrorCode::ExecutorUnavailable,
                 format!("cannot reach {url}: {e}"),
             ),
             CallError::TooLarge => too_large(&format!("the answer of {url}"), result_bytes_max),
-            CallError::Failed(e) => remote_error(code::EXECUTOR_FAILED, format!("{url}: {e}")),
+            CallError::Failed(e) => {
+                RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}"))
+            }
         })?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&answer);
-        return Err(remote_error(
-            code::EXECUTOR_FAILED,
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
             format!("{url} answered {status}: {}", tail(&text)),
         ));
     }
     RawJson::parse(&answer).map_err(|e| {
-        remote_error(
-            code::EXECUTOR_FAILED,
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
             format!("{url} did not answer JSON: {e}"),
         )
     })
@@ -146,8 +147,8 @@ async fn run_command(spec: &CommandSpec<'_>, payload: &RawJson, stdout_max: usiz
         .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| {
-        remote_error(
-            code::EXECUTOR_UNAVAILABLE,
+        RemoteError::new(
+            ErrorCode::ExecutorUnavailable,
             format!("cannot start {program}: {e}"),
         )
     })?;
@@ -176,8 +177,8 @@ async fn run_command(spec: &CommandSpec<'_>, payload: &RawJson, stdout_max: usiz
     let (status, stdout, stderr) = tokio::time::timeout(spec.timeout, run)
         .await
         .map_err(|_| {
-            remote_error(
-                code::EXECUTOR_FAILED,
+            RemoteError::new(
+                ErrorCode::ExecutorFailed,
                 format!(
                     "{program} ran longer than {} ms and was killed",
                     spec.timeout.as_millis()
@@ -188,18 +189,20 @@ async fn run_command(spec: &CommandSpec<'_>, payload: &RawJson, stdout_max: usiz
             CommandError::StdoutTooLarge => {
                 too_large(&format!("the output of {program}"), stdout_max)
             }
-            CommandError::Io(e) => remote_error(code::EXECUTOR_FAILED, format!("{program}: {e}")),
+            CommandError::Io(e) => {
+                RemoteError::new(ErrorCode::ExecutorFailed, format!("{program}: {e}"))
+            }
         })?;
     if !status.success() {
         let stderr = String::from_utf8_lossy(&stderr);
-        return Err(remote_error(
-            code::EXECUTOR_FAILED,
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
             format!("{program} exited with {status}: {}", tail(&stderr)),
         ));
     }
     RawJson::parse(&stdout).map_err(|e| {
-        remote_error(
-            code::EXECUTOR_FAILED,
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
             format!("{program} did not print JSON: {e}"),
         )
     })
@@ -295,14 +298,14 @@ mod tests {
         let error = run_executor(&fail, &raw(json!(null)), &http, 1 << 20)
             .await
             .unwrap_err();
-        assert_eq!(error.code, code::EXECUTOR_FAILED);
+        assert_eq!(error.code, ErrorCode::ExecutorFailed);
         assert!(error.message.contains("oops"), "{}", error.message);
         let missing = command("/nonexistent/tool", &[], 5_000);
         let error = run_executor(&missing, &raw(json!(null)), &http, 1 << 20)
             .await
             .unwrap_err();
         assert!(
-            error.retryable,
+            error.retryable(),
             "a program that never started may run elsewhere"
         );
         let slow = command("/bin/sleep", &["5"], 100);
@@ -329,8 +332,8 @@ mod tests {
         let error = run_executor(&yes, &raw(json!(null)), &http, 4096)
             .await
             .unwrap_err();
-        assert_eq!(error.code, code::RESULT_TOO_LARGE, "{}", error.message);
-        assert!(!error.retryable, "it ran");
+        assert_eq!(error.code, ErrorCode::ResultTooLarge, "{}", error.message);
+        assert!(!error.retryable(), "it ran");
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use triforce_core::failover::{ErrorCode, RemoteError};
 
 use super::{Started, TaskResult};
 
@@ -90,8 +91,8 @@ impl Reports {
 
 fn finished(done: Result<TaskResult, oneshot::error::RecvError>) -> TaskResult {
     done.unwrap_or_else(|_| {
-        Err(super::remote_error(
-            super::code::EXECUTOR_FAILED,
+        Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
             "the task's worker ended without a result",
         ))
     })
@@ -148,9 +149,9 @@ mod tests {
         let Some(Report::Done(Err(error))) = reports.next().await else {
             panic!("a worker that vanished is an executor failure")
         };
-        assert_eq!(error.code, super::super::code::EXECUTOR_FAILED);
+        assert_eq!(error.code, ErrorCode::ExecutorFailed);
 
-        let refused = super::super::remote_error(super::super::code::BUSY, "queue is full");
+        let refused = RemoteError::new(ErrorCode::Busy, "queue is full");
         let mut reports = Reports::new(Started::Refused(refused.clone()), PROGRESS, GRACE);
         assert!(matches!(reports.next().await, Some(Report::Done(Err(e))) if e == refused));
         assert!(reports.next().await.is_none());

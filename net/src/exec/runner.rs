@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 use triforce_core::config::Settings;
-use triforce_core::failover::RemoteError;
+use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
-use super::{code, remote_error, run_executor, Admission, HttpBackends, Scheduler, TaskResult};
+use super::{run_executor, Admission, HttpBackends, Scheduler, TaskResult};
 
 /// How [`Runner::start`] took a task.
 #[derive(Debug)]
@@ -72,7 +72,10 @@ impl Runner {
     /// Takes `task` for execution here. Never blocks; the result comes through the receiver.
     pub fn start(self: &Arc<Self>, task: TaskRequest) -> Started {
         if self.shutting_down.load(Ordering::SeqCst) {
-            return Started::Refused(remote_error(code::SHUTTING_DOWN, "node is shutting down"));
+            return Started::Refused(RemoteError::new(
+                ErrorCode::ShuttingDown,
+                "node is shutting down",
+            ));
         }
         let digest = task.digest();
         let mut ledger = self.ledger.lock().expect("ledger lock");
@@ -80,8 +83,8 @@ impl Runner {
             Begin::Done(result) => return Started::AlreadyDone(result),
             Begin::Join => return Started::Accepted(self.wait_for(&task.task_id)),
             Begin::Conflict => {
-                return Started::Refused(remote_error(
-                    code::TASK_ID_CONFLICT,
+                return Started::Refused(RemoteError::new(
+                    ErrorCode::TaskIdConflict,
                     format!(
                         "task id {:?} is already in use here for another type or payload",
                         task.task_id
@@ -89,21 +92,24 @@ impl Runner {
                 ))
             }
             Begin::Full => {
-                return Started::Refused(remote_error(code::BUSY, "too many tasks in progress"))
+                return Started::Refused(RemoteError::new(
+                    ErrorCode::Busy,
+                    "too many tasks in progress",
+                ))
             }
             Begin::Start => {}
         }
         let Some(spec) = self.settings.executor(&task.task_type) else {
             ledger.forget(&task.task_id);
-            return Started::Refused(remote_error(
-                code::NO_EXECUTOR,
+            return Started::Refused(RemoteError::new(
+                ErrorCode::NoExecutor,
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
         let admission = self.scheduler.admit(task.priority);
         if matches!(admission, Admission::Busy) {
             ledger.forget(&task.task_id);
-            return Started::Refused(remote_error(code::BUSY, "queue is full"));
+            return Started::Refused(RemoteError::new(ErrorCode::Busy, "queue is full"));
         }
         drop(ledger);
         let receiver = self.wait_for(&task.task_id);

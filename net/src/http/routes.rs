@@ -14,12 +14,11 @@ use triforce_core::auth::{
     Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
 };
-use triforce_core::failover::TaskOutcome;
+use triforce_core::failover::{AttemptError, ErrorCode, TaskOutcome};
 use triforce_core::task::TaskRequest;
 
 use super::body::{read_bounded, BodyLimits};
 use super::{ApiError, ClientAddr};
-use crate::exec::code;
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_body, status_json, Node};
 
@@ -166,19 +165,19 @@ async fn task(
 fn answer_status(outcome: &TaskOutcome) -> StatusCode {
     match outcome {
         TaskOutcome::Completed { .. } => StatusCode::OK,
-        TaskOutcome::Failed { error, .. } if error.code == code::TASK_ID_CONFLICT => {
+        TaskOutcome::Failed { error, .. } if error.code == ErrorCode::TaskIdConflict => {
             StatusCode::CONFLICT
         }
-        TaskOutcome::Failed { error, .. } if error.code == code::REQUEST_TOO_LARGE => {
+        TaskOutcome::Failed { error, .. } if error.code == ErrorCode::RequestTooLarge => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
         TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
         TaskOutcome::AllNodesFailed { attempts, .. }
             if !attempts.is_empty()
                 && attempts.iter().all(|a| {
-                    a.error
-                        .as_ref()
-                        .is_some_and(|e| e.code() == code::NO_EXECUTOR)
+                    a.error.as_ref().is_some_and(
+                        |e| matches!(e, AttemptError::Remote(r) if r.code == ErrorCode::NoExecutor),
+                    )
                 }) =>
         {
             StatusCode::UNPROCESSABLE_ENTITY

@@ -60,7 +60,7 @@ pub fn outcome_body(task_id: &str, outcome: &TaskOutcome) -> Vec<u8> {
         TaskOutcome::Failed { node, error, .. } => {
             answer.node = Some(node.as_str());
             answer.error = Some(ErrorBody {
-                code: &error.code,
+                code: error.code.as_str(),
                 message: error.message.as_str().into(),
             });
         }
@@ -139,11 +139,7 @@ mod tests {
         );
         let failed = TaskOutcome::Failed {
             node: id("a"),
-            error: RemoteError {
-                code: "executor_failed".into(),
-                message: "boom".into(),
-                retryable: false,
-            },
+            error: RemoteError::new(triforce_core::failover::ErrorCode::ExecutorFailed, "boom"),
             attempts: vec![],
         };
         assert_eq!(

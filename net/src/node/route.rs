@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use triforce_core::failover::{
-    Action, AttemptError, RemoteError, Target, TaskFailover, TaskOutcome,
+    Action, AttemptError, ErrorCode, RemoteError, Target, TaskFailover, TaskOutcome,
 };
 use triforce_core::json::RawJson;
 use triforce_core::membership::PeerState;
@@ -16,7 +16,7 @@ use triforce_core::task::TaskRequest;
 
 use super::attempts::Attempts;
 use super::{Node, Shared};
-use crate::exec::{code, Report, Reports};
+use crate::exec::{Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
@@ -261,8 +261,8 @@ async fn remote_attempt(
             Err(FrameError::TooLarge { len, max }) => {
                 // The task ran there; only this stream fails, the connection stays.
                 let _ = recv.stop(FRAME_TOO_LARGE.into());
-                emit(AttemptEvent::Answer(Err(crate::exec::remote_error(
-                    code::RESULT_TOO_LARGE,
+                emit(AttemptEvent::Answer(Err(RemoteError::new(
+                    ErrorCode::ResultTooLarge,
                     format!("the result frame of {len} bytes is over the limit of {max}"),
                 ))));
                 return Ok(());
@@ -275,8 +275,8 @@ async fn remote_attempt(
             Frame::Outcome { result } => {
                 let answer = result.and_then(|text| {
                     RawJson::parse_str(&text).map_err(|e| {
-                        crate::exec::remote_error(
-                            code::EXECUTOR_FAILED,
+                        RemoteError::new(
+                            ErrorCode::ExecutorFailed,
                             format!("result is not JSON: {e}"),
                         )
                     })

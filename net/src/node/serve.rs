@@ -9,9 +9,10 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::Shared;
-use crate::exec::{code, Report, Reports, Started};
+use crate::exec::{Report, Reports, Started};
 use crate::metrics::refusal;
 use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
+use triforce_core::failover::{ErrorCode, RemoteError};
 
 /// Connections that may be between accept and a proved peer at once: enough for every node to
 /// reconnect at the same moment, with room to spare; beyond it new ones are dropped unanswered.
@@ -136,8 +137,8 @@ async fn serve_stream(
             // heartbeats, which an oversized request must not take down with it.
             let _ = recv.stop(FRAME_TOO_LARGE.into());
             let refusal = Frame::Outcome {
-                result: Err(crate::exec::remote_error(
-                    code::REQUEST_TOO_LARGE,
+                result: Err(RemoteError::new(
+                    ErrorCode::RequestTooLarge,
                     format!("a task frame of {len} bytes is over this node's limit of {max}"),
                 )),
             };
@@ -198,8 +199,8 @@ fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
     let payload = match RawJson::parse_str(&frame.payload_json) {
         Ok(payload) => payload,
         Err(error) => {
-            return Started::Refused(crate::exec::remote_error(
-                code::EXECUTOR_FAILED,
+            return Started::Refused(RemoteError::new(
+                ErrorCode::ExecutorFailed,
                 format!("payload is not JSON: {error}"),
             ));
         }
@@ -211,8 +212,8 @@ fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
         priority: frame.priority,
     };
     if let Err(error) = task.check() {
-        return Started::Refused(crate::exec::remote_error(
-            code::EXECUTOR_FAILED,
+        return Started::Refused(RemoteError::new(
+            ErrorCode::ExecutorFailed,
             error.to_string(),
         ));
     }
