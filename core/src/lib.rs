@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod config;
 pub mod failover;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod json;
 pub mod ledger;

@@ -11,9 +11,13 @@
 
 pub mod clock;
 pub mod exec;
+/// Entry points for the fuzzers and the corpus replay; not in a production build.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
 
+/// The signed client of the CLI and the tests; a node never calls the HTTP API itself.
+#[cfg(feature = "client")]
 pub mod client;
 pub mod load;
 pub mod log_limit;

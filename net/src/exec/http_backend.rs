@@ -97,7 +97,7 @@ impl HttpBackends {
 
 /// An error and its causes on one line: hyper's top-level messages alone ("client error
 /// (Connect)") do not say what happened.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

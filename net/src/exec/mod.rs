@@ -9,6 +9,8 @@ mod runner;
 mod scheduler;
 
 pub use executors::{run_executor, TaskResult};
+#[cfg(feature = "client")]
+pub(crate) use http_backend::error_chain;
 pub use http_backend::{CallError, HttpBackends};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
