@@ -19,6 +19,18 @@ def median(label, key):
     return statistics.median(r[key] for r in runs[label])
 
 
+def ratio(numerator, denominator):
+    """numerator / denominator, or None when the denominator was not measured (0): a stale or
+    missing process must show up as "not measured", never as a crash or a made-up figure."""
+    if not denominator:
+        return None
+    return numerator / denominator
+
+
+def fmt(value, pattern="%.2fx"):
+    return "not measured" if value is None else pattern % value
+
+
 def per_request_us(label, key):
     """CPU microseconds per completed request, median over the rounds."""
     return statistics.median(r[key] / max(r["requests"] - r["errors"], 1) * 1e6 for r in runs[label])
@@ -51,21 +63,25 @@ for key in ["a", "b", "c", "c2"]:
         median(fixed, "p999_ms"), errors, per_request_us(sat, "proxy_cpu_s"), per_request_us(sat, "machine_cpu_s"),
         max(r["proxy_rss_kb"] for r in runs[sat]) / 1024))
 out.append("")
-tb = median("sat_c", "rps") / median("sat_b", "rps")
-lb = median("fixed_c", "p99_ms") / median("fixed_b", "p99_ms")
-out.append("Ratios (c)/(b): throughput %.2fx (target at least 0.8x), p99 at the fixed rate %.2fx (target at most 2x)." % (tb, lb))
-tb2 = median("sat_c2", "rps") / median("sat_b", "rps")
-lb2 = median("fixed_c2", "p99_ms") / median("fixed_b", "p99_ms")
-out.append("Ratios (c')/(b): throughput %.2fx, p99 %.2fx." % (tb2, lb2))
+tb = ratio(median("sat_c", "rps"), median("sat_b", "rps"))
+lb = ratio(median("fixed_c", "p99_ms"), median("fixed_b", "p99_ms"))
+out.append("Ratios (c)/(b): throughput %s (target at least 0.8x), p99 at the fixed rate %s (target at most 2x)." % (fmt(tb), fmt(lb)))
+tb2 = ratio(median("sat_c2", "rps"), median("sat_b", "rps"))
+lb2 = ratio(median("fixed_c2", "p99_ms"), median("fixed_b", "p99_ms"))
+out.append("Ratios (c')/(b): throughput %s, p99 %s." % (fmt(tb2), fmt(lb2)))
 machine_b, nginx_b = per_request_us("sat_b", "machine_cpu_s"), per_request_us("sat_b", "proxy_cpu_s")
+node_c, node_c2 = per_request_us("sat_c", "proxy_cpu_s"), per_request_us("sat_c2", "proxy_cpu_s")
 out.append("")
 out.append(("Ceiling for (c) on this machine: the cores are saturated, so throughput is 1 / (machine CPU per request). "
             "(b) spends %.1f us per request, %.1f of them in nginx. A path with two proxies, each as cheap as nginx, "
-            "would spend %.1f us: at most %.2fx of (b)'s throughput. (c)'s two nodes spend %.1f us per request "
-            "(%.1fx nginx's); (c')'s one node %.1f us (%.1fx).") % (
-    machine_b, nginx_b, machine_b + nginx_b, machine_b / (machine_b + nginx_b),
-    per_request_us("sat_c", "proxy_cpu_s"), per_request_us("sat_c", "proxy_cpu_s") / nginx_b,
-    per_request_us("sat_c2", "proxy_cpu_s"), per_request_us("sat_c2", "proxy_cpu_s") / nginx_b))
+            "would spend %.1f us: at most %s of (b)'s throughput. (c)'s two nodes spend %.1f us per request "
+            "(%s nginx's; target at most 3.0x); (c')'s one node %.1f us (%s; target at most 1.5x).") % (
+    machine_b, nginx_b, machine_b + nginx_b, fmt(ratio(machine_b, machine_b + nginx_b)),
+    node_c, fmt(ratio(node_c, nginx_b), "%.1fx"), node_c2, fmt(ratio(node_c2, nginx_b), "%.1fx")))
+if not nginx_b:
+    out.append("")
+    out.append("nginx used no CPU in (b): it was not the nginx this run started (a stale one held the port?); "
+               "the ratios against it are left out.")
 out.append("")
 out.append("Failover race (open loop at %s rps, 20 s measured after the 2 s warm-up, `kill -9` of a backend host 3 s in):" % rate)
 out.append("")

@@ -25,19 +25,43 @@ T="$PWD/target/release/triforce"
 work=$(mktemp -d /tmp/triforce-bench.XXXXXX)
 pids=()
 cleanup() {
-  # Children first: nginx's workers outlive a killed master and would keep the port.
-  for pid in "${pids[@]}"; do pkill -9 -P "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  # Every process this script started leads its own process group (setsid below): killing the
+  # groups ends nginx's workers with their master, which a kill of the master alone left
+  # running on the port for the next run to measure.
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 0.5
+  for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # Whatever still listens on the bench's ports now is not this run's: say so.
+  for port in $tcp_ports; do
+    if listening "$port"; then echo "bench: $port is still in use after cleanup" >&2; fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# start VAR COMMAND...: runs COMMAND in the background and stores its pid in VAR.
+# The addresses the bench listens on: a stale process on any of them would be measured in place
+# of this run's (or take its port), so the bench refuses to start.
+tcp_ports="127.0.0.11:18080 127.0.0.12:18080 127.0.0.20:18000 127.0.0.1:19000 127.0.0.2:19000 127.0.0.5:19100 127.0.0.6:19100 127.0.0.7:19100"
+listening() {
+  ss -Htln "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .
+}
+for port in $tcp_ports; do
+  if listening "$port"; then
+    echo "bench: $port is in use (a process from an earlier run?); stop it first:" >&2
+    ss -Htlnp "src ${port%:*} and sport = :${port##*:}" >&2 || true
+    trap - EXIT
+    rm -rf "$work"
+    exit 1
+  fi
+done
+
+# start VAR COMMAND...: runs COMMAND in the background, in a process group of its own (so
+# cleanup can end it with everything it forked), and stores its pid in VAR.
 start() {
   local var=$1
   shift
-  "$@" >>"$work/log" 2>&1 &
+  setsid "$@" >>"$work/log" 2>&1 &
   pids+=($!)
   printf -v "$var" '%s' "$!"
 }
