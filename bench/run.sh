@@ -127,6 +127,9 @@ queue_len_max = 4096
 # Signed tasks at bench rates (~10k/s) need more than the default 100k window of signatures.
 replay_entries_max = 600000
 http_connections_max = 4096
+# The load generator is one address (node A's) with up to 1024 connections, more while a
+# failover reconnects: it may hold them all.
+http_connections_per_source_max = 4096
 [executors.chat]
 kind = "http"
 url = "http://$backend:18080/"

@@ -146,15 +146,7 @@ pub fn run(config: RunConfig) -> RunReport {
     let wall = started.elapsed();
     let mut log = world.log.lock().expect("log lock");
     checker.finish(&mut log);
-    let failover = log
-        .ended
-        .iter()
-        .filter_map(|(task, ends)| {
-            let end = ends.first()?;
-            let (submitted, _) = log.submitted.get(task)?;
-            (end.attempts > 1).then(|| end.at.saturating_sub(*submitted))
-        })
-        .collect();
+    let failover = failover_delays(&log);
     RunReport {
         scenario: scenario.name,
         seed: config.seed,
@@ -169,6 +161,18 @@ pub fn run(config: RunConfig) -> RunReport {
         adversary_attempts: log.adversary_attempts,
         trace_lines: log.trace_lines.take(),
     }
+}
+
+/// Submission to outcome of every task that needed more than one attempt.
+fn failover_delays(log: &crate::record::Log) -> Vec<Duration> {
+    log.ended
+        .iter()
+        .filter_map(|(task, ends)| {
+            let end = ends.first()?;
+            let (submitted, _) = log.submitted.get(task)?;
+            (end.attempts > 1).then(|| end.at.saturating_sub(*submitted))
+        })
+        .collect()
 }
 
 /// Drops the log's handle to `node` before turmoil stops it, so that the node's last reference

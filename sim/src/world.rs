@@ -131,99 +131,19 @@ impl World {
         let incarnations: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
 
         for def in &nodes {
-            let def = def.clone();
-            let (log, federation, settings, gpu_nodes, incarnations) = (
-                log.clone(),
-                federation.clone(),
-                settings.clone(),
-                gpu_nodes.clone(),
-                incarnations.clone(),
-            );
-            sim.host(def.id.clone(), move || {
-                let (log, federation, settings, gpu_nodes, incarnations, def) = (
-                    log.clone(),
-                    federation.clone(),
-                    settings.clone(),
-                    gpu_nodes.clone(),
-                    incarnations.clone(),
-                    def.clone(),
-                );
-                async move {
-                    let incarnation = {
-                        let mut map = incarnations.lock().expect("lock");
-                        let n = map.entry(def.id.clone()).or_default();
-                        *n += 1;
-                        *n
-                    };
-                    let me = NodeId::new(def.id.clone()).expect("valid");
-                    let federation = federation.get().expect("set before the run").clone();
-                    let config = NodeConfig {
-                        dir: ".".into(),
-                        federation,
-                        settings: settings.clone(),
-                        me: me.clone(),
-                        psk: PSK.to_vec(),
-                        accepted_psks: vec![],
-                    };
-                    let ip = turmoil::lookup(def.id.as_str());
-                    let socket =
-                        SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT))
-                            .await?;
-                    let stream = format!("{}#{incarnation}", def.id);
-                    let mut quic_seed = [0u8; 32];
-                    ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("quic/{stream}")))
-                        .fill_bytes(&mut quic_seed);
-                    let observer = NodeObserver {
-                        node: me.clone(),
-                        log: log.clone(),
-                        gpu_nodes,
-                        gpu_task_types: settings.selection.gpu_task_types.clone(),
-                    };
-                    let node = Node::start_on(
-                        config,
-                        NodeIo {
-                            socket,
-                            runtime: Arc::new(quinn::TokioRuntime),
-                            clock: Arc::new(SimClock::new()),
-                            rng_seed: derive_seed(seed, &format!("select/{stream}")),
-                            quic_seed: Some(quic_seed),
-                            observer: Some(Arc::new(observer)),
-                        },
-                    )?;
-                    log.lock()
-                        .expect("log lock")
-                        .nodes
-                        .insert(me.clone(), node.clone());
-                    if def.master {
-                        tokio::spawn(generate_load(
-                            node.clone(),
-                            log.clone(),
-                            derive_seed(seed, "load"),
-                            load,
-                        ));
-                    }
-                    if def.id == "backup" {
-                        let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
-                        tokio::spawn(adversary(log.clone(), ip, adversary_seed));
-                    }
-                    std::future::pending::<()>().await;
-                    Ok(())
-                }
-            });
+            let host = Host {
+                def: def.clone(),
+                log: log.clone(),
+                federation: federation.clone(),
+                settings: settings.clone(),
+                gpu_nodes: gpu_nodes.clone(),
+                incarnations: incarnations.clone(),
+            };
+            sim.host(def.id.clone(), move || run_host(host.clone(), seed, load));
         }
-        let mut entries = serde_json::Map::new();
-        for def in &nodes {
-            let ip: IpAddr = sim.lookup(def.id.as_str());
-            let role = if def.master { "master" } else { "hub" };
-            let gpu = def.gpu.then_some("simulated GPU");
-            entries.insert(
-                def.id.to_string(),
-                json!({"ip": ip, "port": PORT, "cores": def.cores, "ram": def.ram, "gpu": gpu, "role": role, "name": def.id}),
-            );
-        }
-        let parsed = Federation::parse(&serde_json::Value::Object(entries).to_string())
-            .expect("the simulated federation parses");
-        federation.set(parsed).expect("set once");
+        federation
+            .set(simulated_federation(&sim, &nodes))
+            .expect("set once");
         World {
             sim,
             log,
@@ -232,6 +152,103 @@ impl World {
             misses_max: settings.timing.misses_max,
         }
     }
+}
+
+/// What one simulated host needs to (re)start its node; cloned for every incarnation.
+#[derive(Clone)]
+struct Host {
+    def: NodeDef,
+    log: SharedLog,
+    federation: Arc<OnceLock<Federation>>,
+    settings: Settings,
+    gpu_nodes: Vec<NodeId>,
+    incarnations: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+/// One incarnation of a host: its node on turmoil's UDP, seeded by the host's name and how
+/// many times it has started, and on the master the load, on `backup` the adversary.
+async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
+    let Host {
+        def,
+        log,
+        federation,
+        settings,
+        gpu_nodes,
+        incarnations,
+    } = host;
+    let incarnation = {
+        let mut map = incarnations.lock().expect("lock");
+        let n = map.entry(def.id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let me = NodeId::new(def.id.clone()).expect("valid");
+    let federation = federation.get().expect("set before the run").clone();
+    let config = NodeConfig {
+        dir: ".".into(),
+        federation,
+        settings: settings.clone(),
+        me: me.clone(),
+        psk: PSK.to_vec(),
+        accepted_psks: vec![],
+    };
+    let ip = turmoil::lookup(def.id.as_str());
+    let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;
+    let stream = format!("{}#{incarnation}", def.id);
+    let mut quic_seed = [0u8; 32];
+    ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("quic/{stream}")))
+        .fill_bytes(&mut quic_seed);
+    let observer = NodeObserver {
+        node: me.clone(),
+        log: log.clone(),
+        gpu_nodes,
+        gpu_task_types: settings.selection.gpu_task_types.clone(),
+    };
+    let node = Node::start_on(
+        config,
+        NodeIo {
+            socket,
+            runtime: Arc::new(quinn::TokioRuntime),
+            clock: Arc::new(SimClock::new()),
+            rng_seed: derive_seed(seed, &format!("select/{stream}")),
+            quic_seed: Some(quic_seed),
+            observer: Some(Arc::new(observer)),
+        },
+    )?;
+    log.lock()
+        .expect("log lock")
+        .nodes
+        .insert(me.clone(), node.clone());
+    if def.master {
+        tokio::spawn(generate_load(
+            node.clone(),
+            log.clone(),
+            derive_seed(seed, "load"),
+            load,
+        ));
+    }
+    if def.id == "backup" {
+        let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
+        tokio::spawn(adversary(log.clone(), ip, adversary_seed));
+    }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The simulated federation's `federation_nodes.json`, with the addresses turmoil gave.
+fn simulated_federation(sim: &turmoil::Sim<'_>, nodes: &[NodeDef]) -> Federation {
+    let mut entries = serde_json::Map::new();
+    for def in nodes {
+        let ip: IpAddr = sim.lookup(def.id.as_str());
+        let role = if def.master { "master" } else { "hub" };
+        let gpu = def.gpu.then_some("simulated GPU");
+        entries.insert(
+            def.id.to_string(),
+            json!({"ip": ip, "port": PORT, "cores": def.cores, "ram": def.ram, "gpu": gpu, "role": role, "name": def.id}),
+        );
+    }
+    Federation::parse(&serde_json::Value::Object(entries).to_string())
+        .expect("the simulated federation parses")
 }
 
 /// Submits a task every `load.every` on average (seeded), each with a fresh id, plus a burst
@@ -317,23 +334,9 @@ impl Clock for Skewed {
 /// proof replayed from another connection. Every success is a violation.
 async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
     let master = NodeId::new("hetzner").expect("valid");
-    let Ok(socket) = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0)).await
-    else {
+    let Some(endpoint) = adversary_endpoint(seed).await else {
         return;
     };
-    let mut quic_seed = [0u8; 32];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut quic_seed);
-    let mut endpoint_config = quinn::EndpointConfig::default();
-    endpoint_config.rng_seed(Some(quic_seed));
-    let Ok(mut endpoint) = quinn::Endpoint::new_with_abstract_socket(
-        endpoint_config,
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    ) else {
-        return;
-    };
-    endpoint.set_default_client_config(client_config(30_000, 1 << 20));
     let target = SocketAddr::new(turmoil::lookup("hetzner"), PORT);
     let ips = BTreeMap::from([
         (
@@ -380,58 +383,82 @@ async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
             }
             connection.close(0u32.into(), b"");
         }
-        // A proof made for one connection, sent on another.
-        let (Ok(first), Ok(second)) = (
-            endpoint.connect(target, "triforce-node"),
-            endpoint.connect(target, "triforce-node"),
-        ) else {
-            continue;
-        };
-        let (Ok(Ok(first)), Ok(Ok(second))) = (
-            tokio::time::timeout(Duration::from_secs(5), first).await,
-            tokio::time::timeout(Duration::from_secs(5), second).await,
-        ) else {
-            continue;
-        };
-        let mut exporter = [0u8; 32];
-        if first
-            .export_keying_material(&mut exporter, b"EXPERIMENTAL triforce node proof", b"")
-            .is_err()
-        {
-            continue;
-        }
-        let unix_s = SimClock::new().unix_s();
-        let proof = make_proof(
-            &HmacSha256Key::new(PSK),
-            Role::Client,
-            &exporter,
-            "backup",
-            unix_s,
-        );
-        log.lock().expect("log lock").adversary_attempts += 1;
-        if let Ok((mut send, mut recv)) = second.open_bi().await {
-            let _ = write_frame(
-                &mut send,
-                &Frame::Hello {
-                    node: "backup".into(),
-                    unix_s,
-                    proof,
-                },
-            )
-            .await;
-            let _ = send.finish();
-            if let Ok(Ok(Frame::Welcome { .. })) = tokio::time::timeout(
-                Duration::from_secs(5),
-                triforce_net::quic::read_frame(&mut recv, 256),
-            )
-            .await
-            {
-                log.lock()
-                    .expect("log lock")
-                    .violation("adversary's replayed proof was accepted".into());
-            }
-        }
-        first.close(0u32.into(), b"");
-        second.close(0u32.into(), b"");
+        replay_a_proof(&endpoint, target, &log).await;
     }
+}
+
+/// The adversary's QUIC endpoint beside `backup`, seeded so one seed gives one run.
+async fn adversary_endpoint(seed: u64) -> Option<quinn::Endpoint> {
+    let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0))
+        .await
+        .ok()?;
+    let mut quic_seed = [0u8; 32];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut quic_seed);
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.rng_seed(Some(quic_seed));
+    let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .ok()?;
+    endpoint.set_default_client_config(client_config(30_000, 1 << 20));
+    Some(endpoint)
+}
+
+/// A proof made for one connection, sent on another: the node must refuse it.
+async fn replay_a_proof(endpoint: &quinn::Endpoint, target: SocketAddr, log: &SharedLog) {
+    let (Ok(first), Ok(second)) = (
+        endpoint.connect(target, "triforce-node"),
+        endpoint.connect(target, "triforce-node"),
+    ) else {
+        return;
+    };
+    let (Ok(Ok(first)), Ok(Ok(second))) = (
+        tokio::time::timeout(Duration::from_secs(5), first).await,
+        tokio::time::timeout(Duration::from_secs(5), second).await,
+    ) else {
+        return;
+    };
+    let mut exporter = [0u8; 32];
+    if first
+        .export_keying_material(&mut exporter, b"EXPERIMENTAL triforce node proof", b"")
+        .is_err()
+    {
+        return;
+    }
+    let unix_s = SimClock::new().unix_s();
+    let proof = make_proof(
+        &HmacSha256Key::new(PSK),
+        Role::Client,
+        &exporter,
+        "backup",
+        unix_s,
+    );
+    log.lock().expect("log lock").adversary_attempts += 1;
+    if let Ok((mut send, mut recv)) = second.open_bi().await {
+        let _ = write_frame(
+            &mut send,
+            &Frame::Hello {
+                node: "backup".into(),
+                unix_s,
+                proof,
+            },
+        )
+        .await;
+        let _ = send.finish();
+        if let Ok(Ok(Frame::Welcome { .. })) = tokio::time::timeout(
+            Duration::from_secs(5),
+            triforce_net::quic::read_frame(&mut recv, 256),
+        )
+        .await
+        {
+            log.lock()
+                .expect("log lock")
+                .violation("adversary's replayed proof was accepted".into());
+        }
+    }
+    first.close(0u32.into(), b"");
+    second.close(0u32.into(), b"");
 }

@@ -142,45 +142,7 @@ impl Results {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    if args
-        .rate
-        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
-    {
-        bail!("--rate must be a positive number of requests per second");
-    }
-    if !(args.seconds.is_finite() && args.seconds > 0.0) {
-        bail!("--seconds must be a positive number");
-    }
-    if !(args.warmup_seconds.is_finite() && args.warmup_seconds >= 0.0) {
-        bail!("--warmup-seconds must be zero or a positive number");
-    }
-    let sender = match args.mode.as_str() {
-        "plain" => {
-            let Some(url) = args.url.clone() else {
-                bail!("--mode plain needs --url")
-            };
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(args.connections)
-                .no_proxy()
-                .build()?;
-            Sender::Plain { http, url }
-        }
-        "task" => {
-            let (Some(dir), Some(node)) = (&args.config, &args.node) else {
-                bail!("--mode task needs --config and --node")
-            };
-            let config = load(dir, node)?;
-            Sender::Task {
-                client: Box::new(client(
-                    &config,
-                    args.target.as_deref(),
-                    Duration::from_secs(60),
-                )?),
-                task_type: args.task_type.clone(),
-            }
-        }
-        other => bail!("--mode must be plain or task, not {other:?}"),
-    };
+    let sender = sender(&args)?;
     let run_start = Instant::now();
     let measure_from = run_start + Duration::from_secs_f64(args.warmup_seconds);
     let until = measure_from + Duration::from_secs_f64(args.seconds);
@@ -233,12 +195,61 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     while tasks.join_next().await.is_some() {}
-    let elapsed = measure_from.elapsed().as_secs_f64();
     let results = results.lock().expect("lock");
+    print_summary(&results, measure_from, args.timeline);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the arguments and builds what sends one request.
+fn sender(args: &Args) -> Result<Sender> {
+    if args
+        .rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!("--seconds must be a positive number");
+    }
+    if !(args.warmup_seconds.is_finite() && args.warmup_seconds >= 0.0) {
+        bail!("--warmup-seconds must be zero or a positive number");
+    }
+    Ok(match args.mode.as_str() {
+        "plain" => {
+            let Some(url) = args.url.clone() else {
+                bail!("--mode plain needs --url")
+            };
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(args.connections)
+                .no_proxy()
+                .build()?;
+            Sender::Plain { http, url }
+        }
+        "task" => {
+            let (Some(dir), Some(node)) = (&args.config, &args.node) else {
+                bail!("--mode task needs --config and --node")
+            };
+            let config = load(dir, node)?;
+            Sender::Task {
+                client: Box::new(client(
+                    &config,
+                    args.target.as_deref(),
+                    Duration::from_secs(60),
+                )?),
+                task_type: args.task_type.clone(),
+            }
+        }
+        other => bail!("--mode must be plain or task, not {other:?}"),
+    })
+}
+
+/// One JSON line of figures (and, with `timeline`, the 100 ms windows on stderr).
+fn print_summary(results: &Results, measure_from: Instant, timeline: bool) {
+    let elapsed = measure_from.elapsed().as_secs_f64();
     let h = &results.latency_us;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let (requests, errors) = (results.requests, results.errors);
-    if args.timeline {
+    if timeline {
         for (i, (ok, err, max_us)) in results.windows.iter().enumerate() {
             eprintln!(
                 "timeline {} {ok} {err} {:.1}",
@@ -260,5 +271,4 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         "first_error": FIRST_ERROR.get(),
     });
     println!("{summary}");
-    Ok(ExitCode::SUCCESS)
 }
