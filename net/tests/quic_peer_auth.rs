@@ -236,3 +236,51 @@ async fn only_proved_peers_from_their_own_address_are_served() {
 
     node.shutdown(Duration::ZERO).await;
 }
+
+/// Connections that have done the TLS handshake but not yet proved the PSK are capped (twice
+/// the nodes, plus four): past the cap, handshakes go unanswered until unproved connections
+/// time out, so one address cannot pile up half-open connections.
+#[tokio::test]
+async fn unproved_connections_are_capped() {
+    let port = free_udp_port();
+    let udp = UdpSocket::bind(format!("127.0.0.1:{port}")).unwrap();
+    let mut config = config(port);
+    // A 2 s heartbeat gives unproved connections 2 s to prove themselves: room for the test.
+    config.settings = Settings::parse("[timing]\nheartbeat_interval_ms = 2000\n").unwrap();
+    let node = Node::start(config, udp, Arc::new(SystemClock::new()), 1).unwrap();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let cap = 2 * 2 + 4;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.2:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(5_000, 1 << 20));
+    let mut unproved = Vec::new();
+    for _ in 0..cap {
+        let connecting = endpoint.connect(server, "triforce-node").unwrap();
+        unproved.push(
+            connecting
+                .await
+                .expect("within the cap, handshakes complete"),
+        );
+    }
+    let over = endpoint.connect(server, "triforce-node").unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), over)
+            .await
+            .is_err(),
+        "a handshake past the cap of {cap} unproved connections was answered"
+    );
+    // The unproved ones are closed at their proof timeout; then handshakes are answered again.
+    for connection in &unproved {
+        assert!(
+            closed_by_server(connection).await,
+            "an unproved connection stayed open"
+        );
+    }
+    let again = connect("127.0.0.2", server).await;
+    identity("zombie-pc", PSK)
+        .prove_to(&again, &NodeId::new("hetzner").unwrap())
+        .await
+        .expect("an honest peer is served once the unproved ones are gone");
+    assert_eq!(heartbeat(&again).await, Ok(77));
+    node.shutdown(Duration::ZERO).await;
+}
