@@ -45,9 +45,17 @@ impl SourcePolicy {
 
     /// Whether `source` is a node's address or inside an `allowed_clients` network.
     pub fn is_known_source(&self, source: IpAddr) -> bool {
+        self.is_node_address(source)
+            || self
+                .extra_clients
+                .iter()
+                .any(|net| net.contains(&source.to_canonical()))
+    }
+
+    /// Whether `source` is one of the nodes' configured addresses.
+    pub fn is_node_address(&self, source: IpAddr) -> bool {
         let source = source.to_canonical();
         self.node_ips.values().any(|ip| ip.to_canonical() == source)
-            || self.extra_clients.iter().any(|net| net.contains(&source))
     }
 
     /// Replay-cache shares: one per node, and one that every `allowed_clients` address shares.

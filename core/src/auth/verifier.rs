@@ -224,6 +224,11 @@ impl<M: Mac> Authenticator<M> {
     pub fn source_allowed(&self, source: IpAddr) -> bool {
         self.sources.is_known_source(source)
     }
+
+    /// Whether `source` is a node's address (the only sources that may speak QUIC).
+    pub fn is_node_address(&self, source: IpAddr) -> bool {
+        self.sources.is_node_address(source)
+    }
 }
 
 fn single<'a>(value: HeaderValue<'a>, header: Header) -> Result<&'a [u8], Rejection> {

@@ -421,6 +421,15 @@ fn one_line(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
+/// The executors every node has under their own type names.
+fn builtin_executor(task_type: &str) -> Option<ExecutorSpec> {
+    match task_type {
+        "echo" => Some(ExecutorSpec::Echo),
+        "sleep" => Some(ExecutorSpec::Sleep),
+        _ => None,
+    }
+}
+
 fn default_executor_timeout_ms() -> u64 {
     30_000
 }
@@ -455,11 +464,16 @@ impl Settings {
 
     /// The executor for `task_type`: configured, else the built-ins `echo` and `sleep`.
     pub fn executor(&self, task_type: &str) -> Option<ExecutorSpec> {
-        self.executors.get(task_type).cloned().or(match task_type {
-            "echo" => Some(ExecutorSpec::Echo),
-            "sleep" => Some(ExecutorSpec::Sleep),
-            _ => None,
-        })
+        self.executors
+            .get(task_type)
+            .cloned()
+            .or_else(|| builtin_executor(task_type))
+    }
+
+    /// Whether this node has an executor for `task_type`, without copying its spec (asked on
+    /// every task for its metric label).
+    pub fn runs(&self, task_type: &str) -> bool {
+        self.executors.contains_key(task_type) || builtin_executor(task_type).is_some()
     }
 }
 

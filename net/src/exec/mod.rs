@@ -1,6 +1,7 @@
 //! Running tasks on this node: executors per task type, a bounded priority queue in front of a
 //! fixed number of workers, and the ledger that makes a repeated task id return the first run's
-//! result instead of running again.
+//! result instead of running again. What a node answers instead of a result is
+//! `triforce_core::failover::ErrorCode`: one list, each code with its retryability.
 
 mod executors;
 mod http_backend;
@@ -15,5 +16,3 @@ pub use http_backend::{CallError, HttpBackends};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use scheduler::{Admission, Permit, Scheduler};
-
-// Error codes are `triforce_core::failover::ErrorCode`: one list, with retryability.

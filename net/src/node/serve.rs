@@ -36,7 +36,7 @@ pub async fn run(shared: Arc<Shared>) {
         let remote = incoming.remote_address();
         // Only nodes speak QUIC here: anyone else is dropped before the TLS handshake costs a
         // signature, and without an answer that a spoofed source could aim at someone.
-        if !shared.is_node_address(remote.ip()) {
+        if !shared.authenticator.is_node_address(remote.ip()) {
             shared.refuse_connection(
                 refusal::QUIC_UNKNOWN_ADDRESS,
                 || tracing::warn!(%remote, "refused QUIC from an address that is no node's"),

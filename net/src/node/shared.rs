@@ -166,16 +166,6 @@ impl Shared {
         config.settings.limits.body_bytes_max + FRAME_ENVELOPE_BYTES_MAX
     }
 
-    /// Whether `ip` is one of the federation's nodes.
-    pub fn is_node_address(&self, ip: std::net::IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.config
-            .federation
-            .nodes
-            .values()
-            .any(|spec| spec.ip.to_canonical() == ip)
-    }
-
     /// Runs `log` for a refusal of kind `reason` unless that reason has logged its share of
     /// lines lately; a line that follows held-back ones says how many.
     pub fn refusal(&self, reason: &'static str, log: impl FnOnce()) {
@@ -203,7 +193,7 @@ impl Shared {
     /// every other one as `other`, so clients cannot make up label values without bound.
     pub fn type_label(&self, task_type: &str) -> String {
         let settings = &self.config.settings;
-        let known = settings.executor(task_type).is_some()
+        let known = settings.runs(task_type)
             || settings
                 .selection
                 .gpu_task_types
