@@ -64,7 +64,7 @@ fn selection(c: &mut Criterion) {
             .map(|i| Candidate {
                 id: NodeId::new(format!("n{i}")).unwrap(),
                 online: i % 7 != 0,
-                latency_ms: (i * 13 % 97) as f64,
+                latency_ms: Some((i * 13 % 97) as f64),
                 in_flight: (i % 5) as u32,
                 cores: 8 + (i % 3) as u32 * 8,
                 gpu: i % 10 == 0,

@@ -32,6 +32,8 @@
 //! - [`membership`]: heartbeats, misses, Online/Offline, latency and load per peer.
 //! - [`selection`]: the ordered failover list for a task.
 //! - [`failover`]: one state machine per task over that list, plus the shared retry budget.
+//! - [`federation`]: the node's one machine over membership, selection, the budget and every
+//!   task's failover; what the `net` driver runs.
 //! - [`ledger`]: the executing side's memory of task ids, which makes retries idempotent.
 //! - [`json`]: payloads and results as the bytes that were written, never re-encoded.
 //! - [`config`]: `federation_nodes.json` and `federation.toml`, parsed and checked.
@@ -39,6 +41,7 @@
 pub mod auth;
 pub mod config;
 pub mod failover;
+pub mod federation;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod json;

@@ -24,8 +24,8 @@ use crate::node::NodeId;
 pub struct Candidate {
     pub id: NodeId,
     pub online: bool,
-    /// Smoothed round-trip time; 0 for the local node.
-    pub latency_ms: f64,
+    /// Smoothed round-trip time; 0 for the local node, `None` while unmeasured (costs most).
+    pub latency_ms: Option<f64>,
     /// Running plus queued tasks, as best known.
     pub in_flight: u32,
     pub cores: u32,
@@ -35,12 +35,18 @@ pub struct Candidate {
 impl Candidate {
     /// The general cost; lower is better.
     pub fn cost(&self) -> f64 {
-        let latency = if self.latency_ms.is_finite() {
-            self.latency_ms.max(0.0)
-        } else {
-            f64::MAX
-        };
+        let latency = self.latency_or_worst();
         (latency + 1.0) * (f64::from(self.in_flight) + 1.0) / f64::from(self.cores.max(1))
+    }
+}
+
+impl Candidate {
+    /// The latency for ordering: unmeasured or nonsense sorts last.
+    fn latency_or_worst(&self) -> f64 {
+        match self.latency_ms {
+            Some(ms) if ms.is_finite() => ms.max(0.0),
+            _ => f64::MAX,
+        }
     }
 }
 
@@ -85,8 +91,8 @@ pub fn select(
         if any_gpu {
             online.retain(|(c, _)| c.gpu);
             online.sort_by(|(a, ta), (b, tb)| {
-                a.latency_ms
-                    .total_cmp(&b.latency_ms)
+                a.latency_or_worst()
+                    .total_cmp(&b.latency_or_worst())
                     .then(a.cost().total_cmp(&b.cost()))
                     .then(ta.cmp(tb))
             });
@@ -111,7 +117,7 @@ mod tests {
         Candidate {
             id: NodeId::new(id).unwrap(),
             online: true,
-            latency_ms,
+            latency_ms: Some(latency_ms),
             in_flight,
             cores,
             gpu,

@@ -27,18 +27,18 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         let deadline = {
             let now = shared.clock.now();
-            let mut machines = shared.machines();
-            machines.membership.handle_timeout(now);
-            while let Some(probe) = machines.membership.poll_probe() {
+            let mut federation = shared.federation();
+            federation.handle_timeout(now);
+            while let Some(probe) = federation.poll_probe() {
                 tokio::spawn(send_probe(shared.clone(), probe, answers_tx.clone()));
             }
-            while let Some(event) = machines.membership.poll_event() {
+            while let Some(event) = federation.poll_membership_event() {
                 if let Some(observer) = &shared.observer {
                     observer.membership(now, &event);
                 }
                 report(&shared, event);
             }
-            machines.membership.poll_timeout()
+            federation.poll_timeout()
         };
         let sleep = deadline.map_or(Duration::from_secs(3600), |at| {
             at.saturating_since(shared.clock.now())
@@ -49,9 +49,9 @@ pub async fn run(shared: Arc<Shared>) {
             biased;
             Some(answer) = answers.recv() => {
                 let now = shared.clock.now();
-                let mut machines = shared.machines();
-                machines.membership.handle_timed_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt);
-                while let Some(event) = machines.membership.poll_event() {
+                let mut federation = shared.federation();
+                federation.handle_heartbeat_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt);
+                while let Some(event) = federation.poll_membership_event() {
                     if let Some(observer) = &shared.observer {
                         observer.membership(now, &event);
                     }

@@ -1,9 +1,10 @@
 //! The node: one process's share of the federation.
 //!
-//! Three loops run on tokio around the core machines, which live behind one mutex in
+//! Three loops run on tokio around core's federation machine, which lives behind its mutex in
 //! [`Shared`]: the heartbeat driver ([`heartbeats`]), the QUIC server that answers peers
-//! ([`serve`]), and per submitted task a failover driver ([`route`]). The HTTP shim
-//! (`crate::http`) calls into [`Node`].
+//! ([`serve`]), and per submitted task an attempt driver ([`route`]). They move bytes, run
+//! executors and sleep until the machine's next timeout; every decision is the machine's. The
+//! HTTP shim (`crate::http`) calls into [`Node`].
 
 mod answer;
 mod attempts;
@@ -168,9 +169,9 @@ impl Node {
 
     /// What this node believes about every peer, in node id order.
     pub fn peer_views(&self) -> Vec<(NodeId, triforce_core::membership::PeerView)> {
-        let machines = self.shared.machines();
-        machines
-            .membership
+        let federation = self.shared.federation();
+        federation
+            .membership()
             .peers()
             .map(|(id, view)| (id.clone(), view))
             .collect()

@@ -1,14 +1,14 @@
-//! State shared by a node's loops: the core machines behind one mutex, and the I/O handles.
+//! State shared by a node's loops: the federation machine behind its mutex, the verifier's
+//! parts behind none or their own, and the I/O handles.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use triforce_core::auth::{Authenticator, ReplayCache, SourcePolicy, Verifier, VerifierConfig};
-use triforce_core::failover::{FailoverConfig, RetryBudget};
-use triforce_core::membership::{Membership, MembershipConfig};
+use triforce_core::failover::FailoverConfig;
+use triforce_core::federation::{Capacity, Federation, FederationConfig};
+use triforce_core::membership::MembershipConfig;
 use triforce_core::selection::SelectionPolicy;
 
 use crate::clock::Clock;
@@ -25,18 +25,12 @@ const ACCEPT_GRACE_MAX: Duration = Duration::from_millis(5);
 /// Room in a frame for what surrounds a body: ids, type, priority, an error message.
 const FRAME_ENVELOPE_BYTES_MAX: usize = 4096;
 
-/// The core machines of one node. Held only briefly: no lock is kept across an await, and
-/// nothing expensive (a MAC, a JSON parse) runs under it.
-pub struct Machines {
-    pub membership: Membership,
-    pub budget: RetryBudget,
-    pub rng: ChaCha8Rng,
-}
-
 pub struct Shared {
     pub config: NodeConfig,
     pub clock: Arc<dyn Clock>,
-    machines: Mutex<Machines>,
+    /// Held only briefly: no lock is kept across an await, and nothing expensive (a MAC, a
+    /// JSON parse) runs under it.
+    federation: Mutex<Federation>,
     /// Checks signatures without a lock: the MAC over a body runs in the request's own task.
     pub authenticator: Authenticator,
     /// Held only for the insert of an authenticated request.
@@ -47,14 +41,10 @@ pub struct Shared {
     pub peers: Arc<Peers>,
     pub endpoint: quinn::Endpoint,
     pub metrics: Metrics,
-    pub policy: SelectionPolicy,
-    pub failover: FailoverConfig,
     pub shutdown: watch::Sender<bool>,
     /// Wakes the heartbeat driver when membership has new work outside its own timers.
     pub membership_changed: Notify,
     pub observer: Option<Arc<dyn super::Observer>>,
-    /// Attempts this node routed to itself that have not ended (counted by `attempts::Dispatched`).
-    pub local_dispatched: std::sync::atomic::AtomicU32,
     /// Task streams from peers still being answered; shutdown waits for them to deliver.
     pub task_streams: std::sync::atomic::AtomicUsize,
 }
@@ -79,14 +69,6 @@ impl Shared {
             interval: timing.heartbeat_interval(),
             misses_max: timing.misses_max,
         };
-        let peer_ids = config
-            .federation
-            .nodes
-            .keys()
-            .filter(|id| **id != config.me)
-            .cloned();
-        let membership =
-            Membership::new(membership_config, peer_ids.collect::<Vec<_>>(), clock.now());
         let (authenticator, replay) = Verifier::new(
             config.keyring(),
             SourcePolicy::new(
@@ -99,8 +81,7 @@ impl Shared {
             },
         )
         .into_parts();
-        let budget = RetryBudget::new(settings.limits.retry_ratio, settings.limits.retry_reserve);
-        let policy = SelectionPolicy {
+        let selection = SelectionPolicy {
             gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
             gpu_strict: settings.selection.gpu_strict,
         };
@@ -113,12 +94,34 @@ impl Shared {
             attempt_timeout: Duration::from_millis(timing.attempt_timeout_ms),
             deadline: Duration::from_millis(timing.task_deadline_ms),
         };
+        let nodes = config
+            .federation
+            .nodes
+            .iter()
+            .map(|(id, spec)| {
+                let capacity = Capacity {
+                    cores: spec.cores,
+                    ram_gb: spec.ram,
+                    gpu: spec.has_gpu(),
+                };
+                (id.clone(), capacity)
+            })
+            .collect();
+        let federation = Federation::new(
+            FederationConfig {
+                me: config.me.clone(),
+                nodes,
+                membership: membership_config,
+                failover,
+                selection,
+                retry_ratio: settings.limits.retry_ratio,
+                retry_reserve_per_s: settings.limits.retry_reserve,
+                rng_seed,
+            },
+            clock.now(),
+        );
         Shared {
-            machines: Mutex::new(Machines {
-                membership,
-                budget,
-                rng: ChaCha8Rng::seed_from_u64(rng_seed),
-            }),
+            federation: Mutex::new(federation),
             authenticator,
             replay: Mutex::new(replay),
             refusal_log: LogLimiter::default(),
@@ -128,20 +131,24 @@ impl Shared {
             peers,
             endpoint,
             metrics,
-            policy,
-            failover,
             shutdown,
             membership_changed,
             observer,
             task_streams: std::sync::atomic::AtomicUsize::new(0),
-            local_dispatched: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    pub fn machines(&self) -> MutexGuard<'_, Machines> {
-        self.machines
+    /// The federation machine, with this node's runner load brought up to date (selection and
+    /// status read it).
+    pub fn federation(&self) -> MutexGuard<'_, Federation> {
+        // Read before the lock: the runner has its own.
+        let load = self.runner.load();
+        let mut federation = self
+            .federation
             .lock()
-            .expect("no code panics while holding the machines lock")
+            .expect("no code panics while holding the federation lock");
+        federation.handle_local_load(load);
+        federation
     }
 
     pub fn progress_interval(&self) -> Duration {

@@ -1,0 +1,161 @@
+//! The machine's state and its membership side; the task side is in `tasks.rs`.
+
+use std::collections::BTreeMap;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::tasks::TaskEntry;
+use super::{NodeState, NodeView, TaskHandle};
+use crate::failover::{FailoverConfig, RetryBudget};
+use crate::membership::{Load, Membership, MembershipConfig, MembershipEvent, Probe};
+use crate::node::NodeId;
+use crate::selection::SelectionPolicy;
+use crate::time::Instant;
+
+/// What a node brings to the federation, from its entry in the nodes file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub cores: u32,
+    pub ram_gb: u32,
+    pub gpu: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct FederationConfig {
+    pub me: NodeId,
+    /// Every node of the federation, this one included.
+    pub nodes: BTreeMap<NodeId, Capacity>,
+    pub membership: MembershipConfig,
+    pub failover: FailoverConfig,
+    pub selection: SelectionPolicy,
+    pub retry_ratio: f64,
+    pub retry_reserve_per_s: u32,
+    /// Seeds selection's tie-breaking.
+    pub rng_seed: u64,
+}
+
+/// See the [module docs](super).
+pub struct Federation {
+    pub(super) me: NodeId,
+    pub(super) nodes: BTreeMap<NodeId, Capacity>,
+    pub(super) membership: Membership,
+    pub(super) budget: RetryBudget,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) selection: SelectionPolicy,
+    pub(super) failover: FailoverConfig,
+    pub(super) tasks: BTreeMap<TaskHandle, TaskEntry>,
+    pub(super) next_handle: u64,
+    /// What this node's runner last said it holds.
+    pub(super) local_load: Load,
+    /// Attempts routed to this node that have not ended.
+    pub(super) local_dispatched: u32,
+    /// Membership changed outside its own timers (a task failure counted as a miss).
+    pub(super) membership_woken: bool,
+}
+
+impl Federation {
+    pub fn new(config: FederationConfig, now: Instant) -> Self {
+        let peers = config
+            .nodes
+            .keys()
+            .filter(|id| **id != config.me)
+            .cloned()
+            .collect::<Vec<_>>();
+        Federation {
+            membership: Membership::new(config.membership, peers, now),
+            budget: RetryBudget::new(config.retry_ratio, config.retry_reserve_per_s),
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            me: config.me,
+            nodes: config.nodes,
+            selection: config.selection,
+            failover: config.failover,
+            tasks: BTreeMap::new(),
+            next_handle: 0,
+            local_load: Load::default(),
+            local_dispatched: 0,
+            membership_woken: false,
+        }
+    }
+
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// What this node's runner holds now (running and queued), for selection and status.
+    pub fn handle_local_load(&mut self, load: Load) {
+        self.local_load = load;
+    }
+
+    // The heartbeat side: the membership machine's inputs and outputs.
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.membership.handle_timeout(now);
+    }
+
+    /// A heartbeat answer from `peer` with the RTT the driver measured.
+    pub fn handle_heartbeat_answer(
+        &mut self,
+        now: Instant,
+        peer: &NodeId,
+        seq: u64,
+        load: Load,
+        rtt: std::time::Duration,
+    ) {
+        self.membership
+            .handle_timed_answer(now, peer, seq, load, rtt);
+    }
+
+    pub fn poll_probe(&mut self) -> Option<Probe> {
+        self.membership.poll_probe()
+    }
+
+    pub fn poll_membership_event(&mut self) -> Option<MembershipEvent> {
+        self.membership.poll_event()
+    }
+
+    /// The next membership deadline (task deadlines are per task: [`Self::poll_task_timeout`]).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.membership.poll_timeout()
+    }
+
+    /// Whether membership changed outside its timers since the last call, so the heartbeat
+    /// driver should run [`Self::handle_timeout`] and send probes now.
+    pub fn poll_membership_woken(&mut self) -> bool {
+        std::mem::take(&mut self.membership_woken)
+    }
+
+    // Views.
+
+    /// Every node, this one first, then peers in id order.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let mut views = Vec::with_capacity(self.nodes.len());
+        if let Some(capacity) = self.nodes.get(&self.me) {
+            views.push(NodeView {
+                id: self.me.clone(),
+                capacity: *capacity,
+                state: NodeState::Local,
+                latency_ms: Some(0.0),
+                reported_in_flight: Some(self.local_load.in_flight),
+                reported_queued: Some(self.local_load.queued),
+                dispatched: self.local_dispatched,
+                misses: 0,
+            });
+        }
+        for (id, view) in self.membership.peers() {
+            if let Some(capacity) = self.nodes.get(id) {
+                views.push(NodeView::peer(id.clone(), *capacity, &view));
+            }
+        }
+        views
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Tasks this machine is routing now.
+    pub fn tasks_in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+}
