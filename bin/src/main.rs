@@ -54,8 +54,11 @@ enum Command {
     Wireguard(cmd::wireguard::Args),
     /// Load-test a node (signed tasks) or any HTTP endpoint; prints a JSON summary.
     Bench(cmd::bench::Args),
-    /// A small HTTP echo server, the stand-in for a local inference server in benchmarks.
+    /// A stand-in for a local inference server in tests and benchmarks: an HTTP echo server,
+    /// or with --llm the OpenAI and Ollama APIs streaming made-up tokens.
     Backend(cmd::backend::Args),
+    /// Manage the ingress's API keys (add prints the new key once).
+    Apikey(cmd::apikey::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             Command::Sign(args) => cmd::sign::run(args),
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Init(args) => cmd::init::run(args),
+            Command::Apikey(args) => cmd::apikey::run(args),
             Command::Wireguard(args) => cmd::wireguard::run(args),
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Backend(args) => cmd::backend::run(args).await,

@@ -7,6 +7,7 @@
 //! - [`exec`]: what a node does with a task it runs (executors, priority queue, ledger).
 //! - [`node`]: the node itself: membership driver, task routing with failover.
 //! - [`http`]: the seed's HTTP API and `/metrics`.
+//! - [`ingress`]: the OpenAI- and Ollama-compatible door for AI clients, behind API keys.
 //! - [`client`]: a signed HTTP client, for the CLI and tests.
 
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod exec;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
+pub mod ingress;
 
 /// The signed client of the CLI and the tests; a node never calls the HTTP API itself.
 #[cfg(feature = "client")]

@@ -135,7 +135,7 @@ fn check_psk_len(psk: &[u8], from: &str) -> Result<(), LoadError> {
 
 /// Reads a PSK file, refusing one that group or others may read (as ssh refuses such keys):
 /// whoever can read the PSK can sign as any node.
-fn read_key_file(path: &Path) -> Result<String, LoadError> {
+pub(crate) fn read_key_file(path: &Path) -> Result<String, LoadError> {
     use std::os::unix::fs::PermissionsExt;
     let metadata = std::fs::metadata(path).map_err(|error| LoadError::Read {
         path: path.to_path_buf(),

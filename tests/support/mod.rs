@@ -40,6 +40,9 @@ kind = "sleep"
 pub struct Federation {
     pub dir: PathBuf,
     pub port: u16,
+    /// Each node reads its own copy of the config (`dir/<node>/`), as on real machines, so
+    /// nodes can differ (executors, ingress); otherwise all read `dir`.
+    per_node: bool,
     children: Vec<(String, Option<Child>)>,
 }
 
@@ -69,6 +72,25 @@ impl Federation {
 
     /// Like [`Self::start`], with `extra` appended to federation.toml.
     pub fn start_with(name: &str, extra: &str) -> Self {
+        Self::start_configured(name, |_| extra.to_string(), |_, _| {}, false)
+    }
+
+    /// Every node with its own config dir: `extra_for(node)` appended to its federation.toml
+    /// (which then has no executors but those), and `prepare(node, dir)` run before it starts.
+    pub fn start_each_prepared(
+        name: &str,
+        extra_for: impl Fn(&str) -> String,
+        prepare: impl Fn(&str, &std::path::Path),
+    ) -> Self {
+        Self::start_configured(name, extra_for, prepare, true)
+    }
+
+    fn start_configured(
+        name: &str,
+        extra_for: impl Fn(&str) -> String,
+        prepare: impl Fn(&str, &std::path::Path),
+        per_node: bool,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("triforce-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -85,16 +107,39 @@ impl Federation {
                 (id.to_string(), json!({"ip": ip, "port": port, "cores": cores, "ram": ram, "gpu": gpu, "role": role, "name": id}))
             })
             .collect();
-        std::fs::write(
-            dir.join("federation_nodes.json"),
-            Value::Object(nodes).to_string(),
-        )
-        .unwrap();
-        std::fs::write(dir.join("federation.toml"), format!("{SETTINGS}\n{extra}")).unwrap();
-        write_key(&dir.join("psk"), PSK);
+        let config_dirs: Vec<(&str, PathBuf)> = if per_node {
+            NODES.iter().map(|(id, _)| (*id, dir.join(id))).collect()
+        } else {
+            vec![("hetzner", dir.clone())]
+        };
+        for (id, config_dir) in &config_dirs {
+            std::fs::create_dir_all(config_dir).unwrap();
+            std::fs::write(
+                config_dir.join("federation_nodes.json"),
+                Value::Object(nodes.clone()).to_string(),
+            )
+            .unwrap();
+            let settings = if per_node {
+                // Per-node federations carry streams: 50 at once through a debug build on two
+                // cores can hold an acknowledgement past 50 ms, which is no dead node.
+                SETTINGS
+                    .split("[executors.chat]")
+                    .next()
+                    .unwrap()
+                    .replace("accept_timeout_ms = 300", "accept_timeout_ms = 1000")
+                    .replace("accept_timeout_min_ms = 50", "accept_timeout_min_ms = 500")
+            } else {
+                SETTINGS.to_string()
+            };
+            let settings = format!("{settings}\n{}", extra_for(id));
+            std::fs::write(config_dir.join("federation.toml"), settings).unwrap();
+            write_key(&config_dir.join("psk"), PSK);
+            prepare(id, config_dir);
+        }
         let mut federation = Federation {
             dir,
             port,
+            per_node,
             children: Vec::new(),
         };
         for (id, _) in NODES {
@@ -104,11 +149,20 @@ impl Federation {
         federation
     }
 
+    /// The config dir node `id` reads.
+    pub fn config_dir(&self, id: &str) -> PathBuf {
+        if self.per_node {
+            self.dir.join(id)
+        } else {
+            self.dir.clone()
+        }
+    }
+
     fn spawn(&self, id: &str) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_triforce"))
             .args(["run", "--config"])
-            .arg(&self.dir)
+            .arg(self.config_dir(id))
             .args(["--node", id])
             .env_remove("TRIFORCE_PSK")
             .env("RUST_LOG", "info,quinn=warn")
@@ -165,6 +219,15 @@ impl Federation {
     pub fn restart(&mut self, id: &str) {
         let child = self.spawn(id);
         *self.slot(id) = Some(child);
+    }
+
+    /// A free TCP port on 127.0.0.1 (for a backend or an ingress).
+    pub fn free_tcp_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     pub fn addr(&self, id: &str) -> SocketAddr {

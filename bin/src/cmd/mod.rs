@@ -1,3 +1,4 @@
+pub mod apikey;
 pub mod backend;
 pub mod bench;
 pub mod demo;

@@ -50,9 +50,27 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
     let addr = SocketAddr::new(spec.ip, spec.port);
     let (udp, tcp) = bind(addr).await?;
     let drain = Duration::from_millis(config.settings.timing.drain_timeout_ms);
+    // The ingress's keys and port are checked before the node starts: a door that cannot open
+    // is a config error, not a node running without it.
+    let ingress = match config.settings.ingress.listen {
+        Some(listen) => {
+            let (path, keys) = triforce_net::ingress::load_api_keys(&config)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("ingress: cannot listen on {listen}"))?;
+            tracing::info!(%listen, keys = keys.keys.len(), file = %path.display(), "ingress (OpenAI and Ollama APIs) listening");
+            Some((listener, keys))
+        }
+        None => None,
+    };
     let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
     tracing::info!(node = %node.id(), %addr, "node started (HTTP on TCP, QUIC on UDP)");
     let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
+    let ingress = ingress.map(|(listener, keys)| {
+        let app =
+            triforce_net::ingress::router(node.clone(), triforce_net::ingress::KeyCheck::new(keys));
+        tokio::spawn(triforce_net::ingress::serve(node.clone(), app, listener))
+    });
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -68,6 +86,9 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    if let Some(ingress) = ingress {
+        let _ = tokio::time::timeout(Duration::from_secs(5), ingress).await;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,14 +3,17 @@
 //!
 //! Reading the files (and the PSK) is the driver's job; core sees only their text.
 
+mod api_keys;
 mod error;
 mod nodes;
 mod settings;
 
+pub use api_keys::{key_hash, ApiKey, ApiKeys, API_KEYS_MAX, KEY_NAME_LEN_MAX};
 pub use error::ConfigError;
 pub use nodes::Federation;
 pub use settings::{
-    AuthSettings, ExecutorSpec, Limits, NetworkSettings, SelectionSettings, Settings, Timing,
+    AuthSettings, ExecutorSpec, IngressSettings, Limits, NetworkSettings, SelectionSettings,
+    Settings, Timing,
 };
 
 /// The file names inside a config directory.

@@ -26,6 +26,67 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// How each task type runs on this node. `echo` and `sleep` are built in.
     pub executors: BTreeMap<String, ExecutorSpec>,
+    /// The client-facing door: OpenAI- and Ollama-compatible APIs behind API keys.
+    pub ingress: IngressSettings,
+}
+
+/// The `[ingress]` section: a second listener, for AI clients, apart from the federation port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressSettings {
+    /// `IP:PORT` to serve the OpenAI and Ollama APIs on; no ingress when unset.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The API keys file (hashes only, written by `triforce apikey`), relative to the config
+    /// directory.
+    pub api_keys_file: PathBuf,
+    /// Largest request body a client may send.
+    pub body_bytes_max: usize,
+    /// Client connections served at once.
+    pub connections_max: usize,
+    /// Longest one request may wait for its answer to start (the whole stream may take longer).
+    pub first_byte_timeout_ms: u64,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            listen: None,
+            api_keys_file: PathBuf::from("api_keys"),
+            body_bytes_max: 4 << 20,
+            connections_max: 1024,
+            first_byte_timeout_ms: 120_000,
+        }
+    }
+}
+
+impl IngressSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        refuse_zero("ingress.body_bytes_max", self.body_bytes_max as u64)?;
+        refuse_zero("ingress.connections_max", self.connections_max as u64)?;
+        refuse_zero("ingress.first_byte_timeout_ms", self.first_byte_timeout_ms)?;
+        if self.first_byte_timeout_ms > TIMING_MS_MAX {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "ingress.first_byte_timeout_ms",
+                format!("must be at most {TIMING_MS_MAX}"),
+            ));
+        }
+        if self.body_bytes_max > (1 << 30) {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "ingress.body_bytes_max",
+                "must be at most 1 GiB",
+            ));
+        }
+        if self.api_keys_file.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "ingress.api_keys_file",
+                "is empty",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,6 +166,9 @@ pub struct Limits {
     pub ledger_entries_max: usize,
     /// Bytes of task results remembered for idempotent retries (oldest dropped first).
     pub ledger_bytes_max: usize,
+    /// Relayed (`openai` executor) tasks running at once. They do not take one of the
+    /// `workers_max` slots: the backend does the work and queues on its own.
+    pub relays_max: usize,
     /// Threads running the node's networking and routing; 0 means one per core. The node moves
     /// bytes while backends do the work, so one thread serves thousands of tasks a second, and
     /// 1 saves the cross-thread wake-ups a multi-threaded runtime pays per request (a third of
@@ -136,6 +200,7 @@ impl Default for Limits {
             request_read_timeout_ms: 10_000,
             ledger_entries_max: 10_000,
             ledger_bytes_max: 64 << 20,
+            relays_max: 1024,
             runtime_threads: 0,
         }
     }
@@ -197,6 +262,15 @@ pub enum ExecutorSpec {
     Http {
         url: String,
         #[serde(default = "default_executor_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Relays an OpenAI- or Ollama-shaped request (the client's path and body) to
+    /// `base_url` + path, streaming the answer back as the backend writes it. Ollama, vLLM,
+    /// llama.cpp's server and LM Studio all speak it.
+    Openai {
+        base_url: String,
+        /// Longest a whole answer may take, streamed or not.
+        #[serde(default = "default_stream_timeout_ms")]
         timeout_ms: u64,
     },
     /// Runs `program` with `args` (no shell), payload on stdin, JSON from stdout. The child
@@ -304,6 +378,7 @@ impl Limits {
             ),
             ("limits.ledger_entries_max", self.ledger_entries_max as u64),
             ("limits.ledger_bytes_max", self.ledger_bytes_max as u64),
+            ("limits.relays_max", self.relays_max as u64),
         ];
         for (field, value) in positive {
             refuse_zero(field, value)?;
@@ -344,24 +419,22 @@ impl Limits {
 impl ExecutorSpec {
     fn check(&self, field: &str) -> Result<(), ConfigError> {
         match self {
+            ExecutorSpec::Openai {
+                base_url,
+                timeout_ms,
+            } => {
+                check_plain_http_url(field, "base_url", base_url)?;
+                if base_url.ends_with('/') {
+                    return Err(ConfigError::invalid(
+                        SETTINGS_FILE,
+                        field,
+                        format!("base_url {base_url:?} must not end with '/': the client's path (/v1/..., /api/...) is appended to it"),
+                    ));
+                }
+                check_executor_timeout(field, *timeout_ms)
+            }
             ExecutorSpec::Http { url, timeout_ms } => {
-                // Backends are local inference servers (on the node or across WireGuard,
-                // which already encrypts): the executor speaks plain HTTP only.
-                if url.starts_with("https://") {
-                    return Err(ConfigError::invalid(
-                        SETTINGS_FILE,
-                        field,
-                        format!("url {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
-                    ));
-                }
-                let host = url.strip_prefix("http://");
-                if host.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
-                    return Err(ConfigError::invalid(
-                        SETTINGS_FILE,
-                        field,
-                        format!("url {url:?} must look like http://HOST:PORT/PATH"),
-                    ));
-                }
+                check_plain_http_url(field, "url", url)?;
                 check_executor_timeout(field, *timeout_ms)
             }
             ExecutorSpec::Command {
@@ -392,6 +465,27 @@ impl ExecutorSpec {
             ExecutorSpec::Echo | ExecutorSpec::Sleep => Ok(()),
         }
     }
+}
+
+/// Backends are local inference servers (on the node or across WireGuard, which already
+/// encrypts): executors speak plain HTTP only.
+fn check_plain_http_url(field: &str, name: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("https://") {
+        return Err(ConfigError::invalid(
+            SETTINGS_FILE,
+            field,
+            format!("{name} {url:?}: https backends are not supported; use http:// (on the node itself or over WireGuard)"),
+        ));
+    }
+    let host = url.strip_prefix("http://");
+    if host.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+        return Err(ConfigError::invalid(
+            SETTINGS_FILE,
+            field,
+            format!("{name} {url:?} must look like http://HOST:PORT/PATH"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_executor_timeout(field: &str, timeout_ms: u64) -> Result<(), ConfigError> {
@@ -434,6 +528,11 @@ fn default_executor_timeout_ms() -> u64 {
     30_000
 }
 
+/// A long answer streamed token by token takes minutes, not the seed's 30 s.
+fn default_stream_timeout_ms() -> u64 {
+    600_000
+}
+
 impl Settings {
     /// Parses and checks the text of `federation.toml`.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
@@ -449,6 +548,7 @@ impl Settings {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.timing.check()?;
         self.limits.check()?;
+        self.ingress.check()?;
         if self.psk.is_some() && self.psk_file.is_some() {
             return Err(ConfigError::invalid(
                 SETTINGS_FILE,

@@ -53,6 +53,38 @@ pub async fn run_executor(
         ExecutorSpec::Http { url, timeout_ms } => {
             run_http(url, *timeout_ms, payload, http, result_bytes_max).await
         }
+        ExecutorSpec::Openai {
+            base_url,
+            timeout_ms,
+        } => {
+            // The runner relays these as streams (`Runner::relay`); called directly, the answer
+            // is collected whole.
+            let timeout = Duration::from_millis(*timeout_ms);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let (head, body) = super::openai::open(base_url, payload, http, timeout).await?;
+            let (chunks, stream) = super::answer_channel();
+            let (_, body) = tokio::join!(
+                super::openai::pump(body, chunks, deadline),
+                stream.collect(result_bytes_max)
+            );
+            let body = body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?;
+            if head.status >= 400 {
+                return Err(RemoteError::new(
+                    ErrorCode::ExecutorFailed,
+                    format!(
+                        "{base_url} answered {}: {}",
+                        head.status,
+                        tail(&String::from_utf8_lossy(&body))
+                    ),
+                ));
+            }
+            RawJson::parse(&body).map_err(|e| {
+                RemoteError::new(
+                    ErrorCode::ExecutorFailed,
+                    format!("{base_url} did not answer JSON: {e}"),
+                )
+            })
+        }
         ExecutorSpec::Command {
             program,
             args,

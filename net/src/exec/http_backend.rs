@@ -95,6 +95,36 @@ impl HttpBackends {
     }
 }
 
+impl HttpBackends {
+    /// Sends one request and returns the answer as soon as its head is in; the body streams.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CallError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| CallError::Unreachable(format!("not a valid URL: {e}")))?;
+        let has_body = body.is_some();
+        let mut request = Request::new(Full::new(body.unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        if has_body {
+            request
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        self.client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                CallError::Unreachable(error_chain(&e))
+            } else {
+                CallError::Failed(error_chain(&e))
+            }
+        })
+    }
+}
+
 /// An error and its causes on one line: hyper's top-level messages alone ("client error
 /// (Connect)") do not say what happened.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {

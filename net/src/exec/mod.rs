@@ -5,9 +5,11 @@
 
 mod executors;
 mod http_backend;
+mod openai;
 mod report;
 mod runner;
 mod scheduler;
+mod stream;
 
 pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]
@@ -16,3 +18,4 @@ pub use http_backend::{CallError, HttpBackends};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use scheduler::{Admission, Permit, Scheduler};
+pub use stream::{answer_channel, AnswerStream, Chunk, ChunkSender, StreamHead};

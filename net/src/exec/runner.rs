@@ -4,14 +4,30 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
-use triforce_core::config::Settings;
+use triforce_core::config::{ExecutorSpec, Settings};
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
-use super::{run_executor, Admission, HttpBackends, Scheduler, TaskResult};
+use super::{
+    answer_channel, openai, run_executor, Admission, AnswerStream, HttpBackends, Scheduler,
+    TaskResult,
+};
+
+/// How long a streamed answer waits for the attempt that asked for it to take it. The taker
+/// looks the moment the head is in; one that went away (abandoned) never will, and the backend
+/// request is then dropped instead of holding a slot.
+const STREAM_TAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A streamed answer whose head is out and whose body waits for its reader.
+struct WaitingStream {
+    stream: AnswerStream,
+    taken: oneshot::Sender<()>,
+}
 
 /// How [`Runner::start`] took a task.
 #[derive(Debug)]
@@ -28,6 +44,12 @@ pub enum Started {
 pub struct Runner {
     settings: Settings,
     scheduler: Arc<Scheduler>,
+    /// Slots for relayed (`openai`) tasks: the backend does the work and queues on its own, so
+    /// these do not take one of the node's `workers_max` (one per core), which would hold a
+    /// 2-core node to two concurrent chat streams.
+    relays: Arc<Scheduler>,
+    /// Streamed answers between their head and their reader (see [`Runner::take_stream`]).
+    streams: Mutex<BTreeMap<String, WaitingStream>>,
     ledger: Mutex<TaskLedger<TaskResult>>,
     waiters: Mutex<BTreeMap<String, Vec<oneshot::Sender<TaskResult>>>>,
     http: HttpBackends,
@@ -51,6 +73,7 @@ impl Runner {
             n => n,
         };
         let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
+        let relays = Scheduler::new(settings.limits.relays_max, settings.limits.queue_len_max);
         let ledger = Mutex::new(TaskLedger::new(LedgerLimits {
             entries_max: settings.limits.ledger_entries_max,
             bytes_max: settings.limits.ledger_bytes_max,
@@ -58,6 +81,8 @@ impl Runner {
         Arc::new(Runner {
             settings,
             scheduler,
+            relays,
+            streams: Mutex::new(BTreeMap::new()),
             ledger,
             waiters: Mutex::new(BTreeMap::new()),
             http: HttpBackends::default(),
@@ -106,7 +131,11 @@ impl Runner {
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
-        let admission = self.scheduler.admit(task.priority);
+        let slots = match spec {
+            ExecutorSpec::Openai { .. } => &self.relays,
+            _ => &self.scheduler,
+        };
+        let admission = slots.admit(task.priority);
         if matches!(admission, Admission::Busy) {
             ledger.forget(&task.task_id);
             return Started::Refused(RemoteError::new(ErrorCode::Busy, "queue is full"));
@@ -114,24 +143,75 @@ impl Runner {
         drop(ledger);
         let receiver = self.wait_for(&task.task_id);
         let runner = self.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
             let _permit = match admission {
                 Admission::Now(permit) => permit,
                 Admission::Queued(woken) => {
                     // The sender lives in the scheduler until a slot is handed over.
                     let _ = woken.await;
-                    runner.scheduler.permit_for_woken()
+                    slots.permit_for_woken()
                 }
                 Admission::Busy => unreachable!("refused above"),
             };
             if let Some(observer) = &runner.observer {
                 observer.executed(&task.task_id, &task.task_type);
             }
+            if let ExecutorSpec::Openai {
+                base_url,
+                timeout_ms,
+            } = &spec
+            {
+                let timeout = Duration::from_millis(*timeout_ms);
+                runner
+                    .relay(&task.task_id, base_url, timeout, &task.payload)
+                    .await;
+                return;
+            }
             let result_bytes_max = runner.settings.limits.body_bytes_max;
             let result = run_executor(&spec, &task.payload, &runner.http, result_bytes_max).await;
             runner.finish(&task.task_id, result);
         });
         Started::Accepted(receiver)
+    }
+
+    /// Runs a relayed task: its head is the task's result; its body streams to whoever takes it
+    /// with [`Self::take_stream`], while this task holds its slot.
+    async fn relay(
+        &self,
+        task_id: &str,
+        base_url: &str,
+        timeout: Duration,
+        payload: &triforce_core::json::RawJson,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match openai::open(base_url, payload, &self.http, timeout).await {
+            Err(error) => self.finish(task_id, Err(error)),
+            Ok((head, body)) => {
+                let (chunks, stream) = answer_channel();
+                let (taken, was_taken) = oneshot::channel();
+                self.streams
+                    .lock()
+                    .expect("streams lock")
+                    .insert(task_id.to_string(), WaitingStream { stream, taken });
+                self.finish(task_id, Ok(head.to_json()));
+                if !matches!(
+                    tokio::time::timeout(STREAM_TAKE_TIMEOUT, was_taken).await,
+                    Ok(Ok(()))
+                ) {
+                    self.streams.lock().expect("streams lock").remove(task_id);
+                    return;
+                }
+                openai::pump(body, chunks, deadline).await;
+            }
+        }
+    }
+
+    /// The body of task `task_id`'s streamed answer, once, if it has one.
+    pub fn take_stream(&self, task_id: &str) -> Option<AnswerStream> {
+        let waiting = self.streams.lock().expect("streams lock").remove(task_id)?;
+        let _ = waiting.taken.send(());
+        Some(waiting.stream)
     }
 
     fn wait_for(&self, task_id: &str) -> oneshot::Receiver<TaskResult> {
@@ -165,6 +245,8 @@ impl Runner {
     /// This node's load, as reported in heartbeat answers.
     pub fn load(&self) -> Load {
         let (running, queued) = self.scheduler.load();
+        let (relaying, relays_queued) = self.relays.load();
+        let (running, queued) = (running + relaying, queued + relays_queued);
         Load {
             in_flight: running as u32,
             queued: queued as u32,
@@ -183,7 +265,7 @@ impl Runner {
     pub async fn drain(&self, limit: std::time::Duration) -> bool {
         let until = tokio::time::Instant::now() + limit;
         loop {
-            if self.scheduler.load() == (0, 0) {
+            if self.scheduler.load() == (0, 0) && self.relays.load() == (0, 0) {
                 return true;
             }
             if tokio::time::Instant::now() >= until {

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::header::ACCEPT;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,13 +16,17 @@ use triforce_core::auth::{
     Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
 };
-use triforce_core::failover::{AttemptError, ErrorCode, TaskOutcome};
+use triforce_core::failover::{AttemptError, ErrorCode, RemoteError, TaskOutcome};
+use triforce_core::json::RawJson;
+use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::body::{read_bounded, BodyLimits};
 use super::{ApiError, ClientAddr};
+use crate::exec::{AnswerStream, StreamHead};
+use crate::ingress::{Framing, StreamedBody};
 use crate::metrics::ReasonLabel;
-use crate::node::{health_json, outcome_body, status_json, Node};
+use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
 
 /// The API's router for `node`.
 pub fn router(node: Node) -> Router {
@@ -150,13 +156,97 @@ async fn task(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
     remember(&node, &request, from)?;
     let task_id = task.task_id.clone();
-    let outcome = node.submit(task).await;
+    let Submitted { outcome, stream } = node.submit_streaming(task).await;
+    let outcome = match (outcome, stream) {
+        (
+            TaskOutcome::Completed {
+                node: ran_on,
+                result,
+                attempts,
+            },
+            Some(stream),
+        ) => {
+            let head = StreamHead::from_json(&result).unwrap_or(StreamHead {
+                status: 200,
+                content_type: "application/json".into(),
+            });
+            if wants_stream(&headers) {
+                // The backend's answer as it comes, in its own framing.
+                return Ok(streamed_answer(&head, stream, &ran_on));
+            }
+            let body_max = node.config().settings.limits.body_bytes_max;
+            let result = whole_answer(&head, stream, body_max).await;
+            match result {
+                Ok(result) => TaskOutcome::Completed {
+                    node: ran_on,
+                    result,
+                    attempts,
+                },
+                Err(message) => TaskOutcome::Failed {
+                    node: ran_on,
+                    error: RemoteError::new(ErrorCode::ExecutorFailed, message),
+                    attempts,
+                },
+            }
+        }
+        (outcome, _) => outcome,
+    };
     Ok((
         answer_status(&outcome),
         [(CONTENT_TYPE, "application/json")],
         outcome_body(&task_id, &outcome),
     )
         .into_response())
+}
+
+/// Whether the client asked for the answer as a stream (`Accept: text/event-stream`).
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+fn streamed_answer(head: &StreamHead, stream: AnswerStream, ran_on: &NodeId) -> Response {
+    let framing = Framing::of(&head.content_type);
+    let mut response = Response::new(Body::new(StreamedBody::new(stream, framing)));
+    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&head.content_type) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    headers.insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(ran_on.as_str()) {
+        headers.insert("x-triforce-node", value);
+    }
+    response
+}
+
+/// A streamed answer collected for a client that did not ask for a stream: `{status,
+/// content_type, body}`, the body as JSON when it is JSON, else as text.
+async fn whole_answer(
+    head: &StreamHead,
+    stream: AnswerStream,
+    body_max: usize,
+) -> Result<RawJson, String> {
+    let body = stream.collect(body_max).await?;
+    let body = match RawJson::parse(&body) {
+        Ok(json) => json,
+        Err(_) => RawJson::from(serde_json::Value::String(
+            String::from_utf8_lossy(&body).into_owned(),
+        )),
+    };
+    let text = format!(
+        "{{\"status\":{},\"content_type\":{},\"body\":{}}}",
+        head.status,
+        serde_json::to_string(&head.content_type).expect("a string serializes"),
+        body.get()
+    );
+    RawJson::parse_str(&text).map_err(|e| e.to_string())
 }
 
 /// The HTTP status of a task's answer. A conflict and a task type that no node runs are the

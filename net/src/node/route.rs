@@ -13,14 +13,27 @@ use triforce_core::task::TaskRequest;
 
 use super::attempts::Attempts;
 use super::{Node, Shared};
-use crate::exec::{Report, Reports};
+use crate::exec::{answer_channel, AnswerStream, Chunk, ChunkSender, Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
-use super::serve::FRAME_TOO_LARGE;
+use super::serve::{FRAME_TOO_LARGE, STREAM_CANCELLED};
 
-/// What an attempt reports to its task's driver.
-pub type AttemptEvent = TaskEvent;
+/// What an attempt reports to its task's driver: an event for the federation machine, and with
+/// a streamed answer's head, its body (kept aside until the machine says which answer won).
+pub struct AttemptEvent {
+    pub node: NodeId,
+    pub event: TaskEvent,
+    pub stream: Option<AnswerStream>,
+}
+
+/// A task's outcome, with the body of its answer when that streams.
+pub struct Submitted {
+    pub outcome: TaskOutcome,
+    pub stream: Option<AnswerStream>,
+}
+
+type Events = mpsc::UnboundedSender<AttemptEvent>;
 
 /// Tells the federation machine about a task whose future is dropped before its outcome (the
 /// client went away), so its attempts stop counting as load.
@@ -36,16 +49,25 @@ impl Drop for Routing<'_> {
 }
 
 impl Node {
-    /// Runs `task` somewhere in the federation and returns how it ended. Never loses it: every
-    /// path ends in exactly one outcome. The federation machine decides; this drives attempts.
+    /// Runs `task` somewhere in the federation and returns how it ended. A streamed answer is
+    /// dropped (cancelled) here: callers that can stream use [`Self::submit_streaming`].
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
+        self.submit_streaming(task).await.outcome
+    }
+
+    /// Runs `task` somewhere in the federation and returns how it ended, with the body of its
+    /// answer when that streams. Never loses it: every path ends in exactly one outcome. The
+    /// federation machine decides; this drives attempts.
+    pub async fn submit_streaming(&self, task: TaskRequest) -> Submitted {
         let shared = &self.shared;
         let handle = shared
             .federation()
             .handle_task(shared.clock.now(), &task.task_type);
         let routing = Routing { shared, handle };
-        let (events_tx, mut events) = mpsc::unbounded_channel::<(NodeId, AttemptEvent)>();
+        let (events_tx, mut events) = mpsc::unbounded_channel::<AttemptEvent>();
         let mut attempts = Attempts::default();
+        // Streamed answers by node, until the outcome names the one that won.
+        let mut streams: Vec<(NodeId, AnswerStream)> = Vec::new();
         let outcome = loop {
             let (actions, outcome, timeout, woken) = {
                 let mut federation = shared.federation();
@@ -77,7 +99,10 @@ impl Node {
                 // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
                 // seed must give one run in the simulator.
                 biased;
-                Some((node, event)) = events.recv() => {
+                Some(AttemptEvent { node, event, stream }) = events.recv() => {
+                    if let Some(stream) = stream {
+                        streams.push((node.clone(), stream));
+                    }
                     shared.federation().handle_task_event(shared.clock.now(), handle, &node, event);
                 }
                 // Attempts run inside this future; one that ended has sent its events already.
@@ -91,7 +116,14 @@ impl Node {
         drop(routing);
         drop(attempts);
         record(shared, &task, &outcome);
-        outcome
+        let stream = match &outcome {
+            TaskOutcome::Completed { node, .. } => streams
+                .into_iter()
+                .find(|(from, _)| from == node)
+                .map(|(_, stream)| stream),
+            _ => None,
+        };
+        Submitted { outcome, stream }
     }
 
     fn perform(
@@ -99,7 +131,7 @@ impl Node {
         task: &TaskRequest,
         action: TaskAction,
         attempts: &mut Attempts,
-        events: &mpsc::UnboundedSender<(NodeId, AttemptEvent)>,
+        events: &Events,
     ) {
         let shared = &self.shared;
         match action {
@@ -124,32 +156,39 @@ impl Node {
 }
 
 /// One attempt on `node`: locally through the runner, or over QUIC.
-async fn attempt_on(
-    shared: Arc<Shared>,
-    node: NodeId,
-    task: TaskRequest,
-    events: mpsc::UnboundedSender<(NodeId, AttemptEvent)>,
-) {
-    let emit = |event| {
-        let _ = events.send((node.clone(), event));
+async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events: Events) {
+    let emit = |event, stream| {
+        let node = node.clone();
+        let _ = events.send(AttemptEvent {
+            node,
+            event,
+            stream,
+        });
     };
     if node == shared.config.me {
         // The runner spawns the executor; its reports are pulled here. No accept grace: the
         // acknowledgement is an event in this process, nothing to save.
+        let task_id = task.task_id.clone();
         let started = shared.runner.start(task);
         let mut reports = Reports::new(started, shared.progress_interval(), Duration::ZERO);
         while let Some(report) = reports.next().await {
-            emit(match report {
-                Report::Accepted => AttemptEvent::Accepted,
-                Report::Progress => AttemptEvent::Progress,
-                Report::Done(result) => AttemptEvent::Answer(result),
-            });
+            match report {
+                Report::Accepted => emit(TaskEvent::Accepted, None),
+                Report::Progress => emit(TaskEvent::Progress, None),
+                Report::Done(result) => {
+                    let stream = match &result {
+                        Ok(_) => shared.runner.take_stream(&task_id),
+                        Err(_) => None,
+                    };
+                    emit(TaskEvent::Answer(result), stream);
+                }
+            }
         }
         return;
     }
     if let Err(error) = remote_attempt(&shared, &node, task, &emit).await {
         shared.peers.forget(&node).await;
-        emit(AttemptEvent::ConnectionError(error));
+        emit(TaskEvent::ConnectionError(error), None);
     }
 }
 
@@ -157,7 +196,7 @@ async fn remote_attempt(
     shared: &Shared,
     node: &NodeId,
     task: TaskRequest,
-    emit: &impl Fn(AttemptEvent),
+    emit: &impl Fn(TaskEvent, Option<AnswerStream>),
 ) -> Result<(), String> {
     let connection = shared
         .peers
@@ -176,36 +215,87 @@ async fn remote_attempt(
         .await
         .map_err(|e| e.to_string())?;
     let _ = send.finish();
+    let frame_bytes_max = shared.frame_bytes_max();
     loop {
-        let frame = match read_frame(&mut recv, shared.frame_bytes_max()).await {
+        let frame = match read_frame(&mut recv, frame_bytes_max).await {
             Ok(frame) => frame,
             Err(FrameError::TooLarge { len, max }) => {
                 // The task ran there; only this stream fails, the connection stays.
                 let _ = recv.stop(FRAME_TOO_LARGE.into());
-                emit(AttemptEvent::Answer(Err(RemoteError::new(
+                let error = RemoteError::new(
                     ErrorCode::ResultTooLarge,
                     format!("the result frame of {len} bytes is over the limit of {max}"),
-                ))));
+                );
+                emit(TaskEvent::Answer(Err(error)), None);
                 return Ok(());
             }
             Err(error) => return Err(error.to_string()),
         };
         match frame {
-            Frame::Accepted => emit(AttemptEvent::Accepted),
-            Frame::Progress => emit(AttemptEvent::Progress),
+            Frame::Accepted => emit(TaskEvent::Accepted, None),
+            Frame::Progress => emit(TaskEvent::Progress, None),
             Frame::Outcome { result } => {
-                let answer = result.and_then(|text| {
-                    RawJson::parse_str(&text).map_err(|e| {
-                        RemoteError::new(
-                            ErrorCode::ExecutorFailed,
-                            format!("result is not JSON: {e}"),
-                        )
-                    })
+                emit(TaskEvent::Answer(result.and_then(parse_result)), None);
+                return Ok(());
+            }
+            Frame::Streamed { head } => {
+                let answer = parse_result(head);
+                let stream = answer.is_ok().then(|| {
+                    let (chunks, stream) = answer_channel();
+                    tokio::spawn(receive_stream(recv, chunks, frame_bytes_max, node.clone()));
+                    stream
                 });
-                emit(AttemptEvent::Answer(answer));
+                emit(TaskEvent::Answer(answer), stream);
                 return Ok(());
             }
             other => return Err(format!("unexpected frame {other:?}")),
+        }
+    }
+}
+
+fn parse_result(text: String) -> Result<RawJson, RemoteError> {
+    RawJson::parse_str(&text).map_err(|e| {
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("result is not JSON: {e}"),
+        )
+    })
+}
+
+/// Moves a streamed answer's chunks from the peer's QUIC stream into `chunks` as they come.
+/// When the reader goes away, the QUIC stream is stopped, which the executing node sees at
+/// once and passes on to its backend request.
+async fn receive_stream(
+    mut recv: quinn::RecvStream,
+    chunks: ChunkSender,
+    frame_bytes_max: usize,
+    node: NodeId,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = chunks.closed() => {
+                let _ = recv.stop(STREAM_CANCELLED.into());
+                return;
+            }
+            frame = read_frame(&mut recv, frame_bytes_max) => frame,
+        };
+        let chunk = match frame {
+            Ok(Frame::Chunk(bytes)) => Chunk::Data(bytes.into()),
+            Ok(Frame::StreamEnd { error: None }) => Chunk::End,
+            Ok(Frame::StreamEnd { error: Some(error) }) => {
+                Chunk::Failed(format!("{node}: {error}"))
+            }
+            Ok(other) => Chunk::Failed(format!("{node} sent {other:?} mid-stream")),
+            Err(error) => Chunk::Failed(format!("the stream from {node} broke off: {error}")),
+        };
+        let last = !matches!(chunk, Chunk::Data(_));
+        if chunks.send(chunk).await.is_err() {
+            let _ = recv.stop(STREAM_CANCELLED.into());
+            return;
+        }
+        if last {
+            return;
         }
     }
 }

@@ -9,7 +9,7 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::Shared;
-use crate::exec::{Report, Reports, Started};
+use crate::exec::{AnswerStream, Chunk, Report, Reports, Started};
 use crate::metrics::refusal;
 use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
 use triforce_core::failover::{ErrorCode, RemoteError};
@@ -109,6 +109,8 @@ async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connec
 const PROTOCOL_VIOLATION: u32 = 2;
 /// QUIC application error code with which a stream whose frame is over the limit is stopped.
 pub const FRAME_TOO_LARGE: u32 = 3;
+/// QUIC application error code with which a streamed answer is stopped when its client left.
+pub const STREAM_CANCELLED: u32 = 4;
 
 /// Why serving one stream stopped.
 enum StreamError {
@@ -162,6 +164,7 @@ async fn serve_stream(
         }
         Frame::Task(task) => {
             serving = Some(StreamGuard::new(&shared.task_streams));
+            let task_id = task.task_id.clone();
             let mut reports = Reports::new(
                 start_task(shared, task),
                 shared.progress_interval(),
@@ -171,9 +174,20 @@ async fn serve_stream(
                 let frame = match report {
                     Report::Accepted => Frame::Accepted,
                     Report::Progress => Frame::Progress,
-                    Report::Done(result) => Frame::Outcome {
-                        result: result.map(|value| value.get().to_string()),
+                    Report::Done(Ok(head)) => match shared.runner.take_stream(&task_id) {
+                        Some(stream) => {
+                            let head = head.get().to_string();
+                            write_frame(&mut send, &Frame::Streamed { head })
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            relay_stream(stream, &mut send).await?;
+                            break;
+                        }
+                        None => Frame::Outcome {
+                            result: Ok(head.get().to_string()),
+                        },
                     },
+                    Report::Done(Err(error)) => Frame::Outcome { result: Err(error) },
                 };
                 // A write error means the sender gave up (abandoned); the task runs on and its
                 // result stays in the ledger for a retry with the same id.
@@ -193,6 +207,32 @@ async fn serve_stream(
     let _ = send.stopped().await;
     drop(serving);
     Ok(())
+}
+
+/// Writes a streamed answer's body to the peer that asked for it, chunk by chunk as it comes.
+/// Stops as soon as the peer stops reading (its client went away): the stream is dropped, and
+/// with it the backend request.
+async fn relay_stream(
+    mut stream: AnswerStream,
+    send: &mut quinn::SendStream,
+) -> Result<(), StreamError> {
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            _ = send.stopped() => return Err(StreamError::Transport("the peer cancelled the stream".into())),
+            chunk = stream.next() => chunk,
+        };
+        let frame = match chunk {
+            Some(Chunk::Data(bytes)) => Frame::Chunk(bytes.to_vec()),
+            Some(Chunk::End) | None => Frame::StreamEnd { error: None },
+            Some(Chunk::Failed(error)) => Frame::StreamEnd { error: Some(error) },
+        };
+        let last = matches!(frame, Frame::StreamEnd { .. });
+        write_frame(send, &frame).await.map_err(|e| e.to_string())?;
+        if last {
+            return Ok(());
+        }
+    }
 }
 
 fn start_task(shared: &Shared, frame: TaskFrame) -> Started {

@@ -201,6 +201,7 @@ impl Shared {
     pub fn type_label(&self, task_type: &str) -> String {
         let settings = &self.config.settings;
         let known = settings.runs(task_type)
+            || crate::ingress::TASK_TYPES.contains(&task_type)
             || settings
                 .selection
                 .gpu_task_types

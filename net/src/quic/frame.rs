@@ -44,6 +44,17 @@ pub enum Frame {
     Outcome {
         result: Result<String, RemoteError>,
     },
+    /// The task's end, whose answer streams: the head (its result, JSON text), then `Chunk`s
+    /// as the backend writes them, then `StreamEnd`. Failover ends here: part of an answer may
+    /// be on its way to the client.
+    Streamed {
+        head: String,
+    },
+    Chunk(Vec<u8>),
+    /// The streamed answer is complete (`None`) or broke off (the reason).
+    StreamEnd {
+        error: Option<String>,
+    },
 }
 
 /// Why a frame could not be read.

@@ -1,5 +1,11 @@
-//! `triforce backend`: a small HTTP echo server, the stand-in for a local inference server in
-//! benchmarks and tests: every POST gets `{"echo": <its JSON body>, "served_by": NAME}`.
+//! `triforce backend`: stand-ins for a local inference server in benchmarks and tests.
+//!
+//! - By default an HTTP echo server: every POST gets `{"echo": <its JSON body>, "served_by":
+//!   NAME}` (the `http` executor's backend).
+//! - With `--llm`, the OpenAI and Ollama APIs ([`llm`]): chat, completions, generate and
+//!   embeddings, streamed or whole, with made-up tokens at a set pace.
+
+mod llm;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,13 +25,22 @@ pub struct Args {
     /// A name to put in every answer, to see which backend served a request.
     #[arg(long, default_value = "backend")]
     name: String,
+    /// Speak the OpenAI and Ollama APIs instead of echoing.
+    #[arg(long)]
+    llm: bool,
+    #[command(flatten)]
+    llm_args: llm::LlmArgs,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let app = Router::new().fallback(post(echo)).with_state(args.name);
+    let app = if args.llm {
+        llm::router(args.name, args.llm_args)
+    } else {
+        Router::new().fallback(post(echo)).with_state(args.name)
+    };
     axum::serve(listener, app).await?;
     Ok(ExitCode::SUCCESS)
 }

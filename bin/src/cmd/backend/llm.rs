@@ -1,0 +1,455 @@
+//! `triforce backend --llm`: the OpenAI and Ollama API shapes, answering with made-up tokens at
+//! a set pace, for tests and the bench (no model can be downloaded here).
+//!
+//! What a test can ask for in the last message (or prompt):
+//! - `[hold]`: the stream stops after its first token until `POST /control/release`, which
+//!   proves nothing between the backend and the client buffers the answer;
+//! - `[break]`: the connection is cut after the first token (a backend dying mid-stream).
+//!
+//! `GET /control/stats` counts requests, streams that ran to their end, and streams whose
+//! reader went away before the end (cancellations that reached the backend).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+#[derive(clap::Args, Clone)]
+pub struct LlmArgs {
+    /// Tokens in every answer.
+    #[arg(long, default_value_t = 8)]
+    tokens: u32,
+    /// Pause between two streamed tokens.
+    #[arg(long, default_value_t = 10)]
+    gap_ms: u64,
+    /// Models served (comma-separated).
+    #[arg(long, default_value = "tiny-llm,tiny-embed", value_delimiter = ',')]
+    models: Vec<String>,
+    /// Length of every embedding vector.
+    #[arg(long, default_value_t = 8)]
+    embedding_dim: usize,
+}
+
+struct Backend {
+    name: String,
+    args: LlmArgs,
+    /// Bumped by `/control/release`; held streams wait for a change.
+    release: watch::Sender<u64>,
+    requests: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+type Shared = Arc<Backend>;
+
+pub fn router(name: String, args: LlmArgs) -> Router {
+    let backend = Arc::new(Backend {
+        name,
+        args,
+        release: watch::channel(0).0,
+        requests: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
+    });
+    Router::new()
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/completions", post(openai_completion))
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/v1/models", get(openai_models))
+        .route("/api/chat", post(ollama_chat))
+        .route("/api/generate", post(ollama_generate))
+        .route("/api/embed", post(ollama_embed))
+        .route("/api/embeddings", post(ollama_embeddings_legacy))
+        .route("/api/tags", get(ollama_tags))
+        .route("/api/ps", get(ollama_ps))
+        .route(
+            "/api/version",
+            get(|| async { Json(json!({"version": "0.0.0-triforce"})) }),
+        )
+        .route("/control/release", post(release))
+        .route("/control/stats", get(stats))
+        .with_state(backend)
+}
+
+/// Why a request is refused, answered in its API's shape.
+struct Refusal {
+    openai: bool,
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = if self.openai {
+            json!({"error": {"message": self.message, "type": "invalid_request_error", "param": null, "code": null}})
+        } else {
+            json!({"error": self.message})
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A request's JSON body and its model, if this backend serves it.
+fn request(backend: &Backend, body: &Bytes, openai: bool) -> Result<(Value, String), Refusal> {
+    backend.requests.fetch_add(1, Ordering::SeqCst);
+    let request: Value = serde_json::from_slice(body).map_err(|e| Refusal {
+        openai,
+        status: StatusCode::BAD_REQUEST,
+        message: format!("invalid JSON: {e}"),
+    })?;
+    let model = request["model"].as_str().unwrap_or_default().to_string();
+    if !backend.args.models.contains(&model) {
+        let message = if openai {
+            format!("The model `{model}` does not exist")
+        } else {
+            format!("model '{model}' not found")
+        };
+        return Err(Refusal {
+            openai,
+            status: StatusCode::NOT_FOUND,
+            message,
+        });
+    }
+    Ok((request, model))
+}
+
+/// The text a test put in the request, where its `[hold]` and `[break]` would be.
+fn prompt(request: &Value) -> String {
+    if let Some(messages) = request["messages"].as_array() {
+        return messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string();
+    }
+    request["prompt"].as_str().unwrap_or_default().to_string()
+}
+
+fn token(i: u32) -> String {
+    format!("tok{i} ")
+}
+
+fn unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How a streamed answer looks on the wire.
+struct Shape {
+    content_type: &'static str,
+    /// The wire bytes of one token, given its text.
+    token: Box<dyn Fn(&str) -> String + Send + Sync>,
+    /// The bytes after the last token.
+    end: String,
+}
+
+/// Streams the tokens in `shape`, honouring `[hold]` and `[break]`, counting how it ended.
+fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
+    let hold = prompt.contains("[hold]");
+    let cut = prompt.contains("[break]");
+    let mut released = backend.release.subscribe();
+    released.mark_unchanged();
+    let gap = Duration::from_millis(backend.args.gap_ms);
+    let tokens = backend.args.tokens;
+    let content_type = shape.content_type;
+    let ending = Ending {
+        backend: backend.clone(),
+        finished: false,
+    };
+    let state = (0u32, ending, released, shape);
+    let body = futures_util::stream::unfold(
+        state,
+        move |(i, mut ending, mut released, shape)| async move {
+            if i > tokens {
+                return None;
+            }
+            if i == 1 && cut {
+                // The reader sees the connection cut mid-answer.
+                let error = std::io::Error::other("the backend cut the stream");
+                return Some((Err(error), (tokens + 1, ending, released, shape)));
+            }
+            if i == 1 && hold {
+                let _ = released.changed().await;
+            } else if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            let bytes = if i == tokens {
+                ending.finished = true;
+                shape.end.clone()
+            } else {
+                (shape.token)(&token(i))
+            };
+            Some((Ok(Bytes::from(bytes)), (i + 1, ending, released, shape)))
+        },
+    );
+    Response::builder()
+        .header(CONTENT_TYPE, content_type)
+        .body(Body::from_stream(body))
+        .expect("a valid response")
+}
+
+/// The whole answer's text, after the same pace a stream would take.
+async fn whole_text(backend: &Backend) -> String {
+    let tokens = backend.args.tokens;
+    tokio::time::sleep(Duration::from_millis(backend.args.gap_ms) * tokens.saturating_sub(1)).await;
+    (0..tokens).map(token).collect()
+}
+
+fn embedding(backend: &Backend, text: &str) -> Vec<f64> {
+    // Made up but stable: the same text always gets the same vector.
+    let seed = text
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (0..backend.args.embedding_dim)
+        .map(|i| ((seed.wrapping_add(i as u64 * 7919)) % 1000) as f64 / 1000.0)
+        .collect()
+}
+
+fn inputs(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
+    let (request, model) = match request(&backend, &body, true) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let id = format!(
+        "chatcmpl-{}-{}",
+        backend.name,
+        backend.requests.load(Ordering::SeqCst)
+    );
+    let created = unix_s();
+    if request["stream"].as_bool() == Some(true) {
+        let chunk = {
+            let (id, model) = (id.clone(), model.clone());
+            move |text: &str| {
+                let delta = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}]});
+                format!("data: {delta}\n\n")
+            }
+        };
+        let last = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        let shape = Shape {
+            content_type: "text/event-stream",
+            token: Box::new(chunk),
+            end: format!("data: {last}\n\ndata: [DONE]\n\n"),
+        };
+        return stream(&backend, &prompt(&request), shape);
+    }
+    let text = whole_text(&backend).await;
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    let tokens = backend.args.tokens;
+    Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}}))
+    .into_response()
+}
+
+async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Response {
+    let (request, model) = match request(&backend, &body, true) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let id = format!(
+        "cmpl-{}-{}",
+        backend.name,
+        backend.requests.load(Ordering::SeqCst)
+    );
+    let created = unix_s();
+    if request["stream"].as_bool() == Some(true) {
+        let chunk = {
+            let (id, model) = (id.clone(), model.clone());
+            move |text: &str| {
+                let piece = json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": null}]});
+                format!("data: {piece}\n\n")
+            }
+        };
+        let shape = Shape {
+            content_type: "text/event-stream",
+            token: Box::new(chunk),
+            end: "data: [DONE]\n\n".to_string(),
+        };
+        return stream(&backend, &prompt(&request), shape);
+    }
+    let text = whole_text(&backend).await;
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    Json(
+        json!({"id": id, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}]}),
+    )
+    .into_response()
+}
+
+async fn openai_embeddings(State(backend): State<Shared>, body: Bytes) -> Response {
+    let (request, model) = match request(&backend, &body, true) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let data: Vec<Value> = inputs(&request["input"])
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embedding(&backend, text)}))
+        .collect();
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+        .into_response()
+}
+
+async fn openai_models(State(backend): State<Shared>) -> Json<Value> {
+    let data: Vec<Value> = backend
+        .args
+        .models
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": backend.name}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+const CREATED_AT: &str = "2026-01-01T00:00:00Z";
+
+async fn ollama_chat(State(backend): State<Shared>, body: Bytes) -> Response {
+    ollama_text(backend, body, "message").await
+}
+
+async fn ollama_generate(State(backend): State<Shared>, body: Bytes) -> Response {
+    ollama_text(backend, body, "response").await
+}
+
+/// `/api/chat` (`field` = `message`) and `/api/generate` (`response`): NDJSON unless
+/// `"stream": false`.
+async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Response {
+    let (request, model) = match request(&backend, &body, false) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let piece = move |text: &str| match field {
+        "message" => json!({"role": "assistant", "content": text}),
+        _ => json!(text),
+    };
+    let tokens = backend.args.tokens;
+    let last = |text: &str| {
+        let mut done = json!({"model": model, "created_at": CREATED_AT, "done": true, "done_reason": "stop",
+            "total_duration": 1, "load_duration": 0, "prompt_eval_count": 1, "eval_count": tokens, "eval_duration": 1});
+        done[field] = piece(text);
+        done
+    };
+    if request["stream"].as_bool() != Some(false) {
+        let chunk = {
+            let model = model.clone();
+            move |text: &str| {
+                let mut line = json!({"model": model, "created_at": CREATED_AT, "done": false});
+                line[field] = piece(text);
+                format!("{line}\n")
+            }
+        };
+        let shape = Shape {
+            content_type: "application/x-ndjson",
+            token: Box::new(chunk),
+            end: format!("{}\n", last("")),
+        };
+        return stream(&backend, &prompt(&request), shape);
+    }
+    let text = whole_text(&backend).await;
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    Json(last(&text)).into_response()
+}
+
+async fn ollama_embed(State(backend): State<Shared>, body: Bytes) -> Response {
+    let (request, model) = match request(&backend, &body, false) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let embeddings: Vec<Vec<f64>> = inputs(&request["input"])
+        .iter()
+        .map(|t| embedding(&backend, t))
+        .collect();
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1, "prompt_eval_count": 1})).into_response()
+}
+
+async fn ollama_embeddings_legacy(State(backend): State<Shared>, body: Bytes) -> Response {
+    let (request, _) = match request(&backend, &body, false) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let text = request["prompt"].as_str().unwrap_or_default();
+    backend.completed.fetch_add(1, Ordering::SeqCst);
+    Json(json!({"embedding": embedding(&backend, text)})).into_response()
+}
+
+fn ollama_model(name: &str) -> Value {
+    json!({"name": name, "model": name, "modified_at": CREATED_AT, "size": 1, "digest": "0".repeat(64),
+        "details": {"parent_model": "", "format": "gguf", "family": "tiny", "families": ["tiny"],
+                    "parameter_size": "1M", "quantization_level": "Q8_0"}})
+}
+
+async fn ollama_tags(State(backend): State<Shared>) -> Json<Value> {
+    let models: Vec<Value> = backend
+        .args
+        .models
+        .iter()
+        .map(|m| ollama_model(m))
+        .collect();
+    Json(json!({"models": models}))
+}
+
+async fn ollama_ps(State(backend): State<Shared>) -> Json<Value> {
+    let models: Vec<Value> = backend
+        .args
+        .models
+        .iter()
+        .take(1)
+        .map(|m| ollama_model(m))
+        .collect();
+    Json(json!({"models": models}))
+}
+
+async fn release(State(backend): State<Shared>) -> StatusCode {
+    backend.release.send_modify(|n| *n += 1);
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(backend): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "requests": backend.requests.load(Ordering::SeqCst),
+        "completed": backend.completed.load(Ordering::SeqCst),
+        "cancelled": backend.cancelled.load(Ordering::SeqCst),
+    }))
+}
+
+/// Counts a stream as completed or cancelled when it is dropped.
+struct Ending {
+    backend: Shared,
+    finished: bool,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let counter = if self.finished {
+            &self.backend.completed
+        } else {
+            &self.backend.cancelled
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}

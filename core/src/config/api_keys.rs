@@ -1,0 +1,174 @@
+//! The ingress's API keys file: names, SHA-256 hashes of the keys (never the keys), and what
+//! each key may do. Written by `triforce apikey`, read by the node.
+//!
+//! ```toml
+//! [[keys]]
+//! name = "open-webui"
+//! sha256 = "9f86d0..."             # of the whole key, hex
+//! models = ["llama3.2"]            # optional: only these models; empty = any
+//! requests_per_minute = 600        # optional: 0 = no limit
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ConfigError;
+
+/// Most keys one file may hold: a lookup is a scan, and a federation's clients are few.
+pub const API_KEYS_MAX: usize = 10_000;
+/// A key's name: what logs and metrics show instead of the key.
+pub const KEY_NAME_LEN_MAX: usize = 64;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeys {
+    pub keys: Vec<ApiKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub name: String,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requests_per_minute: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The hex SHA-256 a key is stored and looked up as.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+impl ApiKey {
+    /// Whether this key may ask for `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
+}
+
+impl ApiKeys {
+    /// Parses and checks the text of an API keys file named `file`.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let keys: ApiKeys = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.message().trim().replace('\n', " "),
+        })?;
+        keys.check(file)?;
+        Ok(keys)
+    }
+
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        if self.keys.len() > API_KEYS_MAX {
+            return Err(ConfigError::invalid(
+                file,
+                "keys",
+                format!("more than {API_KEYS_MAX} keys"),
+            ));
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            let field = format!("keys[{i}]");
+            let name_ok = !key.name.is_empty()
+                && key.name.len() <= KEY_NAME_LEN_MAX
+                && key
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!(
+                        "name {:?} must be 1-{KEY_NAME_LEN_MAX} of A-Z a-z 0-9 - _ .",
+                        key.name
+                    ),
+                ));
+            }
+            let hash_ok = key.sha256.len() == 64
+                && key
+                    .sha256
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+            if !hash_ok {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    "sha256 must be 64 lowercase hex digits",
+                ));
+            }
+            if self.keys[..i].iter().any(|k| k.name == key.name) {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!("name {:?} is used twice", key.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The key whose hash is `hash`, if any. The hash is of a secret of 256 random bits, so
+    /// comparing hashes leaks nothing a timing attack could use.
+    pub fn find(&self, hash: &str) -> Option<&ApiKey> {
+        self.keys.iter().find(|k| k.sha256 == hash)
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut text = String::from(
+            "# TriForce API keys: written by `triforce apikey`. Holds SHA-256 hashes, never keys.\n\n",
+        );
+        text.push_str(&toml::to_string(self).expect("keys serialize"));
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_lookup() {
+        let hash = key_hash("tf_secret");
+        let keys = ApiKeys {
+            keys: vec![ApiKey {
+                name: "webui".into(),
+                sha256: hash.clone(),
+                models: vec!["llama3".into()],
+                requests_per_minute: 60,
+            }],
+        };
+        let parsed = ApiKeys::parse("api_keys", &keys.to_toml()).unwrap();
+        assert_eq!(parsed, keys);
+        let key = parsed.find(&hash).unwrap();
+        assert!(key.allows_model("llama3") && !key.allows_model("qwen"));
+        assert!(parsed.find(&key_hash("tf_other")).is_none());
+    }
+
+    #[test]
+    fn bad_files_name_the_cause() {
+        let error = ApiKeys::parse("api_keys", "[[keys]]\nname = \"a b\"\nsha256 = \"00\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("api_keys: keys[0]: name"), "{error}");
+        let short = format!("[[keys]]\nname = \"a\"\nsha256 = \"{}\"\n", "A".repeat(64));
+        let error = ApiKeys::parse("api_keys", &short).unwrap_err().to_string();
+        assert!(error.contains("64 lowercase hex"), "{error}");
+        let error = ApiKeys::parse("api_keys", "keys = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("api_keys: "), "{error}");
+        let twice = format!(
+            "[[keys]]\nname = \"a\"\nsha256 = \"{h}\"\n[[keys]]\nname = \"a\"\nsha256 = \"{h}\"\n",
+            h = key_hash("x")
+        );
+        assert!(ApiKeys::parse("api_keys", &twice)
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
+    }
+}

@@ -1,0 +1,153 @@
+//! The `openai` executor: relays a client's OpenAI- or Ollama-shaped request to a local
+//! inference server and streams its answer back as written.
+//!
+//! The task's payload is what the ingress made of the client's request:
+//! `{"method": "POST", "path": "/v1/chat/completions", "body": <the client's JSON>}` (`method`
+//! defaults to POST; a GET has no body). The body is forwarded as the client wrote it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use triforce_core::failover::{ErrorCode, RemoteError};
+use triforce_core::json::RawJson;
+
+use super::http_backend::{CallError, HttpBackends};
+use super::stream::{Chunk, ChunkSender, StreamHead};
+
+/// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
+const PATH_PREFIXES: [&str; 2] = ["/v1/", "/api/"];
+
+/// The payload of a task the ingress made.
+#[derive(Deserialize)]
+struct Relayed<'a> {
+    #[serde(default)]
+    method: Option<&'a str>,
+    path: &'a str,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+}
+
+/// Sends the relayed request to `base_url` and waits for the answer's head, within `timeout`.
+/// Connection refused and 5xx answers are `executor_unavailable` (nothing was answered; another
+/// node may try); any other status is the answer, passed on with its body.
+pub async fn open(
+    base_url: &str,
+    payload: &RawJson,
+    http: &HttpBackends,
+    timeout: Duration,
+) -> Result<(StreamHead, Incoming), RemoteError> {
+    let relayed: Relayed = serde_json::from_str(payload.get()).map_err(|e| {
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("an openai task's payload must be {{\"path\", \"body\"}}: {e}"),
+        )
+    })?;
+    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) || relayed.path.contains("..") {
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!(
+                "path {:?} is not an OpenAI or Ollama API path",
+                relayed.path
+            ),
+        ));
+    }
+    let method = match relayed.method.unwrap_or("POST") {
+        "POST" => Method::POST,
+        "GET" => Method::GET,
+        other => {
+            return Err(RemoteError::new(
+                ErrorCode::ExecutorFailed,
+                format!("method {other:?} is not relayed"),
+            ))
+        }
+    };
+    let url = format!("{base_url}{}", relayed.path);
+    let body = relayed
+        .body
+        .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()));
+    let call = http.send(method, &url, body);
+    let response: Response<Incoming> = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| {
+            RemoteError::new(
+                ErrorCode::ExecutorFailed,
+                format!("{url}: no answer within {} ms", timeout.as_millis()),
+            )
+        })?
+        .map_err(|error| match error {
+            // Never reached the backend: safe to run elsewhere.
+            CallError::Unreachable(e) => RemoteError::new(
+                ErrorCode::ExecutorUnavailable,
+                format!("cannot reach {url}: {e}"),
+            ),
+            CallError::Failed(e) => {
+                RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}"))
+            }
+            CallError::TooLarge => RemoteError::new(
+                ErrorCode::ExecutorFailed,
+                format!("{url}: answer too large"),
+            ),
+        })?;
+    let status = response.status();
+    if status.is_server_error() {
+        // Read a little of the body for the message; the backend is broken either way.
+        let text = read_some(response.into_body(), 500).await;
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorUnavailable,
+            format!("{url} answered {status}: {text}"),
+        ));
+    }
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let head = StreamHead {
+        status: status.as_u16(),
+        content_type,
+    };
+    Ok((head, response.into_body()))
+}
+
+/// Moves the answer's body into `chunks` as it arrives, until it ends, fails, passes
+/// `deadline`, or the reader goes away (then the body is dropped, which closes the connection
+/// to the backend: Ollama stops generating).
+pub async fn pump(mut body: Incoming, chunks: ChunkSender, deadline: tokio::time::Instant) {
+    let end = loop {
+        let frame = tokio::select! {
+            frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
+            () = chunks.closed() => return,
+        };
+        match frame {
+            Err(_) => break Chunk::Failed("the backend's answer did not end in time".into()),
+            Ok(None) => break Chunk::End,
+            Ok(Some(Err(error))) => {
+                break Chunk::Failed(format!("the backend's answer broke off: {error}"))
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                if !data.is_empty() && chunks.send(Chunk::Data(data)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = chunks.send(end).await;
+}
+
+async fn read_some(body: Incoming, bytes_max: usize) -> String {
+    let limited = http_body_util::Limited::new(body, bytes_max);
+    match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
+        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        _ => "(no readable body)".to_string(),
+    }
+}

@@ -1,0 +1,92 @@
+//! API keys at the door: `Authorization: Bearer KEY`, looked up by hash, with a per-key
+//! request rate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+use triforce_core::config::{key_hash, ApiKey, ApiKeys};
+
+use super::shape::{Api, IngressError};
+use crate::load::{read_key_file, LoadError, NodeConfig};
+
+/// The API keys file of `config`'s ingress: it must exist and be readable by its owner only.
+pub fn load_api_keys(config: &NodeConfig) -> Result<(PathBuf, ApiKeys), LoadError> {
+    let path = config.dir.join(&config.settings.ingress.api_keys_file);
+    let text = read_key_file(&path)?;
+    let keys = ApiKeys::parse(&path.display().to_string(), &text)?;
+    Ok((path, keys))
+}
+
+/// Checks a request's key and its rate.
+pub struct KeyCheck {
+    keys: ApiKeys,
+    /// Per key name: a token bucket (tokens, last refill).
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl KeyCheck {
+    pub fn new(keys: ApiKeys) -> Self {
+        KeyCheck {
+            keys,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key the request carries, if it is known and within its rate.
+    pub fn authorize(&self, api: Api, headers: &HeaderMap) -> Result<ApiKey, IngressError> {
+        let presented = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                IngressError::new(
+                    api,
+                    StatusCode::UNAUTHORIZED,
+                    "missing_api_key",
+                    "no API key: send the header Authorization: Bearer KEY (keys come from `triforce apikey add`)",
+                )
+            })?;
+        let key = self.keys.find(&key_hash(presented)).ok_or_else(|| {
+            IngressError::new(
+                api,
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "the API key is not known to this node",
+            )
+        })?;
+        if key.requests_per_minute > 0 && !self.take_token(key) {
+            return Err(IngressError::new(
+                api,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                format!(
+                    "key {:?} is limited to {} requests per minute",
+                    key.name, key.requests_per_minute
+                ),
+            ));
+        }
+        Ok(key.clone())
+    }
+
+    /// A token bucket holding a minute's worth of requests, refilled continuously.
+    fn take_token(&self, key: &ApiKey) -> bool {
+        let rate = f64::from(key.requests_per_minute);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("buckets lock");
+        let (tokens, at) = buckets.entry(key.name.clone()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate / 60.0).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Each API's own error shape: OpenAI's `{"error": {"message", "type", "code"}}`, Ollama's
+//! `{"error": "message"}`, for answers and for the event that ends a broken stream.
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::json;
+
+/// Which API a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    OpenAi,
+    Ollama,
+}
+
+impl Api {
+    /// The API a path belongs to (for answers to paths no route knows).
+    pub fn of_path(path: &str) -> Api {
+        if path.starts_with("/api/") {
+            Api::Ollama
+        } else {
+            Api::OpenAi
+        }
+    }
+}
+
+/// An error answered to a client, in its API's shape.
+#[derive(Debug)]
+pub struct IngressError {
+    pub api: Api,
+    pub status: StatusCode,
+    /// OpenAI's `code`: stable, for programs.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IngressError {
+    pub fn new(
+        api: Api,
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        IngressError {
+            api,
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// OpenAI's `type` for a status.
+fn openai_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+impl IntoResponse for IngressError {
+    fn into_response(self) -> Response {
+        let body = match self.api {
+            Api::OpenAi => {
+                json!({"error": {"message": self.message, "type": openai_type(self.status),
+                                            "param": null, "code": self.code}})
+            }
+            Api::Ollama => json!({"error": self.message}),
+        };
+        (
+            self.status,
+            [(CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&body).expect("an error serializes"),
+        )
+            .into_response()
+    }
+}
+
+/// How a streamed answer is framed, from its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream` (OpenAI with `"stream": true`).
+    ServerSentEvents,
+    /// `application/x-ndjson` (Ollama's streams).
+    JsonLines,
+    /// One JSON document (an answer that does not stream): nothing can be appended to it.
+    Whole,
+}
+
+impl Framing {
+    pub fn of(content_type: &str) -> Framing {
+        if content_type.starts_with("text/event-stream") {
+            Framing::ServerSentEvents
+        } else if content_type.starts_with("application/x-ndjson") {
+            Framing::JsonLines
+        } else {
+            Framing::Whole
+        }
+    }
+}
+
+/// The event that ends a stream that broke off, in the stream's framing; `None` where no
+/// event fits (a whole document), in which case the connection is aborted instead, which
+/// every client reports as an incomplete answer.
+pub fn stream_error_event(framing: Framing, message: &str) -> Option<Bytes> {
+    let text = match framing {
+        Framing::ServerSentEvents => {
+            let event = json!({"error": {"message": message, "type": "server_error",
+                                         "param": null, "code": "stream_interrupted"}});
+            format!("data: {event}\n\n")
+        }
+        Framing::JsonLines => format!("{}\n", json!({"error": message})),
+        Framing::Whole => return None,
+    };
+    Some(Bytes::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_events_fit_their_framing() {
+        let sse =
+            stream_error_event(Framing::of("text/event-stream; charset=utf-8"), "gone").unwrap();
+        let text = std::str::from_utf8(&sse).unwrap();
+        assert!(text.starts_with("data: {") && text.ends_with("\n\n"));
+        let event: serde_json::Value = serde_json::from_str(&text[6..]).unwrap();
+        assert_eq!(event["error"]["message"], "gone");
+        let line = stream_error_event(Framing::of("application/x-ndjson"), "gone").unwrap();
+        assert_eq!(&line[..], b"{\"error\":\"gone\"}\n");
+        assert!(stream_error_event(Framing::of("application/json"), "gone").is_none());
+    }
+}

@@ -1,0 +1,49 @@
+"""The `ollama` client against a TriForce ingress, checked.
+
+Usage: ollama_client.py HOST API_KEY
+"""
+
+import sys
+
+import ollama
+
+HOST, KEY = sys.argv[1], sys.argv[2]
+TOKENS = [f"tok{i} " for i in range(8)]
+
+c = ollama.Client(host=HOST, headers={"Authorization": f"Bearer {KEY}"})
+
+answer = c.chat(model="tiny-llm", messages=[{"role": "user", "content": "hi"}])
+assert answer.message.content == "".join(TOKENS), answer
+print("chat:", answer.message.content)
+
+pieces = [part.message.content for part in c.chat(
+    model="tiny-llm", messages=[{"role": "user", "content": "hi"}], stream=True) if part.message.content]
+assert pieces == TOKENS, pieces
+print("streamed chat:", len(pieces), "chunks")
+
+pieces = [part.response for part in c.generate(model="tiny-llm", prompt="once", stream=True) if part.response]
+assert pieces == TOKENS, pieces
+print("streamed generate:", len(pieces), "chunks")
+
+vectors = c.embed(model="tiny-embed", input=["a", "b", "c"])
+assert len(vectors.embeddings) == 3, vectors
+print("embed:", len(vectors.embeddings))
+
+names = [m.model for m in c.list().models]
+assert "tiny-llm" in names, names
+print("tags:", names)
+
+try:
+    ollama.Client(host=HOST, headers={"Authorization": "Bearer tf-wrong"}).chat(
+        model="tiny-llm", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("a wrong key was accepted")
+except ollama.ResponseError as error:
+    assert error.status_code == 401, error
+    print("wrong key:", error.status_code, error.error)
+
+try:
+    c.chat(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("an unknown model was accepted")
+except ollama.ResponseError as error:
+    assert error.status_code == 404, error
+    print("unknown model:", error.status_code, error.error)

@@ -1,0 +1,106 @@
+"""The `openai` SDK against a TriForce ingress: what a user's tool does, checked.
+
+Usage: openai_client.py BASE_URL API_KEY SCENARIO
+Exits 0 when every check of the scenario holds; prints what it saw either way.
+"""
+
+import asyncio
+import sys
+
+import openai
+from openai import AsyncOpenAI, OpenAI
+
+BASE, KEY, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+MODEL = "tiny-llm"
+TOKENS = [f"tok{i} " for i in range(8)]
+
+
+def client(key=KEY):
+    return OpenAI(base_url=f"{BASE}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def basics():
+    c = client()
+    answer = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "".join(TOKENS), answer
+    print("chat:", answer.choices[0].message.content)
+
+    pieces = []
+    for chunk in c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    assert pieces == TOKENS, pieces
+    print("streamed chat:", len(pieces), "chunks")
+
+    text = c.completions.create(model=MODEL, prompt="once")
+    assert text.choices[0].text == "".join(TOKENS), text
+    print("completion:", text.choices[0].text)
+
+    vectors = c.embeddings.create(model="tiny-embed", input=["a", "b"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 8, vectors
+    print("embeddings:", len(vectors.data))
+
+    models = [m.id for m in c.models.list()]
+    assert "tiny-llm" in models, models
+    print("models:", models)
+
+    try:
+        client("tf-wrong").chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("a wrong key was accepted")
+    except openai.AuthenticationError as error:
+        assert error.status_code == 401 and error.code == "invalid_api_key", error
+        print("wrong key:", error.status_code, error.code)
+
+    try:
+        c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("an unknown model was accepted")
+    except openai.NotFoundError as error:
+        print("unknown model:", error.status_code, error.message)
+
+
+async def concurrent(n):
+    c = AsyncOpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=60)
+
+    async def one(i):
+        pieces = []
+        stream = await c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"stream {i}"}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+        return pieces
+
+    results = await asyncio.gather(*(one(i) for i in range(n)))
+    broken = [i for i, r in enumerate(results) if r != TOKENS]
+    assert not broken, f"streams {broken} were not whole"
+    print(f"{n} concurrent streams: all whole")
+
+
+def interrupted():
+    """A stream whose node dies after the first token must end in an error, never silently."""
+    c = client()
+    pieces = []
+    try:
+        for chunk in c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "[hold] then die"}], stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+                print("got", pieces[-1], flush=True)
+        raise AssertionError(f"the stream ended without an error after {pieces}")
+    except openai.APIError as error:
+        assert pieces == TOKENS[:1], pieces
+        print("error event:", error.message)
+
+
+if SCENARIO == "basics":
+    basics()
+elif SCENARIO == "concurrent":
+    asyncio.run(concurrent(50))
+elif SCENARIO == "interrupted":
+    interrupted()
+else:
+    raise SystemExit(f"unknown scenario {SCENARIO}")

@@ -1,0 +1,414 @@
+//! The AI front door end to end: hetzner serves the OpenAI and Ollama APIs; the only backends
+//! (`triforce backend --llm`) sit behind zombie-pc and backup, so every answer crosses QUIC.
+//! The real `openai` and `ollama` Python packages are the clients (a virtualenv `.ci/run`
+//! makes; see `python()`), plus raw HTTP where a test must see bytes as they arrive.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Federation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A `triforce backend --llm` process, killed on drop.
+struct Backend {
+    port: u16,
+    child: Child,
+}
+
+impl Backend {
+    fn start(name: &str, gap_ms: u64) -> Self {
+        let port = Federation::free_tcp_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_triforce"))
+            .args(["backend", "--llm", "--name", name, "--gap-ms"])
+            .arg(gap_ms.to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the backend starts");
+        let backend = Backend { port, child };
+        wait_listening(port);
+        backend
+    }
+
+    async fn stats(&self) -> Value {
+        let (_, body) = http(self.port, "GET", "/control/stats", "", "").await;
+        serde_json::from_str(&body).expect("stats are JSON")
+    }
+
+    async fn release(&self) {
+        http(self.port, "POST", "/control/release", "", "").await;
+    }
+}
+
+impl Backend {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_listening(port: u16) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status and the whole (de-chunked) body.
+async fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let mut stream = open(port, method, path, key, body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within 20 s")
+        .expect("the answer reads");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().expect("a status line");
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a header end");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
+}
+
+/// Sends a request with `Connection: close` and returns the open connection to read from.
+async fn open(port: u16, method: &str, path: &str, key: &str, body: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let auth = if key.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {key}\r\n")
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads from `stream` until `seen` is in what arrived; everything read so far.
+async fn read_until(stream: &mut TcpStream, seen: &str, limit: Duration) -> String {
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while !text.contains(seen) {
+        let n = tokio::time::timeout_at(until, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{seen:?} did not arrive within {limit:?}; got {text:?}"))
+            .unwrap();
+        assert!(n > 0, "the connection closed before {seen:?}; got {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+/// The Python with the `openai` and `ollama` packages: `TRIFORCE_PYTHON`, else the virtualenv
+/// `.ci/python-clients` makes in `target/python-clients`.
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("TRIFORCE_PYTHON") {
+        return python.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("target/python-clients/bin/python");
+    assert!(
+        python.exists(),
+        "no Python with the openai and ollama packages at {}: run .ci/python-clients (or set TRIFORCE_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+fn run_client(script: &str, args: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new(python())
+        .arg(root.join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{script} {args:?}:\n{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// hetzner with the ingress (no chat executor of its own), zombie-pc and backup each with a
+/// backend; returns the federation, the ingress port and a key made by `triforce apikey add`.
+fn federation(name: &str, backends: &[&Backend]) -> (Federation, u16, String) {
+    let ingress_port = Federation::free_tcp_port();
+    let zombie = backends[0].port;
+    let backup = backends.get(1).map(|b| b.port);
+    let relay = |port: u16| {
+        format!(
+            "[executors.chat]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n\
+             [executors.embeddings]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\n"
+        )
+    };
+    let key = std::cell::RefCell::new(String::new());
+    let federation = Federation::start_each_prepared(
+        name,
+        |id| match id {
+            "hetzner" => format!(
+                "[ingress]\nlisten = \"127.0.0.1:{ingress_port}\"\nbody_bytes_max = 65536\n"
+            ),
+            "zombie-pc" => relay(zombie),
+            _ => backup.map(relay).unwrap_or_default(),
+        },
+        |id, dir| {
+            if id == "hetzner" {
+                *key.borrow_mut() = apikey_add(dir, "tests");
+            }
+        },
+    );
+    wait_listening(ingress_port);
+    (federation, ingress_port, key.into_inner())
+}
+
+/// `triforce apikey add`: the key is the last line of stdout.
+fn apikey_add(dir: &Path, name: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_triforce"))
+        .args(["apikey", "add", "--name", name, "--config"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().to_string();
+    assert!(key.starts_with("tf-") && key.len() == 67, "{key}");
+    let file = std::fs::read_to_string(dir.join("api_keys")).unwrap();
+    assert!(
+        !file.contains(&key),
+        "the file must hold only the key's hash"
+    );
+    key
+}
+
+fn chat_body(content: &str, stream: bool) -> String {
+    serde_json::json!({"model": "tiny-llm", "stream": stream,
+        "messages": [{"role": "user", "content": content}]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_and_ollama_clients_through_two_nodes() {
+    let backend = Backend::start("zombie-backend", 5);
+    let (federation, port, key) = federation("ingress", &[&backend]);
+    federation.wait_all_online().await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    run_client("openai_client.py", &[&base, &key, "basics"]);
+    run_client("ollama_client.py", &[&base, &key]);
+    run_client("openai_client.py", &[&base, &key, "concurrent"]);
+
+    // The first token reaches the client while the backend still holds the rest: nothing in
+    // between (executing node, QUIC, ingress) waits for the whole answer.
+    let mut stream = open(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &key,
+        &chat_body("[hold]", true),
+    )
+    .await;
+    let first = read_until(&mut stream, "tok0", Duration::from_secs(10)).await;
+    assert!(first.contains("x-accel-buffering: no"), "{first}");
+    assert!(
+        !first.contains("tok1"),
+        "only the first token can have come: {first}"
+    );
+    backend.release().await;
+    let rest = read_until(&mut stream, "[DONE]", Duration::from_secs(10)).await;
+    assert!(rest.contains("tok7"), "{rest}");
+
+    // A client that leaves mid-stream cancels the task down to the backend's request.
+    let cancelled_before = backend.stats().await["cancelled"].as_u64().unwrap();
+    let mut stream = open(port, "POST", "/api/chat", &key, &chat_body("[hold]", true)).await;
+    read_until(&mut stream, "tok0", Duration::from_secs(10)).await;
+    drop(stream);
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let cancelled = backend.stats().await["cancelled"].as_u64().unwrap();
+        if cancelled > cancelled_before {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the backend's request was not dropped within 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    backend.release().await;
+
+    // Bad input: each answer in the API's own shape, naming the cause.
+    let cases: [(&str, &str, &str, &str, u16, &str); 7] = [
+        (
+            "POST",
+            "/v1/chat/completions",
+            "",
+            "{}",
+            401,
+            "missing_api_key",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            "tf-wrong",
+            "{}",
+            401,
+            "invalid_api_key",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            "KEY",
+            "{not json",
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            "KEY",
+            "{\"messages\": []}",
+            400,
+            "missing_model",
+        ),
+        ("POST", "/v1/nothing", "KEY", "{}", 404, "unknown_endpoint"),
+        ("POST", "/v1/embeddings", "KEY", "[1,2", 400, "invalid_json"),
+        ("GET", "/v1/chat/completions", "KEY", "", 405, ""),
+    ];
+    for (method, path, case_key, body, status, code) in cases {
+        let case_key = if case_key == "KEY" {
+            key.as_str()
+        } else {
+            case_key
+        };
+        let (got, answer) = http(port, method, path, case_key, body).await;
+        assert_eq!(got, status, "{method} {path} {body}: {answer}");
+        if !code.is_empty() {
+            let answer: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(answer["error"]["code"], code, "{answer}");
+            assert!(answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
+        }
+    }
+    let (status, answer) = http(port, "POST", "/api/chat", "", "{}").await;
+    assert_eq!(status, 401);
+    assert!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error"].is_string(),
+        "Ollama's shape: {answer}"
+    );
+    let big = format!(
+        "{{\"model\": \"tiny-llm\", \"prompt\": \"{}\"}}",
+        "a".repeat(70_000)
+    );
+    let (status, _) = http(port, "POST", "/v1/completions", &key, &big).await;
+    assert_eq!(status, 413);
+
+    // Every request above left the ingress with nothing running.
+    let status = federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["zombie-pc"]["in_flight"] == 0
+        })
+        .await;
+    assert_eq!(status["nodes"]["hetzner"]["in_flight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_it_ends_the_stream_with_an_error(
+) {
+    let zombie_backend = Backend::start("zombie-backend", 5);
+    let mut backup_backend = Backend::start("backup-backend", 5);
+    let (mut federation, port, key) =
+        federation("ingress-failover", &[&zombie_backend, &backup_backend]);
+    federation.wait_all_online().await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Before the first byte: backup (28 cores, so first in cost order among the idle peers)
+    // has lost its backend while the node itself is up. Every request fails over to zombie-pc
+    // and is answered whole.
+    backup_backend.kill();
+    for _ in 0..5 {
+        let (status, body) = http(
+            port,
+            "POST",
+            "/v1/chat/completions",
+            &key,
+            &chat_body("hi", false),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_eq!(text, "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    }
+    assert_eq!(zombie_backend.stats().await["completed"], 5);
+    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+    let unavailable = metrics
+        .lines()
+        .find(|l| l.starts_with("triforce_task_attempts_total{outcome=\"executor_unavailable\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        unavailable >= 5,
+        "backup was tried first each time: {unavailable}\n{metrics}"
+    );
+
+    // After the first byte: the node serving a held stream is killed; the client's stream ends
+    // in an error event (the SDK raises), never a silent truncation.
+    let client = tokio::task::spawn_blocking(move || {
+        run_client("openai_client.py", &[&base, &key, "interrupted"])
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while zombie_backend.stats().await["requests"] == 5 {
+        assert!(Instant::now() < until, "the held stream reached no backend");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    federation.kill("zombie-pc");
+    client.await.unwrap();
+}
