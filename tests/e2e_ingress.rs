@@ -138,6 +138,19 @@ async fn read_until(stream: &mut TcpStream, seen: &str, limit: Duration) -> Stri
     text
 }
 
+/// Waits until the backend has seen a request more than `before` cancelled: the client's
+/// departure reached it.
+async fn wait_cancelled(backend: &Backend, before: u64) {
+    let until = Instant::now() + Duration::from_secs(3);
+    while backend.stats().await["cancelled"].as_u64().unwrap() <= before {
+        assert!(
+            Instant::now() < until,
+            "the backend's request was not dropped within 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The Python with the `openai` and `ollama` packages: `TRIFORCE_PYTHON`, else the virtualenv
 /// `.ci/python-clients` makes in `target/python-clients`.
 fn python() -> PathBuf {
@@ -280,6 +293,54 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     backend.release().await;
+
+    // Before the first byte too: a client that gives up on a whole (unstreamed) answer while
+    // the backend still works on it cancels the backend's request, and the task counts as
+    // cancelled.
+    let stats = backend.stats().await;
+    let cancelled_before = stats["cancelled"].as_u64().unwrap();
+    let stream = open(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &key,
+        &chat_body("[hold]", false),
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(5);
+    while backend.stats().await["requests"] == stats["requests"] {
+        assert!(
+            Instant::now() < until,
+            "the held request reached no backend"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+    wait_cancelled(&backend, cancelled_before).await;
+    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+    assert!(
+        metrics.contains("triforce_tasks_total{type=\"chat\",outcome=\"cancelled\"} 1"),
+        "{metrics}"
+    );
+    backend.release().await;
+
+    // The seed's task API reaches the same backends: a relayed answer comes back whole, as
+    // `{status, content_type, body}`.
+    let payload = serde_json::json!({"path": "/v1/chat/completions",
+        "body": {"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}});
+    let reply = federation
+        .client("hetzner", "hetzner")
+        .post("/v1/federation/task", &support::task_body("chat", payload))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let result = &reply.body["result"];
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["content_type"], "application/json");
+    assert_eq!(
+        result["body"]["choices"][0]["message"]["content"],
+        "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "
+    );
 
     // Bad input: each answer in the API's own shape, naming the cause.
     let cases: [(&str, &str, &str, &str, u16, &str); 7] = [

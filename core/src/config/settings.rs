@@ -656,6 +656,36 @@ mod tests {
         )
         .contains("env name"));
     }
+
+    #[test]
+    fn the_ingress_and_openai_executors() {
+        let s = Settings::parse(
+            "[ingress]\nlisten = \"127.0.0.1:11434\"\n[executors.chat]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8080\"",
+        )
+        .unwrap();
+        assert_eq!(s.ingress.listen, Some("127.0.0.1:11434".parse().unwrap()));
+        assert_eq!(s.ingress.api_keys_file, PathBuf::from("api_keys"));
+        assert_eq!(
+            s.executor("chat"),
+            Some(ExecutorSpec::Openai {
+                base_url: "http://127.0.0.1:8080".into(),
+                timeout_ms: 600_000
+            })
+        );
+        assert!(Settings::parse("").unwrap().ingress.listen.is_none());
+        let e = |text: &str| Settings::parse(text).unwrap_err().to_string();
+        assert!(
+            e("[executors.chat]\nkind = \"openai\"\nbase_url = \"http://a:1/\"")
+                .contains("must not end with '/'")
+        );
+        assert!(
+            e("[executors.chat]\nkind = \"openai\"\nbase_url = \"https://a:1\"")
+                .contains("base_url")
+        );
+        assert!(e("[ingress]\nlisten = \"nowhere\"").contains("listen"));
+        assert!(e("[ingress]\nbody_bytes_max = 0").contains("ingress.body_bytes_max"));
+        assert!(e("[ingress]\nfirst_byte_timeout_ms = 0").contains("ingress.first_byte_timeout_ms"));
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ use super::{
 /// request is then dropped instead of holding a slot.
 const STREAM_TAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a relayed task waiting for its backend's answer checks that someone still waits
+/// for it.
+const ABANDON_CHECK: Duration = Duration::from_millis(100);
+
 /// A streamed answer whose head is out and whose body waits for its reader.
 struct WaitingStream {
     stream: AnswerStream,
@@ -185,7 +189,16 @@ impl Runner {
         payload: &triforce_core::json::RawJson,
     ) {
         let deadline = tokio::time::Instant::now() + timeout;
-        match openai::open(base_url, payload, &self.http, timeout).await {
+        let opened = tokio::select! {
+            opened = openai::open(base_url, payload, &self.http, timeout) => opened,
+            () = self.abandoned(task_id) => {
+                // Dropping the request closes its connection: the backend stops generating.
+                let error = RemoteError::new(ErrorCode::ExecutorFailed, "cancelled: no one waits for the answer any more");
+                self.finish(task_id, Err(error));
+                return;
+            }
+        };
+        match opened {
             Err(error) => self.finish(task_id, Err(error)),
             Ok((head, body)) => {
                 let (chunks, stream) = answer_channel();
@@ -203,6 +216,21 @@ impl Runner {
                     return;
                 }
                 openai::pump(body, chunks, deadline).await;
+            }
+        }
+    }
+
+    /// Resolves once no one waits for task `task_id`'s result (every caller went away), looked
+    /// at every [`ABANDON_CHECK`].
+    async fn abandoned(&self, task_id: &str) {
+        loop {
+            tokio::time::sleep(ABANDON_CHECK).await;
+            let waiters = self.waiters.lock().expect("waiters lock");
+            let waited_for = waiters
+                .get(task_id)
+                .is_some_and(|senders| senders.iter().any(|s| !s.is_closed()));
+            if !waited_for {
+                return;
             }
         }
     }

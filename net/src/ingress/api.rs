@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -202,7 +203,21 @@ async fn submit(
         payload,
         priority: 0,
     };
-    let submitted = ingress.node.submit_streaming(task).await;
+    let limit = Duration::from_millis(ingress.node.config().settings.ingress.first_byte_timeout_ms);
+    // Past the limit the task is dropped, which cancels it wherever it runs.
+    let submitted = tokio::time::timeout(limit, ingress.node.submit_streaming(task))
+        .await
+        .map_err(|_| {
+            IngressError::new(
+                api,
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "no answer started within {} ms (ingress.first_byte_timeout_ms)",
+                    limit.as_millis()
+                ),
+            )
+        })?;
     answer(api, endpoint.task_type, submitted)
 }
 

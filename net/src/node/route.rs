@@ -36,15 +36,30 @@ pub struct Submitted {
 type Events = mpsc::UnboundedSender<AttemptEvent>;
 
 /// Tells the federation machine about a task whose future is dropped before its outcome (the
-/// client went away), so its attempts stop counting as load.
+/// client went away), so its attempts stop counting as load, and records it as cancelled.
 struct Routing<'a> {
     shared: &'a Shared,
+    task: &'a TaskRequest,
     handle: TaskHandle,
+    ended: bool,
 }
 
 impl Drop for Routing<'_> {
     fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
         self.shared.federation().handle_task_dropped(self.handle);
+        let task = self.task;
+        self.shared
+            .metrics
+            .tasks
+            .get_or_create(&TaskLabels {
+                r#type: self.shared.type_label(&task.task_type),
+                outcome: "cancelled".into(),
+            })
+            .inc();
+        tracing::info!(task_id = %task.task_id, task_type = %task.task_type, "task cancelled: its client went away");
     }
 }
 
@@ -63,7 +78,12 @@ impl Node {
         let handle = shared
             .federation()
             .handle_task(shared.clock.now(), &task.task_type);
-        let routing = Routing { shared, handle };
+        let mut routing = Routing {
+            shared,
+            task: &task,
+            handle,
+            ended: false,
+        };
         let (events_tx, mut events) = mpsc::unbounded_channel::<AttemptEvent>();
         let mut attempts = Attempts::default();
         // Streamed answers by node, until the outcome names the one that won.
@@ -112,7 +132,8 @@ impl Node {
                 }
             }
         };
-        // The machine has forgotten the task already; this drop is a no-op.
+        // The machine has forgotten the task already.
+        routing.ended = true;
         drop(routing);
         drop(attempts);
         record(shared, &task, &outcome);

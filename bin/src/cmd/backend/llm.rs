@@ -198,10 +198,21 @@ fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
         .expect("a valid response")
 }
 
-/// The whole answer's text, after the same pace a stream would take.
-async fn whole_text(backend: &Backend) -> String {
+/// The whole answer's text, after the same pace a stream would take (or, for `[hold]`, after
+/// `/control/release`). A caller that leaves first counts as cancelled.
+async fn whole_text(backend: &Shared, request: &Value) -> String {
+    let mut ending = Ending {
+        backend: backend.clone(),
+        finished: false,
+    };
+    if prompt(request).contains("[hold]") {
+        let mut released = backend.release.subscribe();
+        released.mark_unchanged();
+        let _ = released.changed().await;
+    }
     let tokens = backend.args.tokens;
     tokio::time::sleep(Duration::from_millis(backend.args.gap_ms) * tokens.saturating_sub(1)).await;
+    ending.finished = true;
     (0..tokens).map(token).collect()
 }
 
@@ -255,8 +266,7 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
         };
         return stream(&backend, &prompt(&request), shape);
     }
-    let text = whole_text(&backend).await;
-    backend.completed.fetch_add(1, Ordering::SeqCst);
+    let text = whole_text(&backend, &request).await;
     let tokens = backend.args.tokens;
     Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -291,8 +301,7 @@ async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Respon
         };
         return stream(&backend, &prompt(&request), shape);
     }
-    let text = whole_text(&backend).await;
-    backend.completed.fetch_add(1, Ordering::SeqCst);
+    let text = whole_text(&backend, &request).await;
     Json(
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}]}),
@@ -369,8 +378,7 @@ async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Respo
         };
         return stream(&backend, &prompt(&request), shape);
     }
-    let text = whole_text(&backend).await;
-    backend.completed.fetch_add(1, Ordering::SeqCst);
+    let text = whole_text(&backend, &request).await;
     Json(last(&text)).into_response()
 }
 
