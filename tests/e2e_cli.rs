@@ -256,3 +256,80 @@ async fn bench_measures_after_its_warm_up() {
     assert!(task["requests"].as_u64().unwrap() > 0, "{task}");
     assert!(task["p99_ms"].as_f64().unwrap() > 0.0, "{task}");
 }
+
+/// The README's main command runs to its end: routing, failover, recovery and a chat streamed
+/// through the ingress, token by token.
+#[test]
+fn the_demo_runs_to_its_end() {
+    let out = triforce(&["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("backup offline") || stdout.contains("marks backup offline"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("online again"), "{stdout}");
+    assert!(stdout.contains("-- 8 tokens, relayed by"), "{stdout}");
+    assert!(stdout.contains("Demo finished"), "{stdout}");
+}
+
+/// `apikey add` prints the key once and stores its hash; `list` shows names, never keys;
+/// `remove` takes a key out; mistakes name their cause.
+#[test]
+fn apikey_add_list_remove() {
+    let dir = std::env::temp_dir().join(format!("triforce-apikey-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = triforce(&[
+        "apikey",
+        "add",
+        "--config",
+        d,
+        "--name",
+        "webui",
+        "--model",
+        "llama3",
+        "--requests-per-minute",
+        "60",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let file = dir.join("api_keys");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&key) && text.contains("webui"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let out = triforce(&["apikey", "add", "--config", d, "--name", "webui"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+
+    let out = triforce(&["apikey", "list", "--config", d]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("webui\tllama3\t60 requests/min") && !listed.contains(&key),
+        "{listed}"
+    );
+
+    let out = triforce(&["apikey", "remove", "--config", d, "--name", "webui"]);
+    assert!(out.status.success());
+    let out = triforce(&["apikey", "remove", "--config", d, "--name", "webui"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key named"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,11 +1,13 @@
 //! `triforce demo`: the seed's three nodes on 127.0.0.1-3, in this process, with short timers.
 //! It shows routing (GPU tasks to the GPU node), a node dying (failover, then offline after three
-//! missed heartbeats) and coming back (online again), then exits 0.
+//! missed heartbeats) and coming back (online again), and the front door: an OpenAI chat
+//! streamed token by token from the LLM backend behind zombie-pc through hetzner's ingress.
+//! Then it exits 0.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,9 +64,10 @@ const NODES: [DemoNode; 3] = [
 
 const HEARTBEAT_MS: u64 = 500;
 
+/// Each node's own settings; `{INGRESS}` and `{BACKEND}` are filled in per node.
 const SETTINGS: &str = r#"# The demo's settings: the seed's rules with timers shortened 20x.
 psk_file = "psk"
-
+{INGRESS}
 [timing]
 heartbeat_interval_ms = 500
 misses_max = 3
@@ -75,41 +78,81 @@ attempt_timeout_ms = 5000
 task_deadline_ms = 15000
 drain_timeout_ms = 1000
 
-# A stand-in for a local LLM server: waits payload.ms, then echoes the payload.
-[executors.chat]
-kind = "sleep"
-
 [executors.gpu_inference]
 kind = "sleep"
+{BACKEND}"#;
+
+/// zombie-pc and backup relay chat to the demo's LLM backend (backup reaches it across the
+/// VPN, as a node reaches a backend on another machine); hetzner runs no chat itself.
+const CHAT_RELAY: &str = r#"
+[executors.chat]
+kind = "openai"
+base_url = "http://{BACKEND_ADDR}"
 "#;
+
+/// hetzner's door for AI clients.
+const INGRESS: &str = r#"
+[ingress]
+listen = "{INGRESS_ADDR}"
+"#;
+
+/// The demo's only API key (a real one comes from `triforce apikey add`).
+const DEMO_KEY: &str = "tf-demo-key";
+
+/// The LLM backend's pace: 8 tokens, 40 ms apart.
+const TOKENS: u32 = 8;
+const TOKEN_GAP_MS: u64 = 40;
 
 struct Running {
     node: Node,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
+    ingress: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Where the demo's extra listeners are.
+struct Ports {
+    federation: u16,
+    ingress: SocketAddr,
+    backend: SocketAddr,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("triforce-demo-{}", std::process::id()));
-    let port = free_port()?;
-    write_config(&dir, port)?;
+    let ports = Ports {
+        federation: free_port()?,
+        ingress: free_tcp("127.0.0.1")?,
+        backend: free_tcp("127.0.0.2")?,
+    };
+    write_config(&dir, &ports)?;
+    let port = ports.federation;
+    let backend = tokio::net::TcpListener::bind(ports.backend).await?;
+    let llm = super::backend::llm::router(
+        "zombie-llm".into(),
+        super::backend::llm::LlmArgs::paced(TOKENS, TOKEN_GAP_MS),
+    );
+    tokio::spawn(async move { axum::serve(backend, llm).await });
     println!("TriForce demo: 3 nodes on 127.0.0.1-3, port {port} (HTTP on TCP, QUIC on UDP)");
+    println!(
+        "LLM backend (triforce backend --llm) at {}, behind zombie-pc; OpenAI/Ollama door on hetzner at {}",
+        ports.backend, ports.ingress
+    );
     println!(
         "config: {}   heartbeat every {HEARTBEAT_MS} ms, offline after 3 misses\n",
         dir.display()
     );
-    let result = script(&dir, port).await;
+    let result = script(&dir, &ports).await;
     if !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result.map(|()| ExitCode::SUCCESS)
 }
 
-async fn script(dir: &Path, port: u16) -> Result<()> {
+async fn script(dir: &Path, ports: &Ports) -> Result<()> {
     let mut nodes = Vec::new();
     for (id, ..) in NODES {
         nodes.push(start(dir, id).await?);
     }
-    let client = demo_client(dir, port)?;
+    let client = demo_client(dir, ports.federation)?;
     wait_for(&client, "everyone online", |s| {
         count_state(s, "online") == 2
     })
@@ -122,12 +165,12 @@ async fn script(dir: &Path, port: u16) -> Result<()> {
 
     println!("\n== Six tasks submitted to hetzner at once, and where they ran");
     let mix = vec![
-        ("chat", json!({"ms": 300, "prompt": "hello"})),
-        ("chat", json!({"ms": 300, "prompt": "how are you?"})),
+        ("chat", chat("hello")),
+        ("chat", chat("how are you?")),
         ("gpu_inference", json!({"ms": 300, "model": "llama3"})),
         ("echo", json!({"text": "ping"})),
         ("gpu_inference", json!({"ms": 300, "model": "sdxl"})),
-        ("chat", json!({"ms": 300, "prompt": "bye"})),
+        ("chat", chat("bye")),
     ];
     submit_all(&client, mix).await?;
 
@@ -137,12 +180,7 @@ async fn script(dir: &Path, port: u16) -> Result<()> {
     let started = Instant::now();
     println!("-- six chats right after: those routed to backup fail over");
     let burst = (0..6)
-        .map(|i| {
-            (
-                "chat",
-                json!({"ms": 300, "prompt": format!("during outage {i}")}),
-            )
-        })
+        .map(|i| ("chat", chat(&format!("during outage {i}"))))
         .collect();
     submit_all(&client, burst).await?;
     wait_for(&client, "backup offline", |s| {
@@ -158,12 +196,7 @@ async fn script(dir: &Path, port: u16) -> Result<()> {
         status_table(&client.get("/v1/federation/status").await?.body)
     );
     show(
-        &submit(
-            &client,
-            "chat",
-            json!({"ms": 10, "prompt": "with backup offline"}),
-        )
-        .await?,
+        &submit(&client, "chat", chat("with backup offline")).await?,
         "chat",
     );
 
@@ -183,10 +216,66 @@ async fn script(dir: &Path, port: u16) -> Result<()> {
         status_table(&client.get("/v1/federation/status").await?.body)
     );
 
+    front_door(ports.ingress).await?;
+
     for running in nodes {
         stop(running).await;
     }
-    println!("\nDemo finished: routing, failover, offline detection and recovery all shown.");
+    println!("\nDemo finished: routing, failover, offline detection, recovery and a streamed chat all shown.");
+    Ok(())
+}
+
+/// A chat task as the seed's API takes it for a relaying node: the OpenAI request inside.
+fn chat(prompt: &str) -> Value {
+    json!({"path": "/v1/chat/completions",
+           "body": {"model": "tiny-llm", "messages": [{"role": "user", "content": prompt}]}})
+}
+
+/// An OpenAI chat with `"stream": true` through hetzner's ingress: each token printed as it
+/// arrives, with its time since the request, across hetzner -> zombie-pc or backup -> backend.
+async fn front_door(ingress: SocketAddr) -> Result<()> {
+    println!("\n== The front door: an OpenAI streamed chat sent to hetzner's ingress");
+    println!("-- tokens as they arrive (the backend writes one every {TOKEN_GAP_MS} ms):");
+    let started = Instant::now();
+    let mut response = reqwest::Client::new()
+        .post(format!("http://{ingress}/v1/chat/completions"))
+        .bearer_auth(DEMO_KEY)
+        .json(&json!({"model": "tiny-llm", "stream": true,
+                      "messages": [{"role": "user", "content": "Say something, token by token."}]}))
+        .send()
+        .await?;
+    let node = response
+        .headers()
+        .get("x-triforce-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    if !response.status().is_success() {
+        bail!(
+            "the ingress answered {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    let mut pending = String::new();
+    let mut tokens = 0;
+    while let Some(bytes) = response.chunk().await? {
+        pending.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some((event, rest)) = pending.split_once("\n\n") {
+            let data = event.trim_start_matches("data: ").to_string();
+            pending = rest.to_string();
+            let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+                continue; // [DONE]
+            };
+            if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str() {
+                tokens += 1;
+                println!("  +{:>4} ms  {text}", started.elapsed().as_millis());
+            }
+        }
+    }
+    println!("-- {tokens} tokens, relayed by {node}, streamed through QUIC to hetzner and out");
+    println!("-- the same from Python (pip install openai):");
+    println!("   OpenAI(base_url=\"http://{ingress}/v1\", api_key=\"{DEMO_KEY}\").chat.completions.create(model=\"tiny-llm\", messages=[{{\"role\": \"user\", \"content\": \"hi\"}}], stream=True)");
     Ok(())
 }
 
@@ -253,7 +342,7 @@ async fn wait_for(client: &SignedClient, what: &str, done: impl Fn(&Value) -> bo
 }
 
 fn demo_client(dir: &Path, port: u16) -> Result<SignedClient> {
-    let psk = std::fs::read(dir.join("psk"))?;
+    let psk = std::fs::read(dir.join("hetzner").join("psk"))?;
     let me = triforce_core::node::NodeId::new("hetzner")?;
     let target = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
     Ok(SignedClient::new(
@@ -266,12 +355,28 @@ fn demo_client(dir: &Path, port: u16) -> Result<SignedClient> {
 }
 
 async fn start(dir: &Path, id: &str) -> Result<Running> {
-    let config = NodeConfig::load(dir, id, None)?;
+    let config = NodeConfig::load(&dir.join(id), id, None)?;
     let addr = SocketAddr::new(config.my_ip(), config.my_spec().port);
     let (udp, tcp) = bind(addr).await?;
+    let ingress = match config.settings.ingress.listen {
+        Some(listen) => {
+            let (_, keys) = triforce_net::ingress::load_api_keys(&config)?;
+            Some((tokio::net::TcpListener::bind(listen).await?, keys))
+        }
+        None => None,
+    };
     let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
     let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
-    Ok(Running { node, http })
+    let ingress = ingress.map(|(listener, keys)| {
+        let keys = triforce_net::ingress::KeyCheck::new(keys);
+        let app = triforce_net::ingress::router(node.clone(), keys);
+        tokio::spawn(triforce_net::ingress::serve(node.clone(), app, listener))
+    });
+    Ok(Running {
+        node,
+        http,
+        ingress,
+    })
 }
 
 /// A restarted node may find its port held for a moment by the old sockets' last packets.
@@ -292,10 +397,15 @@ async fn start_retrying(dir: &Path, id: &str) -> Result<Running> {
 async fn stop(running: Running) {
     running.node.shutdown(Duration::ZERO).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), running.http).await;
+    if let Some(ingress) = running.ingress {
+        let _ = tokio::time::timeout(Duration::from_secs(2), ingress).await;
+    }
 }
 
-fn write_config(dir: &PathBuf, port: u16) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// One config directory per node, as on real machines: the same node list and PSK, and each
+/// node's own executors (and hetzner's ingress with the demo's key).
+fn write_config(dir: &Path, ports: &Ports) -> Result<()> {
+    let port = ports.federation;
     let nodes: serde_json::Map<String, Value> = NODES
         .iter()
         .map(|(id, ip, cores, ram, gpu, role, name)| {
@@ -303,25 +413,63 @@ fn write_config(dir: &PathBuf, port: u16) -> Result<()> {
             (id.to_string(), spec)
         })
         .collect();
-    std::fs::write(
-        dir.join("federation_nodes.json"),
-        serde_json::to_string_pretty(&nodes)?,
-    )?;
-    std::fs::write(dir.join("federation.toml"), SETTINGS)?;
     let psk = format!(
         "demo-{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    // Readable by this user only: `run` refuses a key file others may read.
+    for (id, ..) in NODES {
+        let node_dir = dir.join(id);
+        std::fs::create_dir_all(&node_dir)
+            .with_context(|| format!("cannot create {}", node_dir.display()))?;
+        std::fs::write(
+            node_dir.join("federation_nodes.json"),
+            serde_json::to_string_pretty(&nodes)?,
+        )?;
+        let (ingress, backend) = match id {
+            "hetzner" => (
+                INGRESS.replace("{INGRESS_ADDR}", &ports.ingress.to_string()),
+                String::new(),
+            ),
+            _ => (
+                String::new(),
+                CHAT_RELAY.replace("{BACKEND_ADDR}", &ports.backend.to_string()),
+            ),
+        };
+        let settings = SETTINGS
+            .replace("{INGRESS}", &ingress)
+            .replace("{BACKEND}", &backend);
+        std::fs::write(node_dir.join("federation.toml"), settings)?;
+        // Readable by this user only: `run` refuses a key file others may read.
+        write_secret(&node_dir.join("psk"), &psk)?;
+        let keys = triforce_core::config::ApiKeys {
+            keys: vec![triforce_core::config::ApiKey {
+                name: "demo".into(),
+                sha256: triforce_core::config::key_hash(DEMO_KEY),
+                models: Vec::new(),
+                requests_per_minute: 0,
+            }],
+        };
+        write_secret(&node_dir.join("api_keys"), &keys.to_toml())?;
+    }
+    Ok(())
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(dir.join("psk"))?
-        .write_all(psk.as_bytes())?;
+        .open(path)?
+        .write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// A free TCP port on `ip`.
+fn free_tcp(ip: &str) -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(format!("{ip}:0"))?;
+    Ok(listener.local_addr()?)
 }
 
 /// A port free on TCP and UDP on all three demo addresses.

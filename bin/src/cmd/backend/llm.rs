@@ -39,6 +39,18 @@ pub struct LlmArgs {
     embedding_dim: usize,
 }
 
+impl LlmArgs {
+    /// `tokens` tokens `gap_ms` apart, the default models.
+    pub fn paced(tokens: u32, gap_ms: u64) -> Self {
+        LlmArgs {
+            tokens,
+            gap_ms,
+            models: vec!["tiny-llm".into(), "tiny-embed".into()],
+            embedding_dim: 8,
+        }
+    }
+}
+
 struct Backend {
     name: String,
     args: LlmArgs,

@@ -5,7 +5,7 @@
 //! - With `--llm`, the OpenAI and Ollama APIs ([`llm`]): chat, completions, generate and
 //!   embeddings, streamed or whole, with made-up tokens at a set pace.
 
-mod llm;
+pub mod llm;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
