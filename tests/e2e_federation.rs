@@ -71,10 +71,11 @@ async fn health_status_and_tasks_round_trip() {
         unknown.body
     );
     assert_eq!(unknown.body["status"], "all_nodes_failed");
+    assert_eq!(unknown.body["reason"], "no_node_runs_type");
     assert_eq!(
         unknown.body["attempts"].as_array().unwrap().len(),
-        3,
-        "every node was tried once"
+        0,
+        "no node advertises the type: none is tried"
     );
 
     let metrics = reqwest::get(format!("http://{}/metrics", federation.addr("hetzner")))

@@ -22,10 +22,15 @@ struct Backend {
 
 impl Backend {
     fn start(name: &str, gap_ms: u64) -> Self {
-        let port = Federation::free_tcp_port();
+        Self::start_on(name, gap_ms, Federation::free_tcp_port(), &[])
+    }
+
+    /// A backend on `port`, with `extra` arguments (`--fail-status 503`).
+    fn start_on(name: &str, gap_ms: u64, port: u16, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_triforce"))
             .args(["backend", "--llm", "--name", name, "--gap-ms"])
             .arg(gap_ms.to_string())
+            .args(extra)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -343,7 +348,15 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     );
 
     // Bad input: each answer in the API's own shape, naming the cause.
-    let cases: [(&str, &str, &str, &str, u16, &str); 7] = [
+    let cases: [(&str, &str, &str, &str, u16, &str); 8] = [
+        (
+            "POST",
+            "/v1/chat/completions",
+            "KEY",
+            "{\"model\": \"nope\", \"messages\": []}",
+            404,
+            "model_not_found",
+        ),
         (
             "POST",
             "/v1/chat/completions",
@@ -422,17 +435,25 @@ async fn openai_and_ollama_clients_through_two_nodes() {
 async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_it_ends_the_stream_with_an_error(
 ) {
     let zombie_backend = Backend::start("zombie-backend", 5);
-    let mut backup_backend = Backend::start("backup-backend", 5);
+    let backup_backend = Backend::start("backup-backend", 5);
     let (mut federation, port, key) =
         federation("ingress-failover", &[&zombie_backend, &backup_backend]);
+    let mut backup_backend = backup_backend;
+    federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["backup"]["backends"]["chat"]["models"][0] == "tiny-llm"
+        })
+        .await;
     federation.wait_all_online().await;
     let base = format!("http://127.0.0.1:{port}");
 
     // Before the first byte: backup (28 cores, so first in cost order among the idle peers)
-    // has lost its backend while the node itself is up. Every request fails over to zombie-pc
-    // and is answered whole.
+    // has a backend whose model list answers but whose generations fail with 503. The request
+    // fails over to zombie-pc and is answered whole.
+    let backup_port = backup_backend.port;
     backup_backend.kill();
-    for _ in 0..5 {
+    let broken = Backend::start_on("backup-broken", 5, backup_port, &["--fail-status", "503"]);
+    let ask = || async {
         let (status, body) = http(
             port,
             "POST",
@@ -443,20 +464,65 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
         .await;
         assert_eq!(status, 200, "{body}");
         let answer: Value = serde_json::from_str(&body).unwrap();
-        let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+        let text = answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(text, "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 ");
+    };
+    ask().await;
+    let unavailable = || async {
+        let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("triforce_task_attempts_total{outcome=\"executor_unavailable\"}")
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        unavailable().await,
+        1,
+        "backup was tried first and failed over"
+    );
+    assert_eq!(broken.stats().await["requests"], 1);
+
+    // Its backend gone entirely, backup stays online but advertises the backend as down and
+    // gets no chats, without a single attempt.
+    drop(broken);
+    let status = federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["backup"]["backends"]["chat"]["healthy"] == false
+        })
+        .await;
+    assert_eq!(
+        status["nodes"]["backup"]["state"], "online",
+        "the node itself stays online"
+    );
+    for _ in 0..5 {
+        ask().await;
     }
-    assert_eq!(zombie_backend.stats().await["completed"], 5);
-    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
-    let unavailable = metrics
-        .lines()
-        .find(|l| l.starts_with("triforce_task_attempts_total{outcome=\"executor_unavailable\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(
-        unavailable >= 5,
-        "backup was tried first each time: {unavailable}\n{metrics}"
+    assert_eq!(
+        unavailable().await,
+        1,
+        "a backend known to be down gets no work"
+    );
+    assert_eq!(zombie_backend.stats().await["completed"], 6);
+
+    // The backend comes back: the next probe says so, and backup gets work again.
+    let backup_backend = Backend::start_on("backup-backend", 5, backup_port, &[]);
+    federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["backup"]["backends"]["chat"]["healthy"] == true
+        })
+        .await;
+    ask().await;
+    assert_eq!(
+        backup_backend.stats().await["completed"],
+        1,
+        "backup (cheapest) serves again"
     );
 
     // After the first byte: the node serving a held stream is killed; the client's stream ends
@@ -465,11 +531,18 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
         run_client("openai_client.py", &[&base, &key, "interrupted"])
     });
     let until = Instant::now() + Duration::from_secs(10);
-    while zombie_backend.stats().await["requests"] == 5 {
+    while zombie_backend.stats().await["requests"] == 6
+        && backup_backend.stats().await["requests"] == 1
+    {
         assert!(Instant::now() < until, "the held stream reached no backend");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    federation.kill("zombie-pc");
+    let serving = if backup_backend.stats().await["requests"] == 2 {
+        "backup"
+    } else {
+        "zombie-pc"
+    };
+    federation.kill(serving);
     client.await.unwrap();
 }

@@ -68,6 +68,7 @@ fn selection(c: &mut Criterion) {
                 in_flight: (i % 5) as u32,
                 cores: 8 + (i % 3) as u32 * 8,
                 gpu: i % 10 == 0,
+                warm: false,
             })
             .collect();
         let policy = SelectionPolicy::default();

@@ -11,6 +11,9 @@
 //!    load relative to capacity. Equal costs are broken by the caller's seeded RNG, so ties spread
 //!    work instead of piling on the first node in id order.
 //!
+//! Among the nodes that can run a task, those with its model already loaded (`warm`) come first,
+//! then the order above.
+//!
 //! The result is the failover order. It never contains a node that is not Online.
 
 use std::collections::BTreeSet;
@@ -30,6 +33,8 @@ pub struct Candidate {
     pub in_flight: u32,
     pub cores: u32,
     pub gpu: bool,
+    /// The task's model is loaded there: it answers without a load delay, so it goes first.
+    pub warm: bool,
 }
 
 impl Candidate {
@@ -91,8 +96,9 @@ pub fn select(
         if any_gpu {
             online.retain(|(c, _)| c.gpu);
             online.sort_by(|(a, ta), (b, tb)| {
-                a.latency_or_worst()
-                    .total_cmp(&b.latency_or_worst())
+                b.warm
+                    .cmp(&a.warm)
+                    .then(a.latency_or_worst().total_cmp(&b.latency_or_worst()))
                     .then(a.cost().total_cmp(&b.cost()))
                     .then(ta.cmp(tb))
             });
@@ -102,7 +108,12 @@ pub fn select(
             return Vec::new();
         }
     }
-    online.sort_by(|(a, ta), (b, tb)| a.cost().total_cmp(&b.cost()).then(ta.cmp(tb)));
+    online.sort_by(|(a, ta), (b, tb)| {
+        b.warm
+            .cmp(&a.warm)
+            .then(a.cost().total_cmp(&b.cost()))
+            .then(ta.cmp(tb))
+    });
     online.into_iter().map(|(c, _)| c.id.clone()).collect()
 }
 
@@ -121,6 +132,7 @@ mod tests {
             in_flight,
             cores,
             gpu,
+            warm: false,
         }
     }
 

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use triforce_core::failover::ExhaustedReason;
 use triforce_core::failover::{FailoverConfig, TaskOutcome};
 use triforce_core::federation::{
-    Capacity, Federation, FederationConfig, NodeState, TaskAction, TaskEvent, TaskHandle,
+    BackendState, Capabilities, Capacity, Federation, FederationConfig, NodeState, TaskAction,
+    TaskEvent, TaskHandle,
 };
 use triforce_core::json::RawJson;
 use triforce_core::membership::{Load, MembershipConfig};
@@ -44,13 +46,27 @@ fn federation() -> Federation {
             retry_ratio: 0.2,
             retry_reserve_per_s: 10,
             rng_seed: 7,
+            capabilities: runs(&["chat", "gpu_inference", "echo"]),
         },
         at(0),
     )
 }
 
-/// Answers every probe due at `now` after `rtt`, so every peer is online and measured.
-fn answer_probes(federation: &mut Federation, now: u64, rtt: Duration) {
+fn runs(types: &[&str]) -> Capabilities {
+    Capabilities {
+        task_types: types.iter().map(|t| t.to_string()).collect(),
+        backends: Vec::new(),
+    }
+}
+
+/// Answers every probe due at `now` after `rtt`, so every peer is online and measured; each
+/// peer advertises `capabilities(peer)`.
+fn answer_probes_with(
+    federation: &mut Federation,
+    now: u64,
+    rtt: Duration,
+    capabilities: impl Fn(&str) -> Capabilities,
+) {
     federation.handle_timeout(at(now));
     while let Some(probe) = federation.poll_probe() {
         federation.handle_heartbeat_answer(
@@ -59,8 +75,16 @@ fn answer_probes(federation: &mut Federation, now: u64, rtt: Duration) {
             probe.seq,
             Load::default(),
             rtt,
+            capabilities(probe.peer.as_str()),
         );
     }
+}
+
+/// Every peer answers and runs what this node runs.
+fn answer_probes(federation: &mut Federation, now: u64, rtt: Duration) {
+    answer_probes_with(federation, now, rtt, |_| {
+        runs(&["chat", "gpu_inference", "echo"])
+    });
 }
 
 fn drain(federation: &mut Federation, task: TaskHandle) -> Vec<TaskAction> {
@@ -89,7 +113,7 @@ fn view(federation: &Federation, name: &str) -> triforce_core::federation::NodeV
 fn a_gpu_task_goes_to_the_gpu_node_and_counts_as_its_load_until_answered() {
     let mut federation = federation();
     answer_probes(&mut federation, 0, Duration::from_millis(30));
-    let task = federation.handle_task(at(100), "gpu_inference");
+    let task = federation.handle_task(at(100), "gpu_inference", None);
     let actions = drain(&mut federation, task);
     assert!(
         matches!(&actions[0], TaskAction::Selected { order, gpu_online: true } if order == &[id("zombie-pc")])
@@ -115,7 +139,7 @@ fn a_gpu_task_goes_to_the_gpu_node_and_counts_as_its_load_until_answered() {
 fn an_unacknowledged_attempt_fails_over_and_makes_the_peer_suspect() {
     let mut federation = federation();
     answer_probes(&mut federation, 0, Duration::from_millis(30));
-    let task = federation.handle_task(at(100), "gpu_inference");
+    let task = federation.handle_task(at(100), "gpu_inference", None);
     drain(&mut federation, task);
     // Four RTTs of 30 ms are under the 250 ms floor: the accept timer fires at 350 ms.
     let timeout = federation.poll_task_timeout(task).unwrap();
@@ -138,7 +162,7 @@ fn an_unacknowledged_attempt_fails_over_and_makes_the_peer_suspect() {
 fn a_late_answer_superseding_another_attempt_blames_no_one() {
     let mut federation = federation();
     answer_probes(&mut federation, 0, Duration::from_millis(30));
-    let task = federation.handle_task(at(100), "gpu_inference");
+    let task = federation.handle_task(at(100), "gpu_inference", None);
     drain(&mut federation, task);
     // Acknowledged, then silent past the progress timeout: the task may still finish there.
     federation.handle_task_event(at(120), task, &id("zombie-pc"), TaskEvent::Accepted);
@@ -176,7 +200,7 @@ fn an_unmeasured_peer_gets_no_work_and_a_dropped_task_releases_its_load() {
     let mut federation = federation();
     // No heartbeat answered yet: only this node may get work.
     assert_eq!(view(&federation, "backup").latency_ms, None);
-    let task = federation.handle_task(at(0), "chat");
+    let task = federation.handle_task(at(0), "chat", None);
     assert_eq!(dispatched_to(&drain(&mut federation, task)), ["hetzner"]);
     assert_eq!(view(&federation, "hetzner").dispatched, 1);
     federation.handle_task_dropped(task);
@@ -189,7 +213,7 @@ fn an_unmeasured_peer_gets_no_work_and_a_dropped_task_releases_its_load() {
 fn a_connection_error_counts_against_the_peer() {
     let mut federation = federation();
     answer_probes(&mut federation, 0, Duration::from_millis(30));
-    let task = federation.handle_task(at(100), "gpu_inference");
+    let task = federation.handle_task(at(100), "gpu_inference", None);
     drain(&mut federation, task);
     federation.handle_task_event(
         at(110),
@@ -198,5 +222,105 @@ fn a_connection_error_counts_against_the_peer() {
         TaskEvent::ConnectionError("connection reset".into()),
     );
     assert_eq!(view(&federation, "zombie-pc").misses, 1);
+    assert_eq!(dispatched_to(&drain(&mut federation, task)).len(), 1);
+}
+
+/// A relaying node's capabilities: `chat` through one backend.
+fn relay(healthy: bool, models: &[&str], loaded: &[&str]) -> Capabilities {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+    Capabilities {
+        task_types: vec!["chat".into()],
+        backends: vec![BackendState {
+            task_type: "chat".into(),
+            healthy,
+            models: names(models),
+            loaded: names(loaded),
+        }],
+    }
+}
+
+fn refused_with(
+    federation: &mut Federation,
+    task_type: &str,
+    model: Option<&str>,
+) -> ExhaustedReason {
+    let task = federation.handle_task(at(100), task_type, model);
+    assert!(
+        dispatched_to(&drain(federation, task)).is_empty(),
+        "no attempt for a task no node can run"
+    );
+    match federation.poll_task_outcome(task).unwrap() {
+        TaskOutcome::AllNodesFailed { reason, attempts } => {
+            assert!(attempts.is_empty());
+            reason
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tasks_go_only_where_their_type_and_model_can_run_warm_first() {
+    let mut federation = federation();
+    federation.handle_local_capabilities(runs(&["echo"]));
+    answer_probes_with(
+        &mut federation,
+        0,
+        Duration::from_millis(30),
+        |peer| match peer {
+            // backup is the cheaper node (more cores), but zombie-pc has the model loaded.
+            "zombie-pc" => relay(true, &["llama3", "qwen"], &["qwen"]),
+            _ => relay(true, &["qwen"], &[]),
+        },
+    );
+    let task = federation.handle_task(at(100), "chat", Some("qwen"));
+    let actions = drain(&mut federation, task);
+    assert!(
+        matches!(&actions[0], TaskAction::Selected { order, .. } if order == &[id("zombie-pc"), id("backup")])
+    );
+    federation.handle_task_dropped(task);
+
+    let task = federation.handle_task(at(100), "chat", Some("llama3"));
+    assert!(
+        matches!(&drain(&mut federation, task)[0], TaskAction::Selected { order, .. } if order == &[id("zombie-pc")])
+    );
+    federation.handle_task_dropped(task);
+
+    assert_eq!(
+        refused_with(&mut federation, "teleport", None),
+        ExhaustedReason::NoNodeRunsType
+    );
+    assert_eq!(
+        refused_with(&mut federation, "chat", Some("mistral")),
+        ExhaustedReason::NoNodeHasModel
+    );
+    assert_eq!(federation.tasks_in_flight(), 0);
+}
+
+#[test]
+fn a_down_backend_gets_no_work_while_its_node_stays_online() {
+    let mut federation = federation();
+    federation.handle_local_capabilities(runs(&["echo"]));
+    answer_probes_with(
+        &mut federation,
+        0,
+        Duration::from_millis(30),
+        |peer| match peer {
+            "zombie-pc" => relay(false, &["llama3"], &[]),
+            _ => relay(true, &["qwen"], &[]),
+        },
+    );
+    assert_eq!(view(&federation, "zombie-pc").state, NodeState::Online);
+    assert_eq!(
+        refused_with(&mut federation, "chat", Some("llama3")),
+        ExhaustedReason::BackendsDown
+    );
+    // Without a model, only the healthy backend's node is a candidate.
+    let task = federation.handle_task(at(100), "chat", None);
+    assert_eq!(dispatched_to(&drain(&mut federation, task)), ["backup"]);
+    // Its backend is back at the next heartbeat: it gets work again.
+    answer_probes_with(&mut federation, 10_000, Duration::from_millis(30), |_| {
+        relay(true, &["llama3"], &[])
+    });
+    let task = federation.handle_task(at(10_100), "chat", Some("llama3"));
     assert_eq!(dispatched_to(&drain(&mut federation, task)).len(), 1);
 }

@@ -15,6 +15,7 @@ fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
             0u32..50,
             1u32..64,
             any::<bool>(),
+            any::<bool>(),
         ),
         0..20,
     )
@@ -23,13 +24,14 @@ fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
             .into_iter()
             .enumerate()
             .map(
-                |(i, (online, latency_ms, in_flight, cores, gpu))| Candidate {
+                |(i, (online, latency_ms, in_flight, cores, gpu, warm))| Candidate {
                     id: NodeId::new(format!("n{i}")).unwrap(),
                     online,
                     latency_ms,
                     in_flight,
                     cores,
                     gpu,
+                    warm,
                 },
             )
             .collect()
@@ -52,14 +54,14 @@ proptest! {
         if gpu_task && gpu_online {
             prop_assert!(list.iter().all(|id| find(id).gpu));
             prop_assert_eq!(list.len(), nodes.iter().filter(|c| c.online && c.gpu).count());
-            let latencies: Vec<f64> = list.iter().map(|id| find(id).latency_ms.unwrap_or(f64::MAX)).collect();
-            prop_assert!(latencies.windows(2).all(|w| w[0] <= w[1]), "nearest GPU node first");
+            let keys: Vec<(bool, f64)> = list.iter().map(|id| (!find(id).warm, find(id).latency_ms.unwrap_or(f64::MAX))).collect();
+            prop_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "warm first, then the nearest GPU node");
         } else if gpu_task && strict {
             prop_assert!(list.is_empty());
         } else {
             prop_assert_eq!(list.len(), nodes.iter().filter(|c| c.online).count());
-            let costs: Vec<f64> = list.iter().map(|id| find(id).cost()).collect();
-            prop_assert!(costs.windows(2).all(|w| w[0] <= w[1]), "cheapest first");
+            let keys: Vec<(bool, f64)> = list.iter().map(|id| (!find(id).warm, find(id).cost())).collect();
+            prop_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "warm first, then cheapest first");
         }
         // Same seed, same answer.
         let again = select(&nodes, task_type, &policy, &mut ChaCha8Rng::seed_from_u64(seed));

@@ -29,6 +29,12 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// A relaying executor's backend, by the task type it serves.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub task_type: String,
+}
+
 /// Why a connection was turned away before a request was read (the `reason` label of
 /// `triforce_connection_refusals_total`).
 pub mod refusal {
@@ -64,6 +70,8 @@ pub struct Metrics {
     pub peer_rtt_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     pub tasks_running: Gauge,
     pub queue_depth: Gauge,
+    pub backend_up: Family<BackendLabel, Gauge>,
+    pub backend_probe_seconds: Family<BackendLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -133,7 +141,21 @@ impl Metrics {
             "Tasks waiting for a worker on this node",
             queue_depth.clone(),
         );
+        let backend_up = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "1 when the relaying executor's backend is up (probes and outcomes), else 0",
+            backend_up.clone(),
+        );
+        let backend_probe_seconds = Family::<BackendLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backend_probe_seconds",
+            "How long the backend's last health probe took",
+            backend_probe_seconds.clone(),
+        );
         Metrics {
+            backend_up,
+            backend_probe_seconds,
             registry,
             tasks,
             attempts,

@@ -31,6 +31,7 @@ progress_misses_max = 3
 attempt_timeout_ms = 10000
 task_deadline_ms = 20000
 drain_timeout_ms = 2000
+backend_probe_interval_ms = 200
 [executors.chat]
 kind = "sleep"
 [executors.gpu_inference]

@@ -60,5 +60,46 @@ pub fn status_table(status: &Value) -> String {
         "online total: {} cores, {} GB RAM\n",
         status["total_cores"], status["total_ram_gb"]
     );
+    out += &backends_table(status);
+    out
+}
+
+/// Each node's task types and, per relaying executor, its backend's health and models; empty
+/// when no node relays to a backend.
+fn backends_table(status: &Value) -> String {
+    let mut out = String::new();
+    let Some(nodes) = status["nodes"].as_object() else {
+        return out;
+    };
+    for (id, node) in nodes {
+        let Some(backends) = node["backends"].as_object().filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        for (task_type, backend) in backends {
+            let health = if backend["healthy"] == true {
+                "up"
+            } else {
+                "DOWN"
+            };
+            let list = |field: &str| {
+                backend[field].as_array().map_or(String::new(), |models| {
+                    let names: Vec<&str> = models.iter().filter_map(Value::as_str).collect();
+                    names.join(",")
+                })
+            };
+            let (models, loaded) = (list("models"), list("loaded"));
+            let models = if models.is_empty() {
+                "any".to_string()
+            } else {
+                models
+            };
+            let loaded = if loaded.is_empty() {
+                String::new()
+            } else {
+                format!(" (loaded: {loaded})")
+            };
+            out += &format!("backend {id}/{task_type}: {health}, models {models}{loaded}\n");
+        }
+    }
     out
 }

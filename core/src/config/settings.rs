@@ -113,6 +113,8 @@ pub struct Timing {
     pub task_deadline_ms: u64,
     /// On shutdown, longest to wait for running tasks.
     pub drain_timeout_ms: u64,
+    /// How often each `openai` executor's backend is probed for health and models.
+    pub backend_probe_interval_ms: u64,
 }
 
 impl Default for Timing {
@@ -127,6 +129,7 @@ impl Default for Timing {
             progress_interval_ms: 500,
             progress_misses_max: 3,
             task_deadline_ms: 120_000,
+            backend_probe_interval_ms: 5_000,
             drain_timeout_ms: 10_000,
         }
     }
@@ -314,6 +317,10 @@ impl Timing {
             ("timing.accept_timeout_min_ms", self.accept_timeout_min_ms),
             ("timing.progress_interval_ms", self.progress_interval_ms),
             ("timing.task_deadline_ms", self.task_deadline_ms),
+            (
+                "timing.backend_probe_interval_ms",
+                self.backend_probe_interval_ms,
+            ),
         ];
         for (field, value) in durations {
             refuse_zero(field, value)?;
@@ -516,6 +523,9 @@ fn one_line(text: &str, error: &toml::de::Error) -> String {
 }
 
 /// The executors every node has under their own type names.
+/// The task types every node runs without configuration.
+pub const BUILTIN_TASK_TYPES: [&str; 2] = ["echo", "sleep"];
+
 fn builtin_executor(task_type: &str) -> Option<ExecutorSpec> {
     match task_type {
         "echo" => Some(ExecutorSpec::Echo),
@@ -568,6 +578,17 @@ impl Settings {
             .get(task_type)
             .cloned()
             .or_else(|| builtin_executor(task_type))
+    }
+
+    /// Every task type this node runs: its configured executors and the built-ins.
+    pub fn task_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self.executors.keys().cloned().collect();
+        for builtin in BUILTIN_TASK_TYPES {
+            if !self.executors.contains_key(builtin) {
+                types.push(builtin.to_string());
+            }
+        }
+        types
     }
 
     /// Whether this node has an executor for `task_type`, without copying its spec (asked on

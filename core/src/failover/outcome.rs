@@ -141,6 +141,13 @@ pub enum ExhaustedReason {
     Deadline,
     /// The retry budget was spent.
     RetryBudget,
+    /// No online node has an executor for the task's type (from their capabilities; no
+    /// attempt was made).
+    NoNodeRunsType,
+    /// Nodes run the type, but no online node's backend has the requested model.
+    NoNodeHasModel,
+    /// The only backends with the model are down (their nodes are up).
+    BackendsDown,
 }
 
 /// How a task ended. Every task ends with exactly one.

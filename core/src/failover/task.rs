@@ -104,7 +104,29 @@ impl TaskFailover {
         now: Instant,
         budget: &mut RetryBudget,
     ) -> Self {
-        let mut task = TaskFailover {
+        let mut task = Self::blank(config, candidates, now);
+        if task.candidates.is_empty() {
+            task.finish_exhausted(ExhaustedReason::NoCandidates);
+        } else {
+            budget.handle_first_attempt(now);
+            task.dispatch_next(now);
+        }
+        task
+    }
+
+    /// A task no node may take, ended at once with `reason`: no attempt, no budget spent.
+    pub fn refused(config: FailoverConfig, reason: ExhaustedReason, now: Instant) -> Self {
+        let mut task = Self::blank(config, Vec::<Target>::new(), now);
+        task.finish_exhausted(reason);
+        task
+    }
+
+    fn blank<T: Into<Target>>(
+        config: FailoverConfig,
+        candidates: impl IntoIterator<Item = T>,
+        now: Instant,
+    ) -> Self {
+        TaskFailover {
             config,
             candidates: candidates.into_iter().map(Into::into).collect(),
             current: None,
@@ -115,14 +137,7 @@ impl TaskFailover {
             outcome: None,
             outcome_taken: false,
             reselecting: false,
-        };
-        if task.candidates.is_empty() {
-            task.finish_exhausted(ExhaustedReason::NoCandidates);
-        } else {
-            budget.handle_first_attempt(now);
-            task.dispatch_next(now);
         }
-        task
     }
 
     /// The node running the current attempt, if any.

@@ -6,9 +6,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::tasks::TaskEntry;
-use super::{NodeState, NodeView, TaskHandle};
+use super::{Capabilities, NodeState, NodeView, TaskHandle};
 use crate::failover::{FailoverConfig, RetryBudget};
-use crate::membership::{Load, Membership, MembershipConfig, MembershipEvent, Probe};
+use crate::membership::{Answer, Load, Membership, MembershipConfig, MembershipEvent, Probe};
 use crate::node::NodeId;
 use crate::selection::SelectionPolicy;
 use crate::time::Instant;
@@ -33,6 +33,8 @@ pub struct FederationConfig {
     pub retry_reserve_per_s: u32,
     /// Seeds selection's tie-breaking.
     pub rng_seed: u64,
+    /// What this node can run, until the driver says otherwise.
+    pub capabilities: Capabilities,
 }
 
 /// See the [module docs](super).
@@ -52,6 +54,8 @@ pub struct Federation {
     pub(super) local_dispatched: u32,
     /// Membership changed outside its own timers (a task failure counted as a miss).
     pub(super) membership_woken: bool,
+    /// What each node can run: this one's from the driver, peers' from their heartbeats.
+    pub(super) capabilities: BTreeMap<NodeId, Capabilities>,
 }
 
 impl Federation {
@@ -62,7 +66,9 @@ impl Federation {
             .filter(|id| **id != config.me)
             .cloned()
             .collect::<Vec<_>>();
+        let capabilities = BTreeMap::from([(config.me.clone(), config.capabilities.bounded())]);
         Federation {
+            capabilities,
             membership: Membership::new(config.membership, peers, now),
             budget: RetryBudget::new(config.retry_ratio, config.retry_reserve_per_s),
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
@@ -93,7 +99,13 @@ impl Federation {
         self.membership.handle_timeout(now);
     }
 
-    /// A heartbeat answer from `peer` with the RTT the driver measured.
+    /// What this node can run now (its executors, its backends' models and health).
+    pub fn handle_local_capabilities(&mut self, capabilities: Capabilities) {
+        self.capabilities
+            .insert(self.me.clone(), capabilities.bounded());
+    }
+
+    /// A heartbeat answer from `peer` with the RTT the driver measured and what it can run.
     pub fn handle_heartbeat_answer(
         &mut self,
         now: Instant,
@@ -101,9 +113,20 @@ impl Federation {
         seq: u64,
         load: Load,
         rtt: std::time::Duration,
+        capabilities: Capabilities,
     ) {
-        self.membership
+        let answer = self
+            .membership
             .handle_timed_answer(now, peer, seq, load, rtt);
+        if answer == Answer::Counted {
+            self.capabilities
+                .insert(peer.clone(), capabilities.bounded());
+        }
+    }
+
+    /// What `node` can run, as last heard; `None` before its first answer.
+    pub fn capabilities(&self, node: &NodeId) -> Option<&Capabilities> {
+        self.capabilities.get(node)
     }
 
     pub fn poll_probe(&mut self) -> Option<Probe> {
@@ -152,6 +175,29 @@ impl Federation {
 
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// Every model on a healthy backend of a node that may get work, once each, with the nodes
+    /// that serve it (in id order).
+    pub fn models(&self) -> BTreeMap<String, Vec<NodeId>> {
+        let mut models: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+        for view in self.nodes().iter().filter(|v| v.may_get_work()) {
+            let Some(capabilities) = self.capabilities.get(&view.id) else {
+                continue;
+            };
+            for backend in capabilities.backends.iter().filter(|b| b.healthy) {
+                for model in &backend.models {
+                    let nodes = models.entry(model.clone()).or_default();
+                    if !nodes.contains(&view.id) {
+                        nodes.push(view.id.clone());
+                    }
+                }
+            }
+        }
+        for nodes in models.values_mut() {
+            nodes.sort();
+        }
+        models
     }
 
     /// Tasks this machine is routing now.

@@ -14,12 +14,19 @@
 //!   node has sent it since;
 //! - an unmeasured latency is `None` all the way to the failover's accept timeout;
 //! - which failures count as heartbeat misses: an attempt abandoned for a reason that blames
-//!   the node ([`crate::failover::AbandonReason::is_peer_failure`]) or a broken connection.
+//!   the node ([`crate::failover::AbandonReason::is_peer_failure`]) or a broken connection;
+//! - where a task can run at all ([`Capabilities::offer`]): only nodes with an executor for its
+//!   type, a backend with its model, and that backend up; warm models first. A task no online
+//!   node can take ends at once, with a reason that says which of the three was missing.
 
+mod capabilities;
 mod machine;
 mod tasks;
 mod view;
 
+pub use capabilities::{
+    BackendState, Capabilities, Offer, CAPABILITY_ITEMS_MAX, CAPABILITY_NAME_LEN_MAX,
+};
 pub use machine::{Capacity, Federation, FederationConfig};
 pub use tasks::{TaskAction, TaskEvent, TaskHandle};
 pub use view::{NodeState, NodeView};

@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
-use super::Federation;
-use crate::failover::{Action, RemoteError, Target, TaskFailover, TaskOutcome};
+use super::{Federation, Offer};
+use crate::failover::{Action, ExhaustedReason, RemoteError, Target, TaskFailover, TaskOutcome};
 use crate::json::RawJson;
 use crate::node::NodeId;
 use crate::selection::{select, Candidate};
@@ -41,6 +41,8 @@ pub enum TaskAction {
 
 pub(super) struct TaskEntry {
     task_type: String,
+    /// The model the task asks for (an AI request's `model`), if any.
+    model: Option<String>,
     failover: TaskFailover,
     /// Nodes with an attempt that has not ended, each counted in that node's load.
     running: Vec<NodeId>,
@@ -48,16 +50,28 @@ pub(super) struct TaskEntry {
 }
 
 impl Federation {
-    /// Starts routing a task of `task_type`: selects its failover order and dispatches the
-    /// first attempt (or ends it at once when no node may take it).
-    pub fn handle_task(&mut self, now: Instant, task_type: &str) -> TaskHandle {
+    /// Starts routing a task of `task_type` (asking for `model`, if any): selects its failover
+    /// order and dispatches the first attempt, or ends it at once when no online node can run
+    /// it (the reason says whether the type, the model or a healthy backend was missing).
+    pub fn handle_task(
+        &mut self,
+        now: Instant,
+        task_type: &str,
+        model: Option<&str>,
+    ) -> TaskHandle {
         let handle = TaskHandle(self.next_handle);
         self.next_handle += 1;
         let mut actions = VecDeque::new();
-        let order = self.failover_order(task_type, &[], &mut actions);
-        let failover = TaskFailover::new(self.failover, order, now, &mut self.budget);
+        let failover = match self.unroutable(task_type, model) {
+            Some(reason) => TaskFailover::refused(self.failover, reason, now),
+            None => {
+                let order = self.failover_order(task_type, model, &[], &mut actions);
+                TaskFailover::new(self.failover, order, now, &mut self.budget)
+            }
+        };
         let entry = TaskEntry {
             task_type: task_type.to_string(),
+            model: model.map(str::to_string),
             failover,
             running: Vec::new(),
             actions,
@@ -166,7 +180,12 @@ impl Federation {
                 Action::Reselect { tried } => {
                     // The nodes that failed this task are out, whatever their heartbeats last
                     // said (a node may answer a probe and die a moment later).
-                    let order = self.failover_order(&entry.task_type, &tried, &mut entry.actions);
+                    let order = self.failover_order(
+                        &entry.task_type,
+                        entry.model.as_deref(),
+                        &tried,
+                        &mut entry.actions,
+                    );
                     entry
                         .failover
                         .handle_candidates(now, order, &mut self.budget);
@@ -176,24 +195,56 @@ impl Federation {
         self.tasks.insert(handle, entry);
     }
 
-    /// Selection's order for `task_type` with `unavailable` nodes left out, each with its
-    /// measured RTT (which sets its accept timeout).
+    /// What `node` offers for a task (nothing before its first heartbeat answer).
+    fn offer(&self, node: &NodeId, task_type: &str, model: Option<&str>) -> Offer {
+        self.capabilities
+            .get(node)
+            .map_or(Offer::NoType, |caps| caps.offer(task_type, model))
+    }
+
+    /// Why no node that may get work can run the task, if none can: the best offer among
+    /// them decides what was missing.
+    pub fn unroutable(&self, task_type: &str, model: Option<&str>) -> Option<ExhaustedReason> {
+        let best = self
+            .nodes()
+            .iter()
+            .filter(|view| view.may_get_work())
+            .map(|view| self.offer(&view.id, task_type, model))
+            .max()
+            .unwrap_or(Offer::NoType);
+        match best {
+            Offer::NoType => Some(ExhaustedReason::NoNodeRunsType),
+            Offer::NoModel => Some(ExhaustedReason::NoNodeHasModel),
+            Offer::Unhealthy => Some(ExhaustedReason::BackendsDown),
+            Offer::Cold | Offer::Warm => None,
+        }
+    }
+
+    /// Selection's order for a task with `unavailable` nodes left out, each with its measured
+    /// RTT (which sets its accept timeout). Only nodes that can run the task are candidates.
     fn failover_order(
         &mut self,
         task_type: &str,
+        model: Option<&str>,
         unavailable: &[NodeId],
         actions: &mut VecDeque<TaskAction>,
     ) -> Vec<Target> {
         let views = self.nodes();
         let candidates: Vec<Candidate> = views
             .iter()
-            .map(|view| Candidate {
-                id: view.id.clone(),
-                online: view.may_get_work() && !unavailable.contains(&view.id),
-                latency_ms: view.latency_ms,
-                in_flight: view.load(),
-                cores: view.capacity.cores,
-                gpu: view.capacity.gpu,
+            .map(|view| {
+                let offer = self.offer(&view.id, task_type, model);
+                Candidate {
+                    id: view.id.clone(),
+                    online: view.may_get_work()
+                        && offer.can_run()
+                        && !unavailable.contains(&view.id),
+                    latency_ms: view.latency_ms,
+                    in_flight: view.load(),
+                    cores: view.capacity.cores,
+                    gpu: view.capacity.gpu,
+                    warm: offer == Offer::Warm,
+                }
             })
             .collect();
         let order = select(&candidates, task_type, &self.selection, &mut self.rng);

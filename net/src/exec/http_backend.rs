@@ -29,6 +29,16 @@ pub enum CallError {
     Failed(String),
 }
 
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            CallError::TooLarge => f.write_str("the answer is too large"),
+            CallError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// A pooled HTTP/1 client for executor backends; cheap to clone.
 #[derive(Clone)]
 pub struct HttpBackends {

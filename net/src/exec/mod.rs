@@ -3,6 +3,7 @@
 //! result instead of running again. What a node answers instead of a result is
 //! `triforce_core::failover::ErrorCode`: one list, each code with its retryability.
 
+mod backends;
 mod executors;
 mod http_backend;
 mod openai;
@@ -11,6 +12,7 @@ mod runner;
 mod scheduler;
 mod stream;
 
+pub use backends::Backends;
 pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]
 pub(crate) use http_backend::error_chain;

@@ -14,8 +14,8 @@ use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
 use super::{
-    answer_channel, openai, run_executor, Admission, AnswerStream, HttpBackends, Scheduler,
-    TaskResult,
+    answer_channel, openai, run_executor, Admission, AnswerStream, Backends, HttpBackends,
+    Scheduler, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -57,6 +57,8 @@ pub struct Runner {
     ledger: Mutex<TaskLedger<TaskResult>>,
     waiters: Mutex<BTreeMap<String, Vec<oneshot::Sender<TaskResult>>>>,
     http: HttpBackends,
+    /// The relaying executors' backends: health, models.
+    backends: Backends,
     shutting_down: AtomicBool,
     cores: u32,
     ram_gb: u32,
@@ -82,6 +84,7 @@ impl Runner {
             entries_max: settings.limits.ledger_entries_max,
             bytes_max: settings.limits.ledger_bytes_max,
         }));
+        let backends = Backends::new(&settings);
         Arc::new(Runner {
             settings,
             scheduler,
@@ -90,6 +93,7 @@ impl Runner {
             ledger,
             waiters: Mutex::new(BTreeMap::new()),
             http: HttpBackends::default(),
+            backends,
             shutting_down: AtomicBool::new(false),
             cores,
             ram_gb,
@@ -199,7 +203,12 @@ impl Runner {
             }
         };
         match opened {
-            Err(error) => self.finish(task_id, Err(error)),
+            Err(error) => {
+                if error.code == ErrorCode::ExecutorUnavailable {
+                    self.backends.handle_unreachable(base_url, &error.message);
+                }
+                self.finish(task_id, Err(error));
+            }
             Ok((head, body)) => {
                 let (chunks, stream) = answer_channel();
                 let (taken, was_taken) = oneshot::channel();
@@ -268,6 +277,20 @@ impl Runner {
         for waiter in waiters.into_iter().flatten() {
             let _ = waiter.send(result.clone());
         }
+    }
+
+    /// The relaying executors' backends.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Probes the backends every `interval` until dropped (a node without relaying executors
+    /// has nothing to probe and returns at once).
+    pub async fn probe_backends(&self, interval: std::time::Duration) {
+        if self.backends.capabilities().backends.is_empty() {
+            return;
+        }
+        self.backends.probe_forever(&self.http, interval).await;
     }
 
     /// This node's load, as reported in heartbeat answers.

@@ -16,7 +16,7 @@ use triforce_core::auth::{
     Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
 };
-use triforce_core::failover::{AttemptError, ErrorCode, RemoteError, TaskOutcome};
+use triforce_core::failover::{AttemptError, ErrorCode, ExhaustedReason, RemoteError, TaskOutcome};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
@@ -156,7 +156,7 @@ async fn task(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
     remember(&node, &request, from)?;
     let task_id = task.task_id.clone();
-    let Submitted { outcome, stream } = node.submit_streaming(task).await;
+    let Submitted { outcome, stream } = node.submit_streaming(task, None).await;
     let outcome = match (outcome, stream) {
         (
             TaskOutcome::Completed {
@@ -262,6 +262,14 @@ fn answer_status(outcome: &TaskOutcome) -> StatusCode {
             StatusCode::PAYLOAD_TOO_LARGE
         }
         TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
+        TaskOutcome::AllNodesFailed {
+            reason: ExhaustedReason::NoNodeRunsType,
+            ..
+        } => StatusCode::UNPROCESSABLE_ENTITY,
+        TaskOutcome::AllNodesFailed {
+            reason: ExhaustedReason::NoNodeHasModel,
+            ..
+        } => StatusCode::NOT_FOUND,
         TaskOutcome::AllNodesFailed { attempts, .. }
             if !attempts.is_empty()
                 && attempts.iter().all(|a| {
@@ -283,6 +291,17 @@ async fn metrics(State(node): State<Node>) -> Response {
     };
     node.metrics().tasks_running.set(i64::from(running));
     node.metrics().queue_depth.set(i64::from(queued));
+    for (task_type, up, probe_time) in node.shared.runner.backends().health() {
+        let label = crate::metrics::BackendLabel { task_type };
+        node.metrics()
+            .backend_up
+            .get_or_create(&label)
+            .set(i64::from(up));
+        node.metrics()
+            .backend_probe_seconds
+            .get_or_create(&label)
+            .set(probe_time.as_secs_f64());
+    }
     (
         [(
             "content-type",

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use triforce_core::failover::{AttemptError, ErrorCode, TaskOutcome};
+use triforce_core::failover::{AttemptError, ErrorCode, ExhaustedReason, TaskOutcome};
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
@@ -45,7 +45,6 @@ struct Endpoint {
     api: Api,
     task_type: &'static str,
     path: &'static str,
-    needs_model: bool,
 }
 
 const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endpoint {
@@ -53,7 +52,6 @@ const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endp
         api,
         task_type,
         path,
-        needs_model: true,
     }
 }
 
@@ -84,23 +82,15 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
             post(move |state, headers, body| relay_post(state, endpoint, headers, body)),
         );
     }
-    let listed = [
-        Endpoint {
-            needs_model: false,
-            ..endpoint(Api::OpenAi, CHAT_TASK, "/v1/models")
-        },
-        Endpoint {
-            needs_model: false,
-            ..endpoint(Api::Ollama, CHAT_TASK, "/api/tags")
-        },
-    ];
-    for endpoint in listed {
-        router = router.route(
-            endpoint.path,
-            get(move |state, headers| relay_get(state, endpoint, headers)),
-        );
-    }
     router
+        .route(
+            "/v1/models",
+            get(|state, headers| list_models(state, Api::OpenAi, headers)),
+        )
+        .route(
+            "/api/tags",
+            get(|state, headers| list_models(state, Api::Ollama, headers)),
+        )
         .route("/api/version", get(version))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_max))
@@ -143,26 +133,24 @@ async fn relay_post(
             format!("the body is not valid JSON: {e}"),
         )
     })?;
-    if endpoint.needs_model {
-        let model = match fields.model {
-            Some(serde_json::Value::String(model)) if !model.is_empty() => model,
-            _ => {
-                return Err(IngressError::new(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "missing_model",
-                    "you must provide a model parameter (a non-empty string)",
-                ))
-            }
-        };
-        if !key.allows_model(&model) {
+    let model = match fields.model {
+        Some(serde_json::Value::String(model)) if !model.is_empty() => model,
+        _ => {
             return Err(IngressError::new(
                 api,
-                StatusCode::FORBIDDEN,
-                "model_not_allowed",
-                format!("key {:?} may not use model {model:?}", key.name),
-            ));
+                StatusCode::BAD_REQUEST,
+                "missing_model",
+                "you must provide a model parameter (a non-empty string)",
+            ))
         }
+    };
+    if !key.allows_model(&model) {
+        return Err(IngressError::new(
+            api,
+            StatusCode::FORBIDDEN,
+            "model_not_allowed",
+            format!("key {:?} may not use model {model:?}", key.name),
+        ));
     }
     let body = std::str::from_utf8(&body).map_err(|_| {
         IngressError::new(
@@ -174,23 +162,51 @@ async fn relay_post(
     })?;
     // The client's body goes inside the payload as written: never decoded and re-encoded.
     let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
-    submit(&ingress, endpoint, &payload).await
+    submit(&ingress, endpoint, &payload, Some(&model)).await
 }
 
-async fn relay_get(
+/// `GET /v1/models` and `/api/tags`: every model on an online node's healthy backend, once
+/// each, with the nodes that serve it (`triforce.nodes`), from the nodes' capabilities.
+async fn list_models(
     State(ingress): State<Shared>,
-    endpoint: Endpoint,
+    api: Api,
     headers: HeaderMap,
 ) -> Result<Response, IngressError> {
-    ingress.keys.authorize(endpoint.api, &headers)?;
-    let payload = format!("{{\"method\":\"GET\",\"path\":\"{}\"}}", endpoint.path);
-    submit(&ingress, endpoint, &payload).await
+    let key = ingress.keys.authorize(api, &headers)?;
+    let served = ingress
+        .node
+        .models_served()
+        .into_iter()
+        .filter(|(model, _)| key.allows_model(model));
+    let body = match api {
+        Api::OpenAi => {
+            let data: Vec<serde_json::Value> = served
+                .map(|(model, nodes)| {
+                    serde_json::json!({"id": model, "object": "model", "created": 0,
+                    "owned_by": "triforce", "triforce": {"nodes": nodes}})
+                })
+                .collect();
+            serde_json::json!({"object": "list", "data": data})
+        }
+        Api::Ollama => {
+            let models: Vec<serde_json::Value> = served
+                .map(|(model, nodes)| {
+                    serde_json::json!({"name": model, "model": model,
+                    "modified_at": "1970-01-01T00:00:00Z", "size": 0, "digest": "",
+                    "triforce": {"nodes": nodes}})
+                })
+                .collect();
+            serde_json::json!({"models": models})
+        }
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 async fn submit(
     ingress: &Ingress,
     endpoint: Endpoint,
     payload: &str,
+    model: Option<&str>,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
     let payload = RawJson::parse_str(payload).map_err(|e| {
@@ -205,7 +221,7 @@ async fn submit(
     };
     let limit = Duration::from_millis(ingress.node.config().settings.ingress.first_byte_timeout_ms);
     // Past the limit the task is dropped, which cancels it wherever it runs.
-    let submitted = tokio::time::timeout(limit, ingress.node.submit_streaming(task))
+    let submitted = tokio::time::timeout(limit, ingress.node.submit_streaming(task, model))
         .await
         .map_err(|_| {
             IngressError::new(
@@ -218,11 +234,16 @@ async fn submit(
                 ),
             )
         })?;
-    answer(api, endpoint.task_type, submitted)
+    answer(api, endpoint.task_type, model, submitted)
 }
 
 /// The client's answer: the backend's, streamed, or an error in the API's shape.
-fn answer(api: Api, task_type: &str, submitted: Submitted) -> Result<Response, IngressError> {
+fn answer(
+    api: Api,
+    task_type: &str,
+    model: Option<&str>,
+    submitted: Submitted,
+) -> Result<Response, IngressError> {
     let Submitted { outcome, stream } = submitted;
     match outcome {
         TaskOutcome::Completed { node, result, .. } => {
@@ -279,6 +300,39 @@ fn answer(api: Api, task_type: &str, submitted: Submitted) -> Result<Response, I
                 format!("{node}: {}", error.message),
             ))
         }
+        TaskOutcome::AllNodesFailed {
+            reason: ExhaustedReason::NoNodeHasModel,
+            ..
+        } => Err(IngressError::new(
+            api,
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "the model {:?} is not available on any online node",
+                model.unwrap_or_default()
+            ),
+        )),
+        TaskOutcome::AllNodesFailed {
+            reason: ExhaustedReason::BackendsDown,
+            ..
+        } => Err(IngressError::new(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backends_down",
+            format!(
+                "every backend with the model {:?} is down (their nodes are up); try again shortly",
+                model.unwrap_or_default()
+            ),
+        )),
+        TaskOutcome::AllNodesFailed {
+            reason: ExhaustedReason::NoNodeRunsType,
+            ..
+        } => Err(IngressError::new(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_backend_available",
+            format!("no online node runs {task_type} tasks (configure an openai executor for {task_type:?})"),
+        )),
         TaskOutcome::AllNodesFailed { reason, attempts } => {
             let no_executor = !attempts.is_empty()
                 && attempts.iter().all(|a| {

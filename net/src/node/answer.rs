@@ -92,6 +92,9 @@ fn reason_text(reason: ExhaustedReason) -> &'static str {
         ExhaustedReason::AllTried => "all_tried",
         ExhaustedReason::Deadline => "deadline",
         ExhaustedReason::RetryBudget => "retry_budget",
+        ExhaustedReason::NoNodeRunsType => "no_node_runs_type",
+        ExhaustedReason::NoNodeHasModel => "no_node_has_model",
+        ExhaustedReason::BackendsDown => "backends_down",
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use triforce_core::federation::Capabilities;
 use triforce_core::membership::{Load, MembershipEvent, Probe};
 use triforce_core::node::NodeId;
 
@@ -19,6 +20,7 @@ struct Answered {
     load: Load,
     /// From the probe's write to its answer, on a connection that was already up.
     rtt: Duration,
+    capabilities: Capabilities,
 }
 
 pub async fn run(shared: Arc<Shared>) {
@@ -50,7 +52,7 @@ pub async fn run(shared: Arc<Shared>) {
             Some(answer) = answers.recv() => {
                 let now = shared.clock.now();
                 let mut federation = shared.federation();
-                federation.handle_heartbeat_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt);
+                federation.handle_heartbeat_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt, answer.capabilities);
                 while let Some(event) = federation.poll_membership_event() {
                     if let Some(observer) = &shared.observer {
                         observer.membership(now, &event);
@@ -81,13 +83,8 @@ async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedS
         }
     };
     match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok((seq, load, rtt))) => {
-            let _ = answers.send(Answered {
-                peer: probe.peer,
-                seq,
-                load,
-                rtt,
-            });
+        Ok(Ok(answered)) => {
+            let _ = answers.send(answered);
         }
         Ok(Err(error)) => {
             tracing::debug!(peer = %probe.peer, %error, "heartbeat failed");
@@ -100,10 +97,10 @@ async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedS
     }
 }
 
-/// One heartbeat over the peer's connection: the answer's sequence number, load and RTT. The
-/// RTT is timed from after the connection is up, so a reconnect's handshake is not in it;
-/// tokio's clock is the time seam here (turmoil drives it in the simulator).
-async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load, Duration), String> {
+/// One heartbeat over the peer's connection: the answer's sequence number, load, capabilities
+/// and RTT. The RTT is timed from after the connection is up, so a reconnect's handshake is
+/// not in it; tokio's clock is the time seam here (turmoil drives it in the simulator).
+async fn exchange(shared: &Shared, probe: &Probe) -> Result<Answered, String> {
     let connection = shared
         .peers
         .connection(&probe.peer)
@@ -119,7 +116,17 @@ async fn exchange(shared: &Shared, probe: &Probe) -> Result<(u64, Load, Duration
         .await
         .map_err(|e| e.to_string())?
     {
-        Frame::HeartbeatAnswer { seq, load } => Ok((seq, load, started.elapsed())),
+        Frame::HeartbeatAnswer {
+            seq,
+            load,
+            capabilities,
+        } => Ok(Answered {
+            peer: probe.peer.clone(),
+            seq,
+            load,
+            rtt: started.elapsed(),
+            capabilities,
+        }),
         other => Err(format!("unexpected answer {other:?}")),
     }
 }

@@ -8,6 +8,7 @@
 
 mod answer;
 mod attempts;
+mod capabilities;
 mod heartbeats;
 mod observer;
 mod route;
@@ -152,6 +153,7 @@ impl Node {
         ));
         tokio::spawn(heartbeats::run(shared.clone()));
         tokio::spawn(serve::run(shared.clone()));
+        tokio::spawn(capabilities::run(shared.clone()));
         Ok(Node { shared })
     }
 
@@ -165,6 +167,16 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Every model an online node's healthy backend serves, with those nodes' ids.
+    pub fn models_served(&self) -> Vec<(String, Vec<String>)> {
+        self.shared
+            .federation()
+            .models()
+            .into_iter()
+            .map(|(model, nodes)| (model, nodes.iter().map(ToString::to_string).collect()))
+            .collect()
     }
 
     /// What this node believes about every peer, in node id order.

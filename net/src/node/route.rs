@@ -67,17 +67,18 @@ impl Node {
     /// Runs `task` somewhere in the federation and returns how it ended. A streamed answer is
     /// dropped (cancelled) here: callers that can stream use [`Self::submit_streaming`].
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
-        self.submit_streaming(task).await.outcome
+        self.submit_streaming(task, None).await.outcome
     }
 
     /// Runs `task` somewhere in the federation and returns how it ended, with the body of its
-    /// answer when that streams. Never loses it: every path ends in exactly one outcome. The
-    /// federation machine decides; this drives attempts.
-    pub async fn submit_streaming(&self, task: TaskRequest) -> Submitted {
+    /// answer when that streams. `model`, when the task names one (an AI request), limits it to
+    /// nodes whose backend has that model. Never loses it: every path ends in exactly one
+    /// outcome. The federation machine decides; this drives attempts.
+    pub async fn submit_streaming(&self, task: TaskRequest, model: Option<&str>) -> Submitted {
         let shared = &self.shared;
         let handle = shared
             .federation()
-            .handle_task(shared.clock.now(), &task.task_type);
+            .handle_task(shared.clock.now(), &task.task_type, model);
         let mut routing = Routing {
             shared,
             task: &task,

@@ -158,7 +158,13 @@ async fn serve_stream(
     match frame {
         Frame::Heartbeat { seq } => {
             let load = shared.runner.load();
-            write_frame(&mut send, &Frame::HeartbeatAnswer { seq, load })
+            let capabilities = shared.runner.backends().capabilities();
+            let answer = Frame::HeartbeatAnswer {
+                seq,
+                load,
+                capabilities,
+            };
+            write_frame(&mut send, &answer)
                 .await
                 .map_err(|e| e.to_string())?;
         }

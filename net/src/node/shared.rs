@@ -117,6 +117,7 @@ impl Shared {
                 retry_ratio: settings.limits.retry_ratio,
                 retry_reserve_per_s: settings.limits.retry_reserve,
                 rng_seed,
+                capabilities: runner.backends().capabilities(),
             },
             clock.now(),
         );

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use triforce_core::failover::RemoteError;
+use triforce_core::federation::Capabilities;
 use triforce_core::membership::Load;
 
 /// A task as it travels between nodes. The payload is JSON text: postcard cannot carry
@@ -34,6 +35,8 @@ pub enum Frame {
     HeartbeatAnswer {
         seq: u64,
         load: Load,
+        /// What the answering node can run now (bounded by the receiver).
+        capabilities: Capabilities,
     },
     Task(TaskFrame),
     /// The task was taken (running or queued); progress and the outcome follow.

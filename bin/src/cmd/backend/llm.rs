@@ -37,6 +37,10 @@ pub struct LlmArgs {
     /// Length of every embedding vector.
     #[arg(long, default_value_t = 8)]
     embedding_dim: usize,
+    /// Answer every generation or embedding request with this status (a broken backend whose
+    /// model list still answers).
+    #[arg(long, value_name = "STATUS")]
+    fail_status: Option<u16>,
 }
 
 impl LlmArgs {
@@ -47,6 +51,7 @@ impl LlmArgs {
             gap_ms,
             models: vec!["tiny-llm".into(), "tiny-embed".into()],
             embedding_dim: 8,
+            fail_status: None,
         }
     }
 }
@@ -113,6 +118,13 @@ impl IntoResponse for Refusal {
 /// A request's JSON body and its model, if this backend serves it.
 fn request(backend: &Backend, body: &Bytes, openai: bool) -> Result<(Value, String), Refusal> {
     backend.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = backend.args.fail_status {
+        return Err(Refusal {
+            openai,
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: "the backend is broken (--fail-status)".into(),
+        });
+    }
     let request: Value = serde_json::from_slice(body).map_err(|e| Refusal {
         openai,
         status: StatusCode::BAD_REQUEST,
