@@ -25,6 +25,16 @@ impl Backend {
         Self::start_on(name, gap_ms, Federation::free_tcp_port(), &[])
     }
 
+    /// A backend with nothing loaded: a node with the model loaded elsewhere goes first.
+    fn start_cold(name: &str, gap_ms: u64) -> Self {
+        Self::start_on(
+            name,
+            gap_ms,
+            Federation::free_tcp_port(),
+            &["--nothing-loaded"],
+        )
+    }
+
     /// A backend on `port`, with `extra` arguments (`--fail-status 503`).
     fn start_on(name: &str, gap_ms: u64, port: u16, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_triforce"))
@@ -347,6 +357,19 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "
     );
 
+    // The dashboard on the ingress: the page is public, its state needs a key.
+    let (status, page) = http(port, "GET", "/ui", "", "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("TriForce federation"));
+    assert_eq!(http(port, "GET", "/ui/state", "", "").await.0, 401);
+    let (status, state) = http(port, "GET", "/ui/state", &key, "").await;
+    assert_eq!(status, 200, "{state}");
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        state["status"]["nodes"]["zombie-pc"]["backends"]["chat"]["healthy"],
+        true
+    );
+
     // Bad input: each answer in the API's own shape, naming the cause.
     let cases: [(&str, &str, &str, &str, u16, &str); 8] = [
         (
@@ -434,7 +457,7 @@ async fn openai_and_ollama_clients_through_two_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_it_ends_the_stream_with_an_error(
 ) {
-    let zombie_backend = Backend::start("zombie-backend", 5);
+    let zombie_backend = Backend::start_cold("zombie-backend", 5);
     let backup_backend = Backend::start("backup-backend", 5);
     let (mut federation, port, key) =
         federation("ingress-failover", &[&zombie_backend, &backup_backend]);
@@ -447,12 +470,20 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
     federation.wait_all_online().await;
     let base = format!("http://127.0.0.1:{port}");
 
-    // Before the first byte: backup (28 cores, so first in cost order among the idle peers)
-    // has a backend whose model list answers but whose generations fail with 503. The request
-    // fails over to zombie-pc and is answered whole.
+    // Before the first byte: backup, first in order because its backend has the model loaded
+    // (warm first), has a backend whose model list answers but whose generations fail with
+    // 503. The request fails over to zombie-pc and is answered whole.
     let backup_port = backup_backend.port;
     backup_backend.kill();
     let broken = Backend::start_on("backup-broken", 5, backup_port, &["--fail-status", "503"]);
+    federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["backup"]["backends"]["chat"]["loaded"][0] == "tiny-llm"
+                && s["nodes"]["zombie-pc"]["backends"]["chat"]["loaded"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+        })
+        .await;
     let ask = || async {
         let (status, body) = http(
             port,

@@ -7,10 +7,12 @@
 //! - [`exec`]: what a node does with a task it runs (executors, priority queue, ledger).
 //! - [`node`]: the node itself: membership driver, task routing with failover.
 //! - [`http`]: the seed's HTTP API and `/metrics`.
+//! - [`dashboard`]: the live web page at `/ui`.
 //! - [`ingress`]: the OpenAI- and Ollama-compatible door for AI clients, behind API keys.
 //! - [`client`]: a signed HTTP client, for the CLI and tests.
 
 pub mod clock;
+pub mod dashboard;
 pub mod exec;
 /// Entry points for the fuzzers and the corpus replay; not in a production build.
 #[cfg(feature = "fuzzing")]

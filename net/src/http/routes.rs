@@ -39,6 +39,8 @@ pub fn router(node: Node) -> Router {
         .route("/v1/federation/task", post(task))
         .route("/v1/federation/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/ui", get(crate::dashboard::page))
+        .route("/ui/state", get(dashboard_state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
@@ -310,6 +312,12 @@ async fn metrics(State(node): State<Node>) -> Response {
         node.metrics().render(),
     )
         .into_response()
+}
+
+/// The dashboard's state: unsigned, like `/metrics` (only node addresses and
+/// `allowed_clients` get this far).
+async fn dashboard_state(State(node): State<Node>) -> Response {
+    Json(crate::dashboard::state_json(&node)).into_response()
 }
 
 async fn not_found() -> ApiError {

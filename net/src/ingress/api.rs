@@ -92,6 +92,8 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
             get(|state, headers| list_models(state, Api::Ollama, headers)),
         )
         .route("/api/version", get(version))
+        .route("/ui", get(crate::dashboard::page))
+        .route("/ui/state", get(dashboard_state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(
@@ -356,6 +358,15 @@ fn answer(
             ))
         }
     }
+}
+
+/// The dashboard's state behind an API key (the page sends the key from its URL fragment).
+async fn dashboard_state(
+    State(ingress): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, IngressError> {
+    ingress.keys.authorize(Api::OpenAi, &headers)?;
+    Ok(axum::Json(crate::dashboard::state_json(&ingress.node)).into_response())
 }
 
 async fn version() -> Response {

@@ -10,6 +10,7 @@ use triforce_core::membership::{Load, MembershipEvent, Probe};
 use triforce_core::node::NodeId;
 
 use super::Shared;
+use crate::dashboard::EventEntry;
 use crate::metrics::PeerLabel;
 use crate::quic::{read_frame, write_frame, Frame};
 
@@ -132,6 +133,7 @@ async fn exchange(shared: &Shared, probe: &Probe) -> Result<Answered, String> {
 }
 
 fn report(shared: &Shared, event: MembershipEvent) {
+    journal(shared, &event);
     let metrics = &shared.metrics;
     match event {
         MembershipEvent::NodeOnline { node } => {
@@ -164,4 +166,23 @@ fn report(shared: &Shared, event: MembershipEvent) {
                 .set(latency_ms as f64 / 1000.0);
         }
     }
+}
+
+/// The dashboard's event feed.
+fn journal(shared: &Shared, event: &MembershipEvent) {
+    let (node, kind, detail) = match event {
+        MembershipEvent::NodeOnline { node } => (node, "online", None),
+        MembershipEvent::NodeOffline { node } => (node, "offline", None),
+        MembershipEvent::ProbeMissed { node, misses } => (node, "missed", Some(u64::from(*misses))),
+        MembershipEvent::LatencyChanged { node, latency_ms } => {
+            (node, "latency", Some(*latency_ms))
+        }
+    };
+    shared.journal.event(EventEntry {
+        seq: 0,
+        unix_s: shared.clock.unix_s(),
+        node: node.to_string(),
+        kind,
+        detail,
+    });
 }

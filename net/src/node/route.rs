@@ -13,6 +13,7 @@ use triforce_core::task::TaskRequest;
 
 use super::attempts::Attempts;
 use super::{Node, Shared};
+use crate::dashboard::TaskEntry;
 use crate::exec::{answer_channel, AnswerStream, Chunk, ChunkSender, Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
@@ -76,6 +77,7 @@ impl Node {
     /// outcome. The federation machine decides; this drives attempts.
     pub async fn submit_streaming(&self, task: TaskRequest, model: Option<&str>) -> Submitted {
         let shared = &self.shared;
+        let started = shared.clock.now();
         let handle = shared
             .federation()
             .handle_task(shared.clock.now(), &task.task_type, model);
@@ -138,6 +140,7 @@ impl Node {
         drop(routing);
         drop(attempts);
         record(shared, &task, &outcome);
+        journal(shared, &task, &outcome, started);
         let stream = match &outcome {
             TaskOutcome::Completed { node, .. } => streams
                 .into_iter()
@@ -320,6 +323,38 @@ async fn receive_stream(
             return;
         }
     }
+}
+
+/// The dashboard's task feed.
+fn journal(
+    shared: &Shared,
+    task: &TaskRequest,
+    outcome: &TaskOutcome,
+    started: triforce_core::time::Instant,
+) {
+    let node = match outcome {
+        TaskOutcome::Completed { node, .. } | TaskOutcome::Failed { node, .. } => {
+            Some(node.to_string())
+        }
+        TaskOutcome::AllNodesFailed { .. } => None,
+    };
+    let path = outcome
+        .attempts()
+        .iter()
+        .map(|a| match &a.error {
+            Some(error) => format!("{} ({})", a.node, error.code()),
+            None => a.node.to_string(),
+        })
+        .collect();
+    shared.journal.task(TaskEntry {
+        seq: 0,
+        unix_s: shared.clock.unix_s(),
+        task_type: shared.type_label(&task.task_type),
+        status: outcome.status(),
+        node,
+        path,
+        duration_ms: shared.clock.now().saturating_since(started).as_millis() as u64,
+    });
 }
 
 fn record(shared: &Shared, task: &TaskRequest, outcome: &TaskOutcome) {

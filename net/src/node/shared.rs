@@ -37,6 +37,8 @@ pub struct Shared {
     pub replay: Mutex<ReplayCache>,
     /// Limits the log lines of refused requests and peers, per reason.
     pub refusal_log: LogLimiter,
+    /// Recent task outcomes and membership events, for the dashboard.
+    pub journal: crate::dashboard::Journal,
     pub runner: Arc<Runner>,
     pub peers: Arc<Peers>,
     pub endpoint: quinn::Endpoint,
@@ -126,6 +128,7 @@ impl Shared {
             authenticator,
             replay: Mutex::new(replay),
             refusal_log: LogLimiter::default(),
+            journal: crate::dashboard::Journal::default(),
             config,
             clock,
             runner,

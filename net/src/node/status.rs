@@ -42,7 +42,7 @@ pub fn status_json(node: &Node) -> Value {
                    "state": view.state.as_str(), "misses": view.misses,
                    "in_flight": view.reported_in_flight, "queued": view.reported_queued,
                    "gpu": spec.gpu, "role": spec.role, "name": spec.name,
-                   "task_types": task_types, "backends": backends}),
+                   "cores": spec.cores, "ram_gb": spec.ram, "task_types": task_types, "backends": backends}),
         );
     }
     json!({"node": config.me.as_str(), "nodes": nodes, "total_cores": total_cores, "total_ram_gb": total_ram})

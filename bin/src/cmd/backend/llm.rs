@@ -37,6 +37,12 @@ pub struct LlmArgs {
     /// Length of every embedding vector.
     #[arg(long, default_value_t = 8)]
     embedding_dim: usize,
+    /// Models reported as loaded in memory by `/api/ps` (comma-separated).
+    #[arg(long, default_value = "tiny-llm", value_delimiter = ',')]
+    loaded: Vec<String>,
+    /// Report no model as loaded (a cold backend).
+    #[arg(long, conflicts_with = "loaded")]
+    nothing_loaded: bool,
     /// Answer every generation or embedding request with this status (a broken backend whose
     /// model list still answers).
     #[arg(long, value_name = "STATUS")]
@@ -51,6 +57,8 @@ impl LlmArgs {
             gap_ms,
             models: vec!["tiny-llm".into(), "tiny-embed".into()],
             embedding_dim: 8,
+            loaded: vec!["tiny-llm".into()],
+            nothing_loaded: false,
             fail_status: None,
         }
     }
@@ -448,9 +456,9 @@ async fn ollama_tags(State(backend): State<Shared>) -> Json<Value> {
 async fn ollama_ps(State(backend): State<Shared>) -> Json<Value> {
     let models: Vec<Value> = backend
         .args
-        .models
+        .loaded
         .iter()
-        .take(1)
+        .filter(|m| !backend.args.nothing_loaded && backend.args.models.contains(m))
         .map(|m| ollama_model(m))
         .collect();
     Json(json!({"models": models}))

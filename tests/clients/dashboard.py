@@ -1,0 +1,71 @@
+"""The dashboard in a real browser (Debian's chromium + chromium-driver through selenium).
+
+Usage: dashboard.py URL SCREENSHOT_DIR
+Opens the page, checks that it names all three nodes online with the GPU shown, prints READY
+and waits for the test to kill `backup`; then checks that the open page shows backup offline
+without a reload, that the browser console holds no errors, and saves screenshots.
+"""
+
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+URL, SHOTS = sys.argv[1], sys.argv[2]
+
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+             "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-default-apps", "--no-proxy-server"):
+    options.add_argument(flag)
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def wait(what, check, limit=20.0):
+    until = time.time() + limit
+    while time.time() < until:
+        try:
+            if check():
+                return
+        except Exception:  # the page may be re-rendering
+            pass
+        time.sleep(0.1)
+    driver.save_screenshot(f"{SHOTS}/failed.png")
+    raise AssertionError(f"the page never showed {what}; it shows:\n{driver.find_element(By.TAG_NAME, 'body').text}")
+
+
+def state(node):
+    return driver.find_element(By.CSS_SELECTOR, f'.card[data-node="{node}"]').get_attribute("data-state")
+
+
+try:
+    driver.get(URL)
+    wait("three nodes online", lambda: [state(n) for n in ("hetzner", "zombie-pc", "backup")] == ["self", "online", "online"])
+    cards = {c.get_attribute("data-node"): c.text for c in driver.find_elements(By.CSS_SELECTOR, ".card")}
+    assert "RX 6800 XT" in cards["zombie-pc"], cards["zombie-pc"]
+    assert "online" in cards["backup"] and "this node" in cards["hetzner"], cards
+    wait("the tasks the test ran", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#tasks tr")) >= 3)
+    driver.save_screenshot(f"{SHOTS}/all-online.png")
+    driver.set_window_size(390, 844)  # a phone
+    driver.save_screenshot(f"{SHOTS}/phone.png")
+    driver.set_window_size(1280, 900)
+    print("READY", flush=True)
+    sys.stdin.readline()  # the test kills backup, then writes a line
+
+    started = time.time()
+    wait("backup offline", lambda: state("backup") == "offline")
+    print(f"backup shown offline {time.time() - started:.1f} s after the kill, without a reload")
+    assert "offline" in driver.find_element(By.CSS_SELECTOR, '.card[data-node="backup"] .badge').text
+    wait("the offline event", lambda: "went offline" in driver.find_element(By.ID, "events").text)
+    driver.save_screenshot(f"{SHOTS}/backup-offline.png")
+
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, f"browser console errors: {errors}"
+    print("no console errors; screenshots in", SHOTS)
+finally:
+    driver.quit()
