@@ -26,6 +26,29 @@ fn python() -> std::path::PathBuf {
     python
 }
 
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Reads the browser script's lines until `marker` (within 60 s); what it printed on the way.
+async fn read_until(lines: Lines, marker: &'static str) -> (Lines, String) {
+    let read = tokio::task::spawn_blocking(move || {
+        let mut lines = lines;
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line == marker {
+                return (lines, seen);
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        panic!("the browser script ended before {marker}: {seen}");
+    });
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap_or_else(|_| panic!("no {marker} from the browser script within 60 s"))
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_federation_live_in_a_browser() {
     assert!(
@@ -92,6 +115,15 @@ async fn the_dashboard_shows_the_federation_live_in_a_browser() {
     assert_eq!(line.unwrap().unwrap(), "READY");
 
     federation.kill("backup");
+    writeln!(browser.stdin.as_mut().unwrap()).unwrap();
+    let (lines, seen) = read_until(lines, "READY").await;
+    assert!(seen.contains("no console errors"), "{seen}");
+
+    // The node serving the page goes away and comes back.
+    federation.kill("hetzner");
+    writeln!(browser.stdin.as_mut().unwrap()).unwrap();
+    let (mut lines, _) = read_until(lines, "AWAY").await;
+    federation.restart("hetzner");
     writeln!(browser.stdin.as_mut().unwrap()).unwrap();
     let status = tokio::task::spawn_blocking(move || browser.wait())
         .await

@@ -3,7 +3,9 @@
 Usage: dashboard.py URL SCREENSHOT_DIR
 Opens the page, checks that it names all three nodes online with the GPU shown, prints READY
 and waits for the test to kill `backup`; then checks that the open page shows backup offline
-without a reload, that the browser console holds no errors, and saves screenshots.
+without a reload and that the browser console holds no errors. Prints READY again and waits
+for the test to stop the node serving the page: the page must say so (AWAY), and come back by
+itself once the test restarts it. Screenshots of each step are saved.
 """
 
 import sys
@@ -66,6 +68,17 @@ try:
 
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, f"browser console errors: {errors}"
-    print("no console errors; screenshots in", SHOTS)
+    print("no console errors", flush=True)
+
+    # The node serving the page goes away: the page says so, then recovers on its own.
+    print("READY", flush=True)
+    sys.stdin.readline()  # the test stopped hetzner
+    banner = driver.find_element(By.ID, "banner")
+    wait("the lost-contact banner", lambda: banner.is_displayed() and "Lost contact" in banner.text)
+    driver.save_screenshot(f"{SHOTS}/serving-node-away.png")
+    print("AWAY", flush=True)
+    sys.stdin.readline()  # the test restarted hetzner
+    wait("the page back without a reload", lambda: not banner.is_displayed() and state("hetzner") == "self", limit=30)
+    print("back; screenshots in", SHOTS)
 finally:
     driver.quit()
