@@ -108,7 +108,7 @@ async fn the_dashboard_shows_the_federation_live_in_a_browser() {
         let line = lines.next();
         (line, lines)
     });
-    let (line, mut lines) = tokio::time::timeout(Duration::from_secs(60), ready)
+    let (line, lines) = tokio::time::timeout(Duration::from_secs(60), ready)
         .await
         .expect("the page showed three nodes within 60 s")
         .unwrap();
