@@ -22,9 +22,17 @@ use crate::sockets::{client, load};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `plain`: POST the payload to --url. `task`: POST a signed task to --target's node.
+    /// `plain`: POST the payload (or --body) to --url. `stream`: the same, recording the time
+    /// to the answer's first byte (a streamed answer's first token) and reading it to its end.
+    /// `task`: POST a signed task to --target's node.
     #[arg(long, default_value = "task")]
     mode: String,
+    /// plain and stream modes: the JSON body to POST instead of the default payload.
+    #[arg(long)]
+    body: Option<String>,
+    /// plain and stream modes: sent as `Authorization: Bearer KEY` (an ingress API key).
+    #[arg(long)]
+    api_key: Option<String>,
     /// plain mode: the URL to POST to.
     #[arg(long)]
     url: Option<String>,
@@ -64,6 +72,10 @@ enum Sender {
     Plain {
         http: reqwest::Client,
         url: String,
+        body: Option<String>,
+        api_key: Option<String>,
+        /// Record the time to the first byte, not to the end.
+        first_byte: bool,
     },
     Task {
         client: Box<SignedClient>,
@@ -75,24 +87,44 @@ enum Sender {
 static FIRST_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl Sender {
-    async fn send(&self, n: u64) -> bool {
+    /// Sends request `n`; whether it succeeded, and when its answer's first byte came if that
+    /// is what is measured.
+    async fn send(&self, n: u64) -> (bool, Option<Instant>) {
         let payload = json!({"prompt": "bench", "n": n});
         let failure = match self {
-            Sender::Plain { http, url } => match http.post(url).json(&payload).send().await {
-                Ok(response) if response.status().is_success() => match response.bytes().await {
-                    Ok(_) => return true,
+            Sender::Plain {
+                http,
+                url,
+                body,
+                api_key,
+                first_byte,
+            } => {
+                let mut request = http.post(url).header("content-type", "application/json");
+                request = match body {
+                    Some(body) => request.body(body.clone()),
+                    None => request.body(payload.to_string()),
+                };
+                if let Some(key) = api_key {
+                    request = request.bearer_auth(key);
+                }
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        match read_answer(response, *first_byte).await {
+                            Ok(first) => return (true, first),
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    Ok(response) => format!("HTTP {}", response.status()),
                     Err(e) => e.to_string(),
-                },
-                Ok(response) => format!("HTTP {}", response.status()),
-                Err(e) => e.to_string(),
-            },
+                }
+            }
             Sender::Task { client, task_type } => {
                 let body = json!({"task_id": uuid::Uuid::new_v4().to_string(), "type": task_type, "payload": payload, "priority": 1});
                 match client
                     .post_raw("/v1/federation/task", body.to_string().as_bytes())
                     .await
                 {
-                    Ok((200, _)) => return true,
+                    Ok((200, _)) => return (true, None),
                     Ok((status, answer)) => {
                         format!("HTTP {status}: {}", String::from_utf8_lossy(&answer))
                     }
@@ -101,8 +133,26 @@ impl Sender {
             }
         };
         let _ = FIRST_ERROR.set(failure);
-        false
+        (false, None)
     }
+}
+
+/// Reads an answer to its end; when `first_byte`, when its first bytes came.
+async fn read_answer(
+    mut response: reqwest::Response,
+    first_byte: bool,
+) -> reqwest::Result<Option<Instant>> {
+    if !first_byte {
+        response.bytes().await?;
+        return Ok(None);
+    }
+    let mut first = None;
+    while let Some(chunk) = response.chunk().await? {
+        if first.is_none() && !chunk.is_empty() {
+            first = Some(Instant::now());
+        }
+    }
+    Ok(first)
 }
 
 struct Results {
@@ -164,8 +214,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     while Instant::now() < until {
                         let n = sent.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
-                        let ok = sender.send(n).await;
-                        let latency = started.elapsed();
+                        let (ok, first_byte) = sender.send(n).await;
+                        let latency = first_byte.unwrap_or_else(Instant::now) - started;
                         results.lock().expect("lock").record(started, latency, ok);
                     }
                 });
@@ -184,9 +234,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 let slot = slots.clone().acquire_owned().await?;
                 let (sender, results) = (sender.clone(), results.clone());
                 tasks.spawn(async move {
-                    let ok = sender.send(n).await;
+                    let (ok, first_byte) = sender.send(n).await;
                     // Latency from the scheduled time: waiting for a slot counts.
-                    let latency = scheduled.elapsed();
+                    let latency = first_byte.unwrap_or_else(Instant::now) - scheduled;
                     results.lock().expect("lock").record(scheduled, latency, ok);
                     drop(slot);
                 });
@@ -215,15 +265,25 @@ fn sender(args: &Args) -> Result<Sender> {
         bail!("--warmup-seconds must be zero or a positive number");
     }
     Ok(match args.mode.as_str() {
-        "plain" => {
+        "plain" | "stream" => {
             let Some(url) = args.url.clone() else {
-                bail!("--mode plain needs --url")
+                bail!("--mode {} needs --url", args.mode)
             };
+            if let Some(body) = &args.body {
+                serde_json::from_str::<serde_json::Value>(body)
+                    .map_err(|e| anyhow::anyhow!("--body is not JSON: {e}"))?;
+            }
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(args.connections)
                 .no_proxy()
                 .build()?;
-            Sender::Plain { http, url }
+            Sender::Plain {
+                http,
+                url,
+                body: args.body.clone(),
+                api_key: args.api_key.clone(),
+                first_byte: args.mode == "stream",
+            }
         }
         "task" => {
             let (Some(dir), Some(node)) = (&args.config, &args.node) else {
@@ -239,7 +299,7 @@ fn sender(args: &Args) -> Result<Sender> {
                 task_type: args.task_type.clone(),
             }
         }
-        other => bail!("--mode must be plain or task, not {other:?}"),
+        other => bail!("--mode must be plain, stream or task, not {other:?}"),
     })
 }
 

@@ -212,7 +212,7 @@ fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
             }
             if i == 1 && hold {
                 let _ = released.changed().await;
-            } else if i > 0 {
+            } else if i > 0 && !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
             let bytes = if i == tokens {
@@ -243,7 +243,10 @@ async fn whole_text(backend: &Shared, request: &Value) -> String {
         let _ = released.changed().await;
     }
     let tokens = backend.args.tokens;
-    tokio::time::sleep(Duration::from_millis(backend.args.gap_ms) * tokens.saturating_sub(1)).await;
+    let pace = Duration::from_millis(backend.args.gap_ms) * tokens.saturating_sub(1);
+    if !pace.is_zero() {
+        tokio::time::sleep(pace).await;
+    }
     ending.finished = true;
     (0..tokens).map(token).collect()
 }
