@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 ROUNDS="${ROUNDS:-3}"
 SLOW_STREAMS="${SLOW_STREAMS:-1000}"
+# ONLY_SLOW=1: just the concurrent slow streams (for looking into them).
+ONLY_SLOW="${ONLY_SLOW:-}"
 
 if ! command -v nginx >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
@@ -178,6 +180,7 @@ via_nginx=(--url http://127.0.0.20:18001/v1/chat/completions)
 via_fed=(--url http://127.0.0.3:18100/v1/chat/completions --api-key "$key")
 via_litellm=(--url http://127.0.0.21:18200/v1/chat/completions --api-key "$master_key")
 
+if [ -z "$ONLY_SLOW" ]; then
 echo "== one connection: added latency ($ROUNDS x $SECONDS_PER_RUN s each, interleaved)"
 for _ in $(seq "$ROUNDS"); do
   bench one_direct "$FAST" -- --mode plain "${direct[@]}" --body "$chat" --connections 1
@@ -201,6 +204,7 @@ for _ in $(seq "$ROUNDS"); do
   bench ttft_direct "$FAST" -- --mode stream "${direct[@]}" --body "$stream" --connections 1
   bench ttft_fed "$I1 $I2" -- --mode stream "${via_fed[@]}" --body "$stream" --connections 1
 done
+fi
 echo "== $SLOW_STREAMS concurrent slow streams (50 tokens, 100 ms apart) through I1 and I3"
 slow='{"model": "slow-llm", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
 SECONDS_PER_RUN=8 bench slow_streams "$I1 $I3" -- --mode stream --url http://127.0.0.3:18100/v1/chat/completions \

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
+use triforce_core::failover::TaskOutcome;
 use triforce_core::harness::{Cluster, ClusterConfig, NetworkConfig};
 use triforce_core::membership::{MembershipConfig, MembershipEvent, PeerState};
 use triforce_core::time::Instant;
@@ -19,6 +20,7 @@ fn config(nodes: usize, seed: u64, loss: f64) -> ClusterConfig {
             loss,
         },
         seed,
+        task_interval: None,
     }
 }
 
@@ -117,5 +119,53 @@ proptest! {
                 prop_assert_eq!(cluster.view(a, b).state, PeerState::Online, "{} sees {}", a, b);
             }
         }
+    }
+}
+
+/// Tasks through the federation machines: every task ends once, none vanish, a crash costs
+/// only the tasks its node was routing, and one seed gives one trace, outcomes included.
+#[test]
+fn tasks_end_exactly_once_through_crashes_and_cuts() {
+    let run = |seed: u64| {
+        let mut config = config(3, seed, 0.02);
+        config.task_interval = Some(Duration::from_millis(200));
+        let mut cluster = Cluster::new(config);
+        cluster.run_until(secs(60));
+        cluster.crash(2);
+        cluster.run_until(secs(120));
+        cluster.restart(2);
+        cluster.cut(0, 1);
+        cluster.run_until(secs(200));
+        cluster.heal();
+        cluster.run_until(secs(400));
+        cluster
+    };
+    for seed in 0..4 {
+        let cluster = run(seed);
+        let outcomes = cluster.outcomes();
+        let mut ids: Vec<u64> = outcomes.iter().map(|r| r.task).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), outcomes.len(), "no task ends twice");
+        assert_eq!(
+            outcomes.len() as u64 + cluster.in_flight() + cluster.orphaned(),
+            cluster.submitted(),
+            "every task is accounted for"
+        );
+        assert!(cluster.submitted() > 5_000);
+        // In the last, quiet stretch every task completed.
+        let late: Vec<_> = outcomes
+            .iter()
+            .filter(|r| r.submitted_at >= secs(300))
+            .collect();
+        assert!(!late.is_empty());
+        assert!(late
+            .iter()
+            .all(|r| matches!(r.outcome, TaskOutcome::Completed { .. })));
+        assert_eq!(
+            cluster.trace_hash(),
+            run(seed).trace_hash(),
+            "one seed, one run"
+        );
     }
 }

@@ -1,8 +1,15 @@
-//! The core tier: the membership machines alone in `triforce-core`'s cluster harness, which
-//! jumps from deadline to deadline with no runtime, for sweeping many seeds per minute.
+//! The core tier: the federation machines alone in `triforce-core`'s cluster harness, which
+//! jumps from deadline to deadline with no runtime, for sweeping many seeds per minute. Every
+//! node submits a task a second; the machines route, fail over and end them while nodes crash,
+//! links are cut and heal, and the invariants are the turmoil tier's where they apply: detection
+//! within the bound, everyone online again after healing, and every task ending exactly once,
+//! within its deadline, completed whenever no fault was under way.
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
+
+use triforce_core::failover::{FailoverConfig, TaskOutcome};
 use triforce_core::harness::{Cluster, ClusterConfig, NetworkConfig};
 use triforce_core::membership::{MembershipConfig, MembershipEvent, PeerState};
 use triforce_core::time::Instant as SimInstant;
@@ -13,6 +20,9 @@ pub struct CoreReport {
     pub violations: Vec<String>,
     pub simulated: Duration,
     pub wall: Duration,
+    /// Tasks submitted, and how many of those completed.
+    pub tasks: u64,
+    pub completed: u64,
 }
 
 pub fn run_seed(seed: u64, nodes: usize, hours: u64) -> CoreReport {
@@ -29,6 +39,7 @@ pub fn run_seed(seed: u64, nodes: usize, hours: u64) -> CoreReport {
             loss: 0.0,
         },
         seed,
+        task_interval: Some(Duration::from_secs(1)),
     };
     let started = Instant::now();
     let mut cluster = Cluster::new(config);
@@ -79,10 +90,59 @@ pub fn run_seed(seed: u64, nodes: usize, hours: u64) -> CoreReport {
             }
         }
     }
+    cluster.run_until(at(t + 300));
+    check_tasks(&cluster, &mut violations);
     CoreReport {
         seed,
         violations,
-        simulated: Duration::from_secs(t),
+        simulated: Duration::from_secs(t + 300),
         wall: started.elapsed(),
+        tasks: cluster.submitted(),
+        completed: cluster
+            .outcomes()
+            .iter()
+            .filter(|r| matches!(r.outcome, TaskOutcome::Completed { .. }))
+            .count() as u64,
     }
+}
+
+/// Every task ended exactly once (or was lost with its origin's crash), within its deadline; a
+/// task submitted in a quiet stretch (no fault within a minute of it) completed.
+fn check_tasks(cluster: &Cluster, violations: &mut Vec<String>) {
+    let outcomes = cluster.outcomes();
+    let mut ended = BTreeSet::new();
+    for record in outcomes {
+        if !ended.insert(record.task) {
+            violations.push(format!("task {} ended twice", record.task));
+        }
+        let took = record.ended_at.saturating_since(record.submitted_at);
+        if took > FailoverConfig::default().deadline + Duration::from_secs(1) {
+            violations.push(format!(
+                "task {} took {took:?}, past its deadline",
+                record.task
+            ));
+        }
+        let quiet = quiet_at(record.submitted_at);
+        if quiet && !matches!(record.outcome, TaskOutcome::Completed { .. }) {
+            violations.push(format!(
+                "task {} from n{} in a quiet stretch did not complete: {:?}",
+                record.task, record.origin, record.outcome
+            ));
+        }
+    }
+    let accounted = outcomes.len() as u64 + cluster.in_flight() + cluster.orphaned();
+    if accounted != cluster.submitted() {
+        violations.push(format!(
+            "{} tasks submitted, {} accounted for (ended, in flight or orphaned): some vanished",
+            cluster.submitted(),
+            accounted
+        ));
+    }
+}
+
+/// Whether `at` lies in the steady part of an hour (see [`run_seed`]), a minute clear of the
+/// faults and of the recovery after them.
+fn quiet_at(at: SimInstant) -> bool {
+    let second_of_hour = (at.as_millis() / 1000) % 3600;
+    (60..1140).contains(&second_of_hour) || (1860..3540).contains(&second_of_hour)
 }

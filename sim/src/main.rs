@@ -179,10 +179,13 @@ fn core_tier(args: &Args, hours: u64) -> Result<bool> {
         None => parse_seeds(&args.seeds)?,
     };
     let (mut simulated, mut wall, mut failed, mut runs) = (0.0, 0.0, 0u64, 0u64);
+    let (mut tasks, mut completed) = (0u64, 0u64);
     for seed in seeds {
         let report = triforce_sim::core_tier::run_seed(seed, args.nodes, hours);
         runs += 1;
         simulated += report.simulated.as_secs_f64();
+        tasks += report.tasks;
+        completed += report.completed;
         wall += report.wall.as_secs_f64();
         if !report.violations.is_empty() {
             failed += 1;
@@ -194,7 +197,7 @@ fn core_tier(args: &Args, hours: u64) -> Result<bool> {
         }
     }
     println!(
-        "core tier        seeds {runs:>4} failed {failed:>3}  sim/wall {:>10.0}x  ({:.0} simulated hours in {:.2} s)",
+        "core tier        seeds {runs:>4} failed {failed:>3}  sim/wall {:>10.0}x  ({:.0} simulated hours in {:.2} s; tasks {tasks}, completed {completed})",
         simulated / wall.max(1e-9),
         simulated / 3600.0,
         wall

@@ -114,7 +114,14 @@ impl Sender {
                             Err(e) => e.to_string(),
                         }
                     }
-                    Ok(response) => format!("HTTP {}", response.status()),
+                    Ok(response) => {
+                        let status = response.status();
+                        let text = response.text().await.unwrap_or_default();
+                        format!(
+                            "HTTP {status}: {}",
+                            text.chars().take(300).collect::<String>()
+                        )
+                    }
                     Err(e) => e.to_string(),
                 }
             }

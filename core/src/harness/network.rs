@@ -27,17 +27,25 @@ impl Default for NetworkConfig {
     }
 }
 
-/// A heartbeat or its answer, between node indices.
+/// What travels between node indices: heartbeats and their answers, and a task's dispatch,
+/// acknowledgement and result (tasks are numbered by the harness).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Message {
     Probe { from: usize, to: usize, seq: u64 },
     Answer { from: usize, to: usize, seq: u64 },
+    Task { from: usize, to: usize, task: u64 },
+    Accepted { from: usize, to: usize, task: u64 },
+    Result { from: usize, to: usize, task: u64 },
 }
 
 impl Message {
     fn link(&self) -> (usize, usize) {
         match *self {
-            Message::Probe { from, to, .. } | Message::Answer { from, to, .. } => (from, to),
+            Message::Probe { from, to, .. }
+            | Message::Answer { from, to, .. }
+            | Message::Task { from, to, .. }
+            | Message::Accepted { from, to, .. }
+            | Message::Result { from, to, .. } => (from, to),
         }
     }
 }
@@ -95,6 +103,6 @@ impl Network {
     }
 }
 
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
+pub(super) fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

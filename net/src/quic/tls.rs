@@ -16,9 +16,12 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Streams a peer may have open at once: heartbeats and tasks in flight between two nodes (a
-/// node queues at most `queue_len_max` and runs one per core; more are refused as busy).
-const BIDI_STREAMS_MAX: u32 = 1024;
+/// Streams a peer may have open at once: heartbeats and tasks in flight between two nodes. A
+/// relayed answer holds its stream for as long as it streams (minutes for a long chat), so this
+/// is sized for thousands of concurrent streams, not for the one-per-core workers: at 1,024 a
+/// burst of 1,000 streams plus the ones still closing made the sender wait for a stream and
+/// miss the accept timeout. Memory stays bounded by the connection window below, not by this.
+const BIDI_STREAMS_MAX: u32 = 8192;
 /// Connection-wide receive window, in stream windows: how many full task frames may sit
 /// unread per connection before the sender is held back.
 const CONNECTION_WINDOW_FRAMES: u64 = 8;
