@@ -17,11 +17,12 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Streams a peer may have open at once: heartbeats and tasks in flight between two nodes. A
-/// relayed answer holds its stream for as long as it streams (minutes for a long chat), so this
-/// is sized for thousands of concurrent streams, not for the one-per-core workers: at 1,024 a
-/// burst of 1,000 streams plus the ones still closing made the sender wait for a stream and
-/// miss the accept timeout. Memory stays bounded by the connection window below, not by this.
-const BIDI_STREAMS_MAX: u32 = 8192;
+/// relayed answer holds its stream for as long as it streams (minutes for a long chat). At
+/// 1,024 a burst of 1,000 streams plus the ones still closing made the sender wait for a
+/// stream and miss the accept timeout; 2,048 carries 1,000 concurrent streams without an error
+/// (`bench/front_door.sh`). Higher costs idle memory: quinn sizes per-connection state by it
+/// (8,192 made an idle node 16 MB larger).
+const BIDI_STREAMS_MAX: u32 = 2048;
 /// Connection-wide receive window, in stream windows: how many full task frames may sit
 /// unread per connection before the sender is held back.
 const CONNECTION_WINDOW_FRAMES: u64 = 8;
