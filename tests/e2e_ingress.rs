@@ -201,6 +201,16 @@ fn run_client(script: &str, args: &[&str]) {
 /// hetzner with the ingress (no chat executor of its own), zombie-pc and backup each with a
 /// backend; returns the federation, the ingress port and a key made by `triforce apikey add`.
 fn federation(name: &str, backends: &[&Backend]) -> (Federation, u16, String) {
+    federation_with(name, backends, None)
+}
+
+/// Like [`federation`]; with `tls`, hetzner's ingress serves HTTPS with that (certificate,
+/// key) PEM pair.
+fn federation_with(
+    name: &str,
+    backends: &[&Backend],
+    tls: Option<(&str, &str)>,
+) -> (Federation, u16, String) {
     let ingress_port = Federation::free_tcp_port();
     let zombie = backends[0].port;
     let backup = backends.get(1).map(|b| b.port);
@@ -214,15 +224,26 @@ fn federation(name: &str, backends: &[&Backend]) -> (Federation, u16, String) {
     let federation = Federation::start_each_prepared(
         name,
         |id| match id {
-            "hetzner" => format!(
-                "[ingress]\nlisten = \"127.0.0.1:{ingress_port}\"\nbody_bytes_max = 65536\n"
-            ),
+            "hetzner" => {
+                let tls = if tls.is_some() {
+                    "tls_cert_file = \"ingress.crt\"\ntls_key_file = \"ingress.key\"\n"
+                } else {
+                    ""
+                };
+                format!(
+                    "[ingress]\nlisten = \"127.0.0.1:{ingress_port}\"\nbody_bytes_max = 65536\n{tls}"
+                )
+            }
             "zombie-pc" => relay(zombie),
             _ => backup.map(relay).unwrap_or_default(),
         },
         |id, dir| {
             if id == "hetzner" {
                 *key.borrow_mut() = apikey_add(dir, "tests");
+                if let Some((cert, private_key)) = tls {
+                    std::fs::write(dir.join("ingress.crt"), cert).unwrap();
+                    support::write_key(&dir.join("ingress.key"), private_key);
+                }
             }
         },
     );
@@ -576,4 +597,31 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
     };
     federation.kill(serving);
     client.await.unwrap();
+}
+
+/// HTTPS on the ingress: the `openai` SDK verifies the node's certificate and chats, plain and
+/// streamed; a plain-HTTP client gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_serves_https_with_the_operators_certificate() {
+    let backend = Backend::start("zombie-backend", 5);
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, private_key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
+    let (federation, port, key) =
+        federation_with("ingress-tls", &[&backend], Some((&cert, &private_key)));
+    federation.wait_all_online().await;
+    let cert_file = federation.dir.join("client-trusts.crt");
+    std::fs::write(&cert_file, &cert).unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    run_client(
+        "openai_client.py",
+        &[&base, &key, "tls", cert_file.to_str().unwrap()],
+    );
+    // Plain HTTP to the HTTPS port: refused by the handshake, never answered.
+    let mut stream = open(port, "GET", "/api/version", "", "").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("version"),
+        "{answer:?} {read:?}"
+    );
 }

@@ -96,11 +96,28 @@ def interrupted():
         print("error event:", error.message)
 
 
+def tls(cert):
+    """The SDK over HTTPS, trusting the node's certificate."""
+    import httpx
+
+    c = OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=30,
+               http_client=httpx.Client(verify=cert))
+    answer = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "".join(TOKENS), answer
+    pieces = [chunk.choices[0].delta.content for chunk in c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+        if chunk.choices and chunk.choices[0].delta.content]
+    assert pieces == TOKENS, pieces
+    print("https: chat and stream with the node's certificate verified")
+
+
 if SCENARIO == "basics":
     basics()
 elif SCENARIO == "concurrent":
     asyncio.run(concurrent(50))
 elif SCENARIO == "interrupted":
     interrupted()
+elif SCENARIO == "tls":
+    tls(sys.argv[4])
 else:
     raise SystemExit(f"unknown scenario {SCENARIO}")

@@ -370,7 +370,12 @@ async fn start(dir: &Path, id: &str) -> Result<Running> {
     let ingress = ingress.map(|(listener, keys)| {
         let keys = triforce_net::ingress::KeyCheck::new(keys);
         let app = triforce_net::ingress::router(node.clone(), keys);
-        tokio::spawn(triforce_net::ingress::serve(node.clone(), app, listener))
+        tokio::spawn(triforce_net::ingress::serve(
+            node.clone(),
+            app,
+            listener,
+            None,
+        ))
     });
     Ok(Running {
         node,

@@ -55,21 +55,28 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
     let ingress = match config.settings.ingress.listen {
         Some(listen) => {
             let (path, keys) = triforce_net::ingress::load_api_keys(&config)?;
+            let tls = triforce_net::ingress::tls_acceptor(&config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("ingress: cannot listen on {listen}"))?;
-            tracing::info!(%listen, keys = keys.keys.len(), file = %path.display(), "ingress (OpenAI and Ollama APIs) listening");
-            Some((listener, keys))
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%listen, scheme, keys = keys.keys.len(), file = %path.display(), "ingress (OpenAI and Ollama APIs) listening");
+            Some((listener, keys, tls))
         }
         None => None,
     };
     let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
     tracing::info!(node = %node.id(), %addr, "node started (HTTP on TCP, QUIC on UDP)");
     let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
-    let ingress = ingress.map(|(listener, keys)| {
+    let ingress = ingress.map(|(listener, keys, tls)| {
         let app =
             triforce_net::ingress::router(node.clone(), triforce_net::ingress::KeyCheck::new(keys));
-        tokio::spawn(triforce_net::ingress::serve(node.clone(), app, listener))
+        tokio::spawn(triforce_net::ingress::serve(
+            node.clone(),
+            app,
+            listener,
+            tls,
+        ))
     });
 
     let mut terminate = signal(SignalKind::terminate())?;

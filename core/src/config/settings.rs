@@ -45,6 +45,10 @@ pub struct IngressSettings {
     pub connections_max: usize,
     /// Longest one request may wait for its answer to start (the whole stream may take longer).
     pub first_byte_timeout_ms: u64,
+    /// PEM certificate chain and private key (relative to the config directory): HTTPS when
+    /// both are set.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for IngressSettings {
@@ -55,6 +59,8 @@ impl Default for IngressSettings {
             body_bytes_max: 4 << 20,
             connections_max: 1024,
             first_byte_timeout_ms: 120_000,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -76,6 +82,13 @@ impl IngressSettings {
                 SETTINGS_FILE,
                 "ingress.body_bytes_max",
                 "must be at most 1 GiB",
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "ingress.tls_cert_file",
+                "set tls_cert_file and tls_key_file together (HTTPS needs both), or neither",
             ));
         }
         if self.api_keys_file.as_os_str().is_empty() {
@@ -706,6 +719,7 @@ mod tests {
         assert!(e("[ingress]\nlisten = \"nowhere\"").contains("listen"));
         assert!(e("[ingress]\nbody_bytes_max = 0").contains("ingress.body_bytes_max"));
         assert!(e("[ingress]\nfirst_byte_timeout_ms = 0").contains("ingress.first_byte_timeout_ms"));
+        assert!(e("[ingress]\ntls_cert_file = \"c.pem\"").contains("tls_key_file together"));
     }
 }
 

@@ -13,6 +13,7 @@ mod body;
 mod keys;
 mod server;
 mod shape;
+mod tls;
 
 pub use api::{router, CHAT_TASK, EMBEDDINGS_TASK};
 
@@ -22,3 +23,4 @@ pub use body::StreamedBody;
 pub use keys::{load_api_keys, KeyCheck};
 pub use server::serve;
 pub use shape::{Api, Framing};
+pub use tls::{acceptor as tls_acceptor, TlsError};

@@ -12,13 +12,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::http::body::RequestClock;
 use crate::node::Node;
 
-/// Serves `app` (see [`super::router`]) on `listener` until `node` shuts down.
-pub async fn serve(node: Node, app: Router, listener: TcpListener) -> std::io::Result<()> {
+/// Serves `app` (see [`super::router`]) on `listener` until `node` shuts down; over TLS when
+/// `tls` is given (see [`super::tls_acceptor`]).
+pub async fn serve(
+    node: Node,
+    app: Router,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     let settings = node.config().settings.clone();
     let drain = Duration::from_millis(settings.timing.drain_timeout_ms);
     let read_timeout = Duration::from_millis(settings.limits.request_read_timeout_ms);
@@ -58,17 +65,48 @@ pub async fn serve(node: Node, app: Router, listener: TcpListener) -> std::io::R
                 clock.restart();
                 response
             });
-        let connection = hyper::server::conn::http1::Builder::new()
+        let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%from, %error, "ingress connection ended with an error");
+            .clone();
+        let service = TowerToHyperService::new(service);
+        match tls.clone() {
+            None => {
+                let connection =
+                    graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%from, %error, "ingress connection ended with an error");
+                    }
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, within the read timeout, so
+                // a client that stalls it holds only its own slot.
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%from, %error, "ingress TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%from, "ingress TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection =
+                        watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%from, %error, "ingress connection ended with an error");
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
     Ok(())
