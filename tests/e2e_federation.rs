@@ -377,3 +377,83 @@ async fn kill_9_of_a_hub_loses_no_task_and_it_comes_back() {
         })
         .await;
 }
+
+/// Long tasks: `Prefer: respond-async` answers 202 with the task's URL at once; GET gives its
+/// state and then its answer; DELETE cancels a running one.
+#[tokio::test]
+async fn long_tasks_answer_at_once_and_are_fetched_or_cancelled_later() {
+    let federation = Federation::start("long-tasks");
+    federation.wait_all_online().await;
+    let client = federation.client("hetzner", "hetzner");
+    let prefer = [("prefer", "respond-async")];
+
+    let body = json!({"task_id": "long-1", "type": "chat", "payload": {"ms": 1500}, "priority": 1});
+    let started = client
+        .request(
+            "POST",
+            "/v1/federation/task",
+            body.to_string().as_bytes(),
+            &prefer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 202, "{}", started.body);
+    assert_eq!(started.body["location"], "/v1/federation/task/long-1");
+    let running = client.get("/v1/federation/task/long-1").await.unwrap();
+    assert_eq!(
+        (running.status, running.body["status"].as_str()),
+        (202, Some("running"))
+    );
+    let mut done = running;
+    for _ in 0..100 {
+        done = client.get("/v1/federation/task/long-1").await.unwrap();
+        if done.status != 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["status"], "completed");
+    assert_eq!(done.body["result"]["ms"], 1500);
+
+    // A long one cancelled while it runs.
+    let body =
+        json!({"task_id": "long-2", "type": "chat", "payload": {"ms": 10000}, "priority": 1});
+    let started = client
+        .request(
+            "POST",
+            "/v1/federation/task",
+            body.to_string().as_bytes(),
+            &prefer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 202);
+    let cancel = json!({"task_id": "long-2"}).to_string();
+    let cancelled = client
+        .request(
+            "DELETE",
+            "/v1/federation/task/long-2",
+            cancel.as_bytes(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    let state = client.get("/v1/federation/task/long-2").await.unwrap();
+    assert_eq!(state.body["status"], "cancelled");
+    // A cancellation must name the task it cancels; an unknown id is 404.
+    let wrong = client
+        .request("DELETE", "/v1/federation/task/long-2", b"{}", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (wrong.status, wrong.body["error"]["code"].as_str()),
+        (400, Some("bad_task"))
+    );
+    let unknown = client.get("/v1/federation/task/nope").await.unwrap();
+    assert_eq!(
+        (unknown.status, unknown.body["error"]["code"].as_str()),
+        (404, Some("unknown_task"))
+    );
+}

@@ -78,6 +78,25 @@ impl SignedClient {
         self.send(Method::GET, path, b"").await
     }
 
+    /// A request with extra headers (`Prefer: respond-async`), any method.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        extra: &[(&'static str, &str)],
+    ) -> Result<Reply, ClientError> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Request {
+            target: self.target,
+            message: e.to_string(),
+        })?;
+        let (status, bytes) = self.send_with(method, path, body, extra).await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        Ok(Reply { status, body })
+    }
+
     /// A POST whose answer is left unparsed: status and bytes (for load generation, where
     /// parsing every answer would be the client's cost, not the server's).
     pub async fn post_raw(&self, path: &str, body: &[u8]) -> Result<(u16, Bytes), ClientError> {
@@ -97,6 +116,16 @@ impl SignedClient {
         method: Method,
         path: &str,
         body: &[u8],
+    ) -> Result<(u16, Bytes), ClientError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+        extra: &[(&'static str, &str)],
     ) -> Result<(u16, Bytes), ClientError> {
         let unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -122,6 +151,10 @@ impl SignedClient {
             headers.insert(name, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in extra {
+            let value = HeaderValue::from_str(value).map_err(|e| failed(e.to_string()))?;
+            headers.insert(*name, value);
+        }
         let exchange = async {
             let response = self
                 .http

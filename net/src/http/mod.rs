@@ -5,6 +5,7 @@
 
 pub mod body;
 mod error;
+mod long_tasks;
 mod routes;
 mod server;
 

@@ -1,16 +1,18 @@
 //! The routes and their handlers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::header::ACCEPT;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use triforce_core::auth::{
     Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
@@ -22,6 +24,7 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::body::{read_bounded, BodyLimits};
+use super::long_tasks::{LongTask, LongTasks, StartRefusal};
 use super::{ApiError, ClientAddr};
 use crate::exec::{AnswerStream, StreamHead};
 use crate::ingress::{Framing, StreamedBody};
@@ -31,12 +34,19 @@ use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
 /// The API's router for `node`.
 pub fn router(node: Node) -> Router {
     let body_max = node.config().settings.limits.body_bytes_max;
+    let long_tasks = Arc::new(LongTasks::new(
+        node.config().settings.limits.ledger_entries_max,
+    ));
     let limits = BodyLimits {
         bytes_max: body_max,
     };
     Router::new()
         .route("/v1/federation/health", post(health))
         .route("/v1/federation/task", post(task))
+        .route(
+            "/v1/federation/task/{task_id}",
+            get(long_task_state).delete(long_task_cancel),
+        )
         .route("/v1/federation/status", get(status))
         .route("/metrics", get(metrics))
         .route("/ui", get(crate::dashboard::page))
@@ -45,6 +55,7 @@ pub fn router(node: Node) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(limits, read_bounded))
+        .layer(Extension(long_tasks))
         .with_state(node)
 }
 
@@ -146,6 +157,7 @@ fn read_only(
 
 async fn task(
     State(node): State<Node>,
+    Extension(long_tasks): Extension<Arc<LongTasks>>,
     ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -157,6 +169,15 @@ async fn task(
     let task = TaskRequest::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
     remember(&node, &request, from)?;
+    if prefers_async(&headers) {
+        return start_long_task(node, long_tasks, task);
+    }
+    Ok(answer_task(&node, task, wants_stream(&headers)).await)
+}
+
+/// Runs `task` and answers as the seed's API does: the outcome, or a streamed answer for a
+/// client that asked for one.
+async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
     let task_id = task.task_id.clone();
     let Submitted { outcome, stream } = node.submit_streaming(task, None).await;
     let outcome = match (outcome, stream) {
@@ -172,9 +193,9 @@ async fn task(
                 status: 200,
                 content_type: "application/json".into(),
             });
-            if wants_stream(&headers) {
+            if stream_wanted {
                 // The backend's answer as it comes, in its own framing.
-                return Ok(streamed_answer(&head, stream, &ran_on));
+                return streamed_answer(&head, stream, &ran_on);
             }
             let body_max = node.config().settings.limits.body_bytes_max;
             let result = whole_answer(&head, stream, body_max).await;
@@ -193,12 +214,151 @@ async fn task(
         }
         (outcome, _) => outcome,
     };
-    Ok((
+    (
         answer_status(&outcome),
         [(CONTENT_TYPE, "application/json")],
         outcome_body(&task_id, &outcome),
     )
-        .into_response())
+        .into_response()
+}
+
+/// Whether the client asked to be answered at once and to fetch the result later
+/// (`Prefer: respond-async`, RFC 7240).
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == "respond-async"))
+}
+
+/// 202 with the task's URL; the task runs on in its own tokio task, its answer kept for
+/// `GET /v1/federation/task/{id}`.
+fn start_long_task(
+    node: Node,
+    long_tasks: Arc<LongTasks>,
+    task: TaskRequest,
+) -> Result<Response, ApiError> {
+    let task_id = task.task_id.clone();
+    let location = format!("/v1/federation/task/{task_id}");
+    let runner = {
+        let (node, long_tasks, task_id) = (node.clone(), long_tasks.clone(), task_id.clone());
+        async move {
+            let response = answer_task(&node, task, false).await;
+            let status = response.status().as_u16();
+            let limit = node.config().settings.limits.body_bytes_max + 65_536;
+            let body = axum::body::to_bytes(response.into_body(), limit)
+                .await
+                .unwrap_or_default();
+            long_tasks.finish(&task_id, status, body);
+        }
+    };
+    // Registered before it runs, so a quick task cannot finish before it is known.
+    let (start, go) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        if go.await.is_ok() {
+            runner.await;
+        }
+    });
+    let started = long_tasks.start(&task_id, || handle.abort_handle());
+    let refusal = match started {
+        Ok(()) => {
+            let _ = start.send(());
+            let body =
+                serde_json::json!({"task_id": task_id, "status": "accepted", "location": location});
+            let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                "preference-applied",
+                axum::http::HeaderValue::from_static("respond-async"),
+            );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+                headers.insert(axum::http::header::LOCATION, value);
+            }
+            return Ok(response);
+        }
+        Err(refusal) => refusal,
+    };
+    drop(start);
+    Err(match refusal {
+        StartRefusal::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "task_id_conflict",
+            format!("a long task {task_id:?} is already known here"),
+        ),
+        StartRefusal::Full => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "long_tasks_full",
+            "every kept long task is still running (limits.ledger_entries_max)",
+        ),
+    })
+}
+
+/// `GET /v1/federation/task/{id}`: 202 `running`, the task's answer once it ended, or 200
+/// `cancelled`. Signed and read-only, like status.
+async fn long_task_state(
+    State(node): State<Node>,
+    Extension(long_tasks): Extension<Arc<LongTasks>>,
+    Path(task_id): Path<String>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    authenticate(&node, &headers, &body, from)?;
+    long_task_answer(&task_id, long_tasks.get(&task_id))
+}
+
+/// `DELETE /v1/federation/task/{id}` with body `{"task_id": id}` (so that two cancellations
+/// are two different signed messages): cancels a running task. Signed and replay-checked.
+async fn long_task_cancel(
+    State(node): State<Node>,
+    Extension(long_tasks): Extension<Arc<LongTasks>>,
+    Path(task_id): Path<String>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
+    let request = authenticate(&node, &headers, &body, from)?;
+    let named: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["task_id"].as_str().map(str::to_string));
+    if named.as_deref() != Some(task_id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_task",
+            "a cancellation's body must be {\"task_id\": \"<the id in the path>\"}",
+        ));
+    }
+    remember(&node, &request, from)?;
+    long_task_answer(&task_id, long_tasks.cancel(&task_id))
+}
+
+fn long_task_answer(task_id: &str, state: Option<LongTask>) -> Result<Response, ApiError> {
+    let state = state.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_task",
+            format!("no long task {task_id:?} here (never started, or its answer was dropped)"),
+        )
+    })?;
+    Ok(match state {
+        LongTask::Running => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"task_id": task_id, "status": "running"})),
+        )
+            .into_response(),
+        LongTask::Cancelled => {
+            Json(serde_json::json!({"task_id": task_id, "status": "cancelled"})).into_response()
+        }
+        LongTask::Done { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+    })
 }
 
 /// Whether the client asked for the answer as a stream (`Accept: text/event-stream`).
@@ -332,6 +492,6 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "health and task take POST, status takes GET",
+        "health and task take POST, status and task/{id} take GET, task/{id} takes DELETE",
     )
 }
