@@ -3,10 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::header::ACCEPT;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -20,14 +19,14 @@ use triforce_core::auth::{
 };
 use triforce_core::failover::{AttemptError, ErrorCode, ExhaustedReason, RemoteError, TaskOutcome};
 use triforce_core::json::RawJson;
-use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::body::{read_bounded, BodyLimits};
-use super::long_tasks::{LongTask, LongTasks, StartRefusal};
+use super::long_tasks::{
+    long_task_cancel, long_task_state, prefers_async, start_long_task, LongTasks,
+};
 use super::{ApiError, ClientAddr};
 use crate::exec::{AnswerStream, StreamHead};
-use crate::ingress::{Framing, StreamedBody};
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
 
@@ -60,7 +59,7 @@ pub fn router(node: Node) -> Router {
 }
 
 /// Every check but the replay cache, outside any lock (the MAC runs over the whole body).
-fn authenticate(
+pub(super) fn authenticate(
     node: &Node,
     headers: &HeaderMap,
     body: &[u8],
@@ -84,7 +83,11 @@ fn authenticate(
 
 /// Remembers an authenticated request that changes something; a second one with the same
 /// signature inside the window is a replay. The only step under a lock, and a short one.
-fn remember(node: &Node, request: &Authenticated, from: SocketAddr) -> Result<(), ApiError> {
+pub(super) fn remember(
+    node: &Node,
+    request: &Authenticated,
+    from: SocketAddr,
+) -> Result<(), ApiError> {
     let now = node.shared.clock.unix_s();
     let remembered = node
         .shared
@@ -110,7 +113,7 @@ fn refused(node: &Node, from: SocketAddr, rejection: &Rejection) -> ApiError {
     ApiError::from(rejection)
 }
 
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -177,7 +180,7 @@ async fn task(
 
 /// Runs `task` and answers as the seed's API does: the outcome, or a streamed answer for a
 /// client that asked for one.
-async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
+pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
     let task_id = task.task_id.clone();
     let Submitted { outcome, stream } = node.submit_streaming(task, None).await;
     let outcome = match (outcome, stream) {
@@ -195,7 +198,7 @@ async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Res
             });
             if stream_wanted {
                 // The backend's answer as it comes, in its own framing.
-                return streamed_answer(&head, stream, &ran_on);
+                return crate::ingress::streamed_response(&head, stream, &ran_on);
             }
             let body_max = node.config().settings.limits.body_bytes_max;
             let result = whole_answer(&head, stream, body_max).await;
@@ -222,145 +225,6 @@ async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Res
         .into_response()
 }
 
-/// Whether the client asked to be answered at once and to fetch the result later
-/// (`Prefer: respond-async`, RFC 7240).
-fn prefers_async(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|p| p.trim() == "respond-async"))
-}
-
-/// 202 with the task's URL; the task runs on in its own tokio task, its answer kept for
-/// `GET /v1/federation/task/{id}`.
-fn start_long_task(
-    node: Node,
-    long_tasks: Arc<LongTasks>,
-    task: TaskRequest,
-) -> Result<Response, ApiError> {
-    let task_id = task.task_id.clone();
-    let location = format!("/v1/federation/task/{task_id}");
-    let runner = {
-        let (node, long_tasks, task_id) = (node.clone(), long_tasks.clone(), task_id.clone());
-        async move {
-            let response = answer_task(&node, task, false).await;
-            let status = response.status().as_u16();
-            let limit = node.config().settings.limits.body_bytes_max + 65_536;
-            let body = axum::body::to_bytes(response.into_body(), limit)
-                .await
-                .unwrap_or_default();
-            long_tasks.finish(&task_id, status, body);
-        }
-    };
-    // Registered before it runs, so a quick task cannot finish before it is known.
-    let (start, go) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        if go.await.is_ok() {
-            runner.await;
-        }
-    });
-    let started = long_tasks.start(&task_id, || handle.abort_handle());
-    let refusal = match started {
-        Ok(()) => {
-            let _ = start.send(());
-            let body =
-                serde_json::json!({"task_id": task_id, "status": "accepted", "location": location});
-            let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                "preference-applied",
-                axum::http::HeaderValue::from_static("respond-async"),
-            );
-            if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
-                headers.insert(axum::http::header::LOCATION, value);
-            }
-            return Ok(response);
-        }
-        Err(refusal) => refusal,
-    };
-    drop(start);
-    Err(match refusal {
-        StartRefusal::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "task_id_conflict",
-            format!("a long task {task_id:?} is already known here"),
-        ),
-        StartRefusal::Full => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "long_tasks_full",
-            "every kept long task is still running (limits.ledger_entries_max)",
-        ),
-    })
-}
-
-/// `GET /v1/federation/task/{id}`: 202 `running`, the task's answer once it ended, or 200
-/// `cancelled`. Signed and read-only, like status.
-async fn long_task_state(
-    State(node): State<Node>,
-    Extension(long_tasks): Extension<Arc<LongTasks>>,
-    Path(task_id): Path<String>,
-    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    authenticate(&node, &headers, &body, from)?;
-    long_task_answer(&task_id, long_tasks.get(&task_id))
-}
-
-/// `DELETE /v1/federation/task/{id}` with body `{"task_id": id}` (so that two cancellations
-/// are two different signed messages): cancels a running task. Signed and replay-checked.
-async fn long_task_cancel(
-    State(node): State<Node>,
-    Extension(long_tasks): Extension<Arc<LongTasks>>,
-    Path(task_id): Path<String>,
-    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(&node, &headers, &body, from)?;
-    let named: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["task_id"].as_str().map(str::to_string));
-    if named.as_deref() != Some(task_id.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_task",
-            "a cancellation's body must be {\"task_id\": \"<the id in the path>\"}",
-        ));
-    }
-    remember(&node, &request, from)?;
-    long_task_answer(&task_id, long_tasks.cancel(&task_id))
-}
-
-fn long_task_answer(task_id: &str, state: Option<LongTask>) -> Result<Response, ApiError> {
-    let state = state.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_task",
-            format!("no long task {task_id:?} here (never started, or its answer was dropped)"),
-        )
-    })?;
-    Ok(match state {
-        LongTask::Running => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"task_id": task_id, "status": "running"})),
-        )
-            .into_response(),
-        LongTask::Cancelled => {
-            Json(serde_json::json!({"task_id": task_id, "status": "cancelled"})).into_response()
-        }
-        LongTask::Done { status, body } => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            [(CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-    })
-}
-
 /// Whether the client asked for the answer as a stream (`Accept: text/event-stream`).
 fn wants_stream(headers: &HeaderMap) -> bool {
     headers
@@ -368,24 +232,6 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("text/event-stream"))
-}
-
-fn streamed_answer(head: &StreamHead, stream: AnswerStream, ran_on: &NodeId) -> Response {
-    let framing = Framing::of(&head.content_type);
-    let mut response = Response::new(Body::new(StreamedBody::new(stream, framing)));
-    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = response.headers_mut();
-    if let Ok(value) = axum::http::HeaderValue::from_str(&head.content_type) {
-        headers.insert(CONTENT_TYPE, value);
-    }
-    headers.insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
-    );
-    if let Ok(value) = axum::http::HeaderValue::from_str(ran_on.as_str()) {
-        headers.insert("x-triforce-node", value);
-    }
-    response
 }
 
 /// A streamed answer collected for a client that did not ask for a stream: `{status,

@@ -4,25 +4,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use triforce_core::failover::{AttemptError, ErrorCode, ExhaustedReason, TaskOutcome};
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
-use super::body::StreamedBody;
 use super::keys::KeyCheck;
-use super::shape::{Api, Framing, IngressError};
-use crate::exec::StreamHead;
+use super::shape::{Api, IngressError};
 use crate::http::body::{read_bounded, BodyLimits};
-use crate::node::{Node, Submitted};
+use crate::node::Node;
 
 /// Task types the ingress submits.
 pub const CHAT_TASK: &str = "chat";
@@ -236,128 +233,7 @@ async fn submit(
                 ),
             )
         })?;
-    answer(api, endpoint.task_type, model, submitted)
-}
-
-/// The client's answer: the backend's, streamed, or an error in the API's shape.
-fn answer(
-    api: Api,
-    task_type: &str,
-    model: Option<&str>,
-    submitted: Submitted,
-) -> Result<Response, IngressError> {
-    let Submitted { outcome, stream } = submitted;
-    match outcome {
-        TaskOutcome::Completed { node, result, .. } => {
-            let head = StreamHead::from_json(&result);
-            let response = match (head, stream) {
-                (Some(head), Some(stream)) => {
-                    let framing = Framing::of(&head.content_type);
-                    let mut response = Response::new(Body::new(StreamedBody::new(stream, framing)));
-                    *response.status_mut() =
-                        StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-                    let headers = response.headers_mut();
-                    if let Ok(value) = HeaderValue::from_str(&head.content_type) {
-                        headers.insert(CONTENT_TYPE, value);
-                    }
-                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    // Tells nginx and its kin in front of the ingress not to buffer either.
-                    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                    response
-                }
-                (Some(_), None) => {
-                    return Err(IngressError::new(
-                        api,
-                        StatusCode::BAD_GATEWAY,
-                        "answer_lost",
-                        "the backend's answer went to an earlier attempt of this task",
-                    ))
-                }
-                // A node whose executor for the type is not a relay (echo, http, command):
-                // its JSON result is the answer.
-                (None, _) => (
-                    StatusCode::OK,
-                    [(CONTENT_TYPE, "application/json")],
-                    result.get().to_string(),
-                )
-                    .into_response(),
-            };
-            let mut response = response;
-            if let Ok(value) = HeaderValue::from_str(node.as_str()) {
-                response.headers_mut().insert("x-triforce-node", value);
-            }
-            Ok(response)
-        }
-        TaskOutcome::Failed { node, error, .. } => {
-            let (status, code) = match error.code {
-                ErrorCode::ResultTooLarge | ErrorCode::RequestTooLarge => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
-                }
-                _ => (StatusCode::BAD_GATEWAY, "backend_error"),
-            };
-            Err(IngressError::new(
-                api,
-                status,
-                code,
-                format!("{node}: {}", error.message),
-            ))
-        }
-        TaskOutcome::AllNodesFailed {
-            reason: ExhaustedReason::NoNodeHasModel,
-            ..
-        } => Err(IngressError::new(
-            api,
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            format!(
-                "the model {:?} is not available on any online node",
-                model.unwrap_or_default()
-            ),
-        )),
-        TaskOutcome::AllNodesFailed {
-            reason: ExhaustedReason::BackendsDown,
-            ..
-        } => Err(IngressError::new(
-            api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "backends_down",
-            format!(
-                "every backend with the model {:?} is down (their nodes are up); try again shortly",
-                model.unwrap_or_default()
-            ),
-        )),
-        TaskOutcome::AllNodesFailed {
-            reason: ExhaustedReason::NoNodeRunsType,
-            ..
-        } => Err(IngressError::new(
-            api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_backend_available",
-            format!("no online node runs {task_type} tasks (configure an openai executor for {task_type:?})"),
-        )),
-        TaskOutcome::AllNodesFailed { reason, attempts } => {
-            let no_executor = !attempts.is_empty()
-                && attempts.iter().all(|a| {
-                    matches!(&a.error, Some(AttemptError::Remote(r)) if r.code == ErrorCode::NoExecutor)
-                });
-            let last = attempts
-                .iter()
-                .rev()
-                .find_map(|a| a.error.as_ref().map(|e| format!("{}: {e:?}", a.node)))
-                .unwrap_or_else(|| "no node was online to try".to_string());
-            let message = if no_executor {
-                format!("no node runs {task_type} tasks (configure an openai executor for {task_type:?})")
-            } else {
-                format!("no node could serve the request ({reason:?}); last: {last}")
-            };
-            Err(IngressError::new(
-                api,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_backend_available",
-                message,
-            ))
-        }
-    }
+    super::answer::answer(api, endpoint.task_type, model, submitted)
 }
 
 /// The dashboard's state behind an API key (the page sends the key from its URL fragment).

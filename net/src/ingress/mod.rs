@@ -8,6 +8,7 @@
 //! after that ends with an error event in the API's own shape, never a silent truncation. A
 //! client that leaves cancels the task down to the backend request.
 
+mod answer;
 mod api;
 mod body;
 mod keys;
@@ -19,6 +20,7 @@ pub use api::{router, CHAT_TASK, EMBEDDINGS_TASK};
 
 /// The task types the ingress submits.
 pub const TASK_TYPES: [&str; 2] = [CHAT_TASK, EMBEDDINGS_TASK];
+pub use answer::streamed_response;
 pub use body::StreamedBody;
 pub use keys::{load_api_keys, KeyCheck};
 pub use server::serve;
