@@ -38,10 +38,17 @@ pub struct NodeArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node until SIGINT or SIGTERM. The PSK comes from TRIFORCE_PSK or psk_file.
+    /// Run a node until SIGINT or SIGTERM (SIGHUP reloads its config). The PSK comes from
+    /// TRIFORCE_PSK or psk_file.
     Run(cmd::run::Args),
     /// Show what a node knows about the federation.
     Status(cmd::status::Args),
+    /// Make the running node read its config files again (as SIGHUP does) and say what
+    /// changed, or why it refused them (its config then stays as it was).
+    Reload(cmd::control::ReloadArgs),
+    /// Drain a node: it finishes its running tasks and takes no new ones (peers learn it from
+    /// its heartbeats). It stays up until stopped.
+    Drain(cmd::control::DrainArgs),
     /// Submit a task through a node and print its outcome.
     Submit(cmd::submit::Args),
     /// Print the three signed headers for a request body, for use with curl.
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
         match command {
             Command::Run(_) => unreachable!("handled above"),
             Command::Status(args) => cmd::status::run(args).await,
+            Command::Reload(args) => cmd::control::reload(args).await,
+            Command::Drain(args) => cmd::control::drain(args).await,
             Command::Submit(args) => cmd::submit::run(args).await,
             Command::Sign(args) => cmd::sign::run(args),
             Command::Demo(args) => cmd::demo::run(args).await,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use triforce_core::failover::ExhaustedReason;
 use triforce_core::failover::{FailoverConfig, TaskOutcome};
 use triforce_core::federation::{
-    BackendState, Capabilities, Capacity, Federation, FederationConfig, NodeState, TaskAction,
-    TaskEvent, TaskHandle,
+    BackendState, Capabilities, Capacity, Federation, FederationConfig, NodeState, Reconfiguration,
+    TaskAction, TaskEvent, TaskHandle,
 };
 use triforce_core::json::RawJson;
 use triforce_core::membership::{Load, MembershipConfig};
@@ -56,6 +56,7 @@ fn runs(types: &[&str]) -> Capabilities {
     Capabilities {
         task_types: types.iter().map(|t| t.to_string()).collect(),
         backends: Vec::new(),
+        draining: false,
     }
 }
 
@@ -236,6 +237,7 @@ fn relay(healthy: bool, models: &[&str], loaded: &[&str]) -> Capabilities {
             models: names(models),
             loaded: names(loaded),
         }],
+        draining: false,
     }
 }
 
@@ -323,4 +325,88 @@ fn a_down_backend_gets_no_work_while_its_node_stays_online() {
     });
     let task = federation.handle_task(at(10_100), "chat", Some("llama3"));
     assert_eq!(dispatched_to(&drain(&mut federation, task)).len(), 1);
+}
+
+fn reconfiguration(nodes: &[(&str, u32)]) -> Reconfiguration {
+    Reconfiguration {
+        nodes: nodes
+            .iter()
+            .map(|(name, cores)| {
+                let capacity = Capacity {
+                    cores: *cores,
+                    ram_gb: 16,
+                    gpu: false,
+                };
+                (id(name), capacity)
+            })
+            .collect(),
+        membership: MembershipConfig::default(),
+        failover: FailoverConfig::default(),
+        selection: SelectionPolicy::default(),
+        retry_ratio: 0.2,
+        retry_reserve_per_s: 10,
+    }
+}
+
+#[test]
+fn a_node_added_by_a_reload_gets_work_after_its_first_answer_and_a_removed_one_never_again() {
+    let mut federation = federation();
+    answer_probes(&mut federation, 0, Duration::from_millis(30));
+    // backup leaves, hub joins with the most cores.
+    let reload = reconfiguration(&[("hetzner", 20), ("zombie-pc", 16), ("hub", 64)]);
+    federation.handle_reconfigure(at(1_000), reload);
+    let ids: Vec<String> = federation
+        .nodes()
+        .iter()
+        .map(|v| v.id.to_string())
+        .collect();
+    assert_eq!(ids, ["hetzner", "hub", "zombie-pc"]);
+    assert_eq!(view(&federation, "hub").state, NodeState::Unknown);
+    assert!(federation.poll_membership_woken());
+    // Before the hub answers, no task goes there; the removed node is no candidate either.
+    for n in 0..20 {
+        let task = federation.handle_task(at(1_100 + n), "chat", None);
+        let sent = dispatched_to(&drain(&mut federation, task));
+        assert!(!sent.contains(&"hub".to_string()), "{sent:?}");
+        assert!(!sent.contains(&"backup".to_string()), "{sent:?}");
+    }
+    // Its first answer is due at once, not an interval later.
+    answer_probes(&mut federation, 1_200, Duration::from_millis(1));
+    assert_eq!(view(&federation, "hub").state, NodeState::Online);
+    // A late answer from the removed node is ignored.
+    federation.handle_heartbeat_answer(
+        at(1_300),
+        &id("backup"),
+        1,
+        Load::default(),
+        Duration::from_millis(1),
+        runs(&["chat"]),
+    );
+    assert!(federation.nodes().iter().all(|v| v.id != id("backup")));
+    let task = federation.handle_task(at(1_400), "chat", None);
+    assert_eq!(dispatched_to(&drain(&mut federation, task)), ["hub"]);
+}
+
+#[test]
+fn a_draining_node_stays_online_and_gets_no_new_work() {
+    let mut federation = federation();
+    answer_probes_with(&mut federation, 0, Duration::from_millis(30), |peer| {
+        let mut caps = runs(&["chat", "gpu_inference", "echo"]);
+        caps.draining = peer == "backup";
+        caps
+    });
+    assert_eq!(view(&federation, "backup").state, NodeState::Draining);
+    assert!(view(&federation, "backup").is_online());
+    for n in 0..20 {
+        let task = federation.handle_task(at(100 + n), "chat", None);
+        let sent = dispatched_to(&drain(&mut federation, task));
+        assert!(!sent.contains(&"backup".to_string()), "{sent:?}");
+    }
+    // This node draining itself: its peers take the work.
+    let mut own = runs(&["chat", "gpu_inference", "echo"]);
+    own.draining = true;
+    federation.handle_local_capabilities(own);
+    assert_eq!(view(&federation, "hetzner").state, NodeState::Draining);
+    let task = federation.handle_task(at(200), "chat", None);
+    assert_eq!(dispatched_to(&drain(&mut federation, task)), ["zombie-pc"]);
 }

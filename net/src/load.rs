@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub psk: Vec<u8>,
     /// Further PSKs accepted (key rotation).
     pub accepted_psks: Vec<Vec<u8>>,
+    /// Whether the PSK came from `TRIFORCE_PSK`: a reload then keeps it (the variable is gone
+    /// from the environment once the node runs), so live rotation needs `psk_file`.
+    pub psk_from_env: bool,
 }
 
 /// Why a config directory could not be used.
@@ -62,6 +65,7 @@ impl NodeConfig {
             known: federation.ids(),
         })?;
         let me = me.clone();
+        let psk_from_env = psk_env.as_ref().is_some_and(|v| !v.is_empty());
         let psk = resolve_psk(dir, &settings, psk_env)?;
         let accepted_psks = settings
             .accepted_psk_files
@@ -80,7 +84,17 @@ impl NodeConfig {
             me,
             psk,
             accepted_psks,
+            psk_from_env,
         })
+    }
+
+    /// This config's directory loaded again for the same node, as a reload does: the PSK
+    /// from the environment stays if it came from there.
+    pub fn load_again(&self) -> Result<Self, LoadError> {
+        let psk_env = self
+            .psk_from_env
+            .then(|| String::from_utf8_lossy(&self.psk).into_owned());
+        Self::load(&self.dir, self.me.as_str(), psk_env)
     }
 
     pub fn my_spec(&self) -> &NodeSpec {

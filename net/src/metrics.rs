@@ -72,6 +72,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub backend_up: Family<BackendLabel, Gauge>,
     pub backend_probe_seconds: Family<BackendLabel, Gauge<f64, AtomicU64>>,
+    /// Reloads by outcome: `applied` or `refused`.
+    pub reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -153,7 +155,19 @@ impl Metrics {
             "How long the backend's last health probe took",
             backend_probe_seconds.clone(),
         );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched",
+            reloads.clone(),
+        );
+        for outcome in ["applied", "refused"] {
+            let _ = reloads.get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            });
+        }
         Metrics {
+            reloads,
             backend_up,
             backend_probe_seconds,
             registry,

@@ -46,6 +46,7 @@ fn config(port: u16) -> NodeConfig {
         me: NodeId::new("hetzner").unwrap(),
         psk: PSK.to_vec(),
         accepted_psks: vec![],
+        psk_from_env: false,
     }
 }
 

@@ -231,7 +231,10 @@ impl Checker {
                             .push(seen.at.saturating_sub(crashed_at));
                     }
                 }
-                MembershipEvent::LatencyChanged { .. } => {}
+                // The simulator does not reload configs yet.
+                MembershipEvent::LatencyChanged { .. }
+                | MembershipEvent::NodeJoined { .. }
+                | MembershipEvent::NodeLeft { .. } => {}
             }
         }
         self.events_seen = log.events.len();

@@ -191,6 +191,7 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         me: me.clone(),
         psk: PSK.to_vec(),
         accepted_psks: vec![],
+        psk_from_env: false,
     };
     let ip = turmoil::lookup(def.id.as_str());
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;

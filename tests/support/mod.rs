@@ -45,6 +45,8 @@ pub struct Federation {
     /// nodes can differ (executors, ingress); otherwise all read `dir`.
     per_node: bool,
     children: Vec<(String, Option<Child>)>,
+    /// Nodes beyond [`NODES`] started with [`Self::start_extra`], with their addresses.
+    extras: Vec<(String, IpAddr)>,
 }
 
 fn free_port() -> u16 {
@@ -142,6 +144,7 @@ impl Federation {
             port,
             per_node,
             children: Vec::new(),
+            extras: Vec::new(),
         };
         for (id, _) in NODES {
             let child = federation.spawn(id);
@@ -217,6 +220,32 @@ impl Federation {
         }
     }
 
+    /// Starts a node that is not one of [`NODES`] (it must be in the nodes file by then, at
+    /// `ip` and this federation's port).
+    pub fn start_extra(&mut self, id: &str, ip: &str) {
+        self.extras.push((id.to_string(), ip.parse().unwrap()));
+        let child = self.spawn(id);
+        self.children.push((id.to_string(), Some(child)));
+    }
+
+    /// Runs `triforce ARGS --config <node's dir> --node NODE` to the end: (success, stdout,
+    /// stderr).
+    pub fn cli(&self, node: &str, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_triforce"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_dir(node))
+            .args(["--node", node])
+            .env_remove("TRIFORCE_PSK")
+            .output()
+            .expect("the triforce binary runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     pub fn restart(&mut self, id: &str) {
         let child = self.spawn(id);
         *self.slot(id) = Some(child);
@@ -232,8 +261,17 @@ impl Federation {
     }
 
     pub fn addr(&self, id: &str) -> SocketAddr {
-        let ip = NODES.iter().find(|(name, _)| *name == id).unwrap().1;
-        SocketAddr::new(ip.parse().unwrap(), self.port)
+        SocketAddr::new(self.ip(id), self.port)
+    }
+
+    fn ip(&self, id: &str) -> IpAddr {
+        match NODES.iter().find(|(name, _)| *name == id) {
+            Some((_, ip)) => ip.parse().unwrap(),
+            None => {
+                let (_, ip) = self.extras.iter().find(|(name, _)| name == id).unwrap();
+                *ip
+            }
+        }
     }
 
     /// A client signing as `as_node` from `from_ip` to node `target`.
@@ -251,8 +289,8 @@ impl Federation {
 
     /// A client signing as `as_node` from its own address to `target`.
     pub fn client(&self, as_node: &str, target: &str) -> SignedClient {
-        let ip = NODES.iter().find(|(name, _)| *name == as_node).unwrap().1;
-        self.client_from(as_node, ip, target)
+        let ip = self.ip(as_node).to_string();
+        self.client_from(as_node, &ip, target)
     }
 
     /// Polls `target`'s status until `done` holds; panics with the last status after `limit`.

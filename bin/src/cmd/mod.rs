@@ -1,6 +1,7 @@
 pub mod apikey;
 pub mod backend;
 pub mod bench;
+pub mod control;
 pub mod demo;
 pub mod init;
 pub mod run;

@@ -81,9 +81,22 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: draining");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: draining");
+                break;
+            }
+            // The outcome is logged (one line naming the file and the cause when refused).
+            _ = hangup.recv() => {
+                let _ = node.reload_from_files().await;
+            }
+        }
     }
     let drained = node.shutdown(drain).await;
     if !drained {

@@ -78,6 +78,24 @@ impl ReplayCache {
         self.seen.is_empty()
     }
 
+    /// Shares the room among `signers` signers from now on (a reload changed the node set).
+    /// Every remembered signature stays, so nothing accepted before can be replayed after. An
+    /// entry keeps its signer number where it still exists, else counts as the clients'; the
+    /// numbers follow the node list, so for at most one window the shares may be charged to a
+    /// neighbour in it: fairness is approximate until then, safety is not.
+    pub fn reshare(&mut self, signers: usize) {
+        let signers = signers.max(1);
+        self.guaranteed = (self.entries_max / (2 * signers)).max(1);
+        self.held = vec![0; signers];
+        self.by_timestamp = std::mem::take(&mut self.by_timestamp)
+            .into_iter()
+            .map(|(timestamp, tag, signer)| (timestamp, tag, signer.min(signers - 1)))
+            .collect();
+        for (_, _, signer) in &self.by_timestamp {
+            self.held[*signer] += 1;
+        }
+    }
+
     /// Remembers an authenticated request, or says why it must be refused.
     pub fn remember(
         &mut self,
@@ -149,6 +167,30 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reshare_keeps_every_signature() {
+        let mut cache = ReplayCache::new(30, 100, 4);
+        for signer in 0..4 {
+            assert_eq!(
+                cache.insert([signer as u8; 32], 100, 100, signer),
+                Insert::Fresh
+            );
+        }
+        cache.reshare(2);
+        for signer in 0..4 {
+            assert_eq!(
+                cache.insert([signer as u8; 32], 100, 101, 0),
+                Insert::Replay
+            );
+        }
+        assert_eq!(cache.held, [1, 3]);
+        cache.reshare(5);
+        assert_eq!(cache.insert([9; 32], 100, 101, 4), Insert::Fresh);
+        // The window still empties it.
+        assert_eq!(cache.insert([10; 32], 140, 140, 0), Insert::Fresh);
+        assert_eq!(cache.len(), 1);
+    }
 
     #[test]
     fn remembers_within_window_and_forgets_after() {

@@ -225,6 +225,11 @@ impl<M: Mac> Authenticator<M> {
         self.sources.is_known_source(source)
     }
 
+    /// Replay-cache shares this checker's sources use (see [`ReplayCache::reshare`]).
+    pub fn signer_count(&self) -> usize {
+        self.sources.signer_count()
+    }
+
     /// Whether `source` is a node's address (the only sources that may speak QUIC).
     pub fn is_node_address(&self, source: IpAddr) -> bool {
         self.sources.is_node_address(source)

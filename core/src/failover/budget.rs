@@ -34,6 +34,13 @@ impl RetryBudget {
     }
 
     /// A task made its first attempt at `now`.
+    /// New limits from a reload; the counts of the last window stay, so a reload neither
+    /// grants a burst of retries nor takes back ones already spent.
+    pub fn set_limits(&mut self, ratio: f64, reserve_per_s: u32) {
+        self.ratio = ratio;
+        self.reserve_per_s = f64::from(reserve_per_s);
+    }
+
     pub fn handle_first_attempt(&mut self, now: Instant) {
         let bucket = self.roll(now);
         self.buckets[bucket].0 = self.buckets[bucket].0.saturating_add(1);

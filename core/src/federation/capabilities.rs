@@ -15,6 +15,9 @@ pub struct Capabilities {
     pub task_types: Vec<String>,
     /// The backends of its relaying (`openai`) executors.
     pub backends: Vec<BackendState>,
+    /// The node is draining (asked to, or stopping): it finishes what it runs and takes no
+    /// new tasks.
+    pub draining: bool,
 }
 
 /// One relaying executor's backend, as its node last saw it.
@@ -38,6 +41,8 @@ pub enum Offer {
     NoModel,
     /// Its backend for the type is down.
     Unhealthy,
+    /// It could run the task but is draining: it takes no new work.
+    Draining,
     /// It can run the task.
     Cold,
     /// It can run the task, with the model already loaded.
@@ -75,6 +80,9 @@ impl Capabilities {
 
     /// What the node offers for a task of `task_type` naming `model`.
     pub fn offer(&self, task_type: &str, model: Option<&str>) -> Offer {
+        if self.draining {
+            return Offer::Draining;
+        }
         if !self.runs(task_type) {
             return Offer::NoType;
         }
@@ -107,6 +115,7 @@ mod tests {
                 models: names(models),
                 loaded: names(loaded),
             }],
+            draining: false,
         }
     }
 
@@ -124,6 +133,12 @@ mod tests {
         assert_eq!(down.offer("chat", Some("mistral")), Offer::NoModel);
         // A backend that lists no models takes any.
         assert_eq!(node(true, &[], &[]).offer("chat", Some("x")), Offer::Cold);
+        let draining = Capabilities {
+            draining: true,
+            ..up
+        };
+        assert_eq!(draining.offer("chat", Some("qwen")), Offer::Draining);
+        assert!(!Offer::Draining.can_run());
     }
 
     #[test]

@@ -170,6 +170,12 @@ impl Federation {
                 views.push(NodeView::peer(id.clone(), *capacity, &view));
             }
         }
+        for view in &mut views {
+            let draining = self.capabilities.get(&view.id).is_some_and(|c| c.draining);
+            if draining && view.is_online() {
+                view.state = NodeState::Draining;
+            }
+        }
         views
     }
 

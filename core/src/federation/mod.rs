@@ -18,9 +18,12 @@
 //! - where a task can run at all ([`Capabilities::offer`]): only nodes with an executor for its
 //!   type, a backend with its model, and that backend up; warm models first. A task no online
 //!   node can take ends at once, with a reason that says which of the three was missing.
+//! - a draining node ([`Capabilities::draining`], from its heartbeat) takes no new work but
+//!   stays online: its running tasks finish.
 
 mod capabilities;
 mod machine;
+mod reconfigure;
 mod tasks;
 mod view;
 
@@ -28,5 +31,6 @@ pub use capabilities::{
     BackendState, Capabilities, Offer, CAPABILITY_ITEMS_MAX, CAPABILITY_NAME_LEN_MAX,
 };
 pub use machine::{Capacity, Federation, FederationConfig};
+pub use reconfigure::Reconfiguration;
 pub use tasks::{TaskAction, TaskEvent, TaskHandle};
 pub use view::{NodeState, NodeView};

@@ -216,7 +216,8 @@ impl Federation {
             Offer::NoType => Some(ExhaustedReason::NoNodeRunsType),
             Offer::NoModel => Some(ExhaustedReason::NoNodeHasModel),
             Offer::Unhealthy => Some(ExhaustedReason::BackendsDown),
-            Offer::Cold | Offer::Warm => None,
+            // Every node that could is draining: the failover finds no candidate and says so.
+            Offer::Draining | Offer::Cold | Offer::Warm => None,
         }
     }
 

@@ -19,6 +19,8 @@ pub enum NodeState {
     Offline,
     /// Never answered yet.
     Unknown,
+    /// Online, finishing its running tasks, taking no new ones (from its heartbeat).
+    Draining,
 }
 
 impl NodeState {
@@ -29,6 +31,7 @@ impl NodeState {
             NodeState::Suspect => "suspect",
             NodeState::Offline => "offline",
             NodeState::Unknown => "unknown",
+            NodeState::Draining => "draining",
         }
     }
 }
@@ -74,7 +77,7 @@ impl NodeView {
     pub fn is_online(&self) -> bool {
         matches!(
             self.state,
-            NodeState::Local | NodeState::Online | NodeState::Suspect
+            NodeState::Local | NodeState::Online | NodeState::Suspect | NodeState::Draining
         )
     }
 

@@ -145,6 +145,7 @@ impl Cluster {
         Capabilities {
             task_types: vec![HARNESS_TASK_TYPE.to_string()],
             backends: Vec::new(),
+            draining: false,
         }
     }
 

@@ -21,4 +21,8 @@ pub enum MembershipEvent {
     ProbeMissed { node: NodeId, misses: u32 },
     /// The smoothed round-trip time moved to another whole millisecond.
     LatencyChanged { node: NodeId, latency_ms: u64 },
+    /// A reload added the node to this one's config: it is probed from now on.
+    NodeJoined { node: NodeId },
+    /// A reload removed the node from this one's config: it is forgotten.
+    NodeLeft { node: NodeId },
 }

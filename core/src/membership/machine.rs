@@ -182,6 +182,48 @@ impl Membership {
         }
     }
 
+    /// A reload changed the peer set or the timing: peers not in `peers` are forgotten (their
+    /// outstanding probe with them), new ones are probed at once, and the others keep their
+    /// state, so a reload never makes a healthy peer look new or missed. A shorter interval
+    /// applies from each peer's next probe on.
+    pub fn handle_reconfigure(
+        &mut self,
+        now: Instant,
+        config: MembershipConfig,
+        peers: impl IntoIterator<Item = NodeId>,
+    ) {
+        assert!(config.misses_max > 0, "misses_max must be at least 1");
+        assert!(!config.interval.is_zero(), "interval must be positive");
+        let now = self.advance(now);
+        self.config = config;
+        let wanted: std::collections::BTreeSet<NodeId> = peers.into_iter().collect();
+        let gone: Vec<NodeId> = self
+            .peers
+            .keys()
+            .filter(|id| !wanted.contains(*id))
+            .cloned()
+            .collect();
+        for node in gone {
+            self.peers.remove(&node);
+            self.probes.retain(|probe| probe.peer != node);
+            self.events.push_back(MembershipEvent::NodeLeft { node });
+        }
+        for node in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.peers.entry(node) {
+                let node = slot.key().clone();
+                slot.insert(Peer::new(now));
+                self.events.push_back(MembershipEvent::NodeJoined { node });
+            }
+        }
+        let latest = now + config.interval;
+        for peer in self.peers.values_mut() {
+            if let Some(outstanding) = &mut peer.outstanding {
+                outstanding.deadline = outstanding.deadline.min(latest);
+            }
+            peer.next_probe_at = peer.next_probe_at.min(latest);
+        }
+    }
+
     /// The next heartbeat to send, if any.
     pub fn poll_probe(&mut self) -> Option<Probe> {
         self.probes.pop_front()
@@ -274,6 +316,46 @@ mod tests {
 
     fn drain_events(m: &mut Membership) -> Vec<MembershipEvent> {
         std::iter::from_fn(|| m.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_reconfigure_adds_and_forgets_peers_and_keeps_the_others_as_they_were() {
+        let (b, c, d) = (id("b"), id("c"), id("d"));
+        let mut m = Membership::new(MembershipConfig::default(), [b.clone(), c.clone()], at(0));
+        m.handle_timeout(at(0));
+        for probe in drain_probes(&mut m) {
+            m.handle_answer(at(1), &probe.peer, probe.seq, Load::default());
+        }
+        drain_events(&mut m);
+        // c leaves, d joins; b stays online with its latency and is not probed early.
+        m.handle_reconfigure(at(2), MembershipConfig::default(), [b.clone(), d.clone()]);
+        assert_eq!(
+            drain_events(&mut m),
+            [
+                MembershipEvent::NodeLeft { node: c.clone() },
+                MembershipEvent::NodeJoined { node: d.clone() }
+            ]
+        );
+        assert!(m.peer(&c).is_none());
+        assert_eq!(m.peer(&b).unwrap().state, PeerState::Online);
+        assert_eq!(m.peer(&d).unwrap().state, PeerState::Unknown);
+        m.handle_timeout(at(2));
+        let probed: Vec<NodeId> = drain_probes(&mut m).into_iter().map(|p| p.peer).collect();
+        assert_eq!(probed, std::slice::from_ref(&d));
+        // A late answer from the forgotten peer changes nothing.
+        assert_eq!(
+            m.handle_answer(at(3), &c, 2, Load::default()),
+            Answer::Stale
+        );
+        // A shorter interval applies from the next probe on.
+        let quick = MembershipConfig {
+            interval: Duration::from_secs(1),
+            misses_max: 3,
+        };
+        m.handle_reconfigure(at(3), quick, [b.clone(), d.clone()]);
+        m.handle_timeout(at(4));
+        let probed: Vec<NodeId> = drain_probes(&mut m).into_iter().map(|p| p.peer).collect();
+        assert!(probed.contains(&b), "{probed:?}");
     }
 
     #[test]

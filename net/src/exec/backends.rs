@@ -32,7 +32,7 @@ struct Backend {
 
 /// The backends of this node's relaying executors and what is known about them.
 pub struct Backends {
-    task_types: Vec<String>,
+    task_types: Mutex<Vec<String>>,
     backends: Mutex<Vec<Backend>>,
     /// Wakes whoever publishes this node's capabilities.
     pub changed: Notify,
@@ -50,40 +50,40 @@ enum Probe {
 
 impl Backends {
     pub fn new(settings: &Settings) -> Self {
-        let backends = settings
-            .executors
-            .iter()
-            .filter_map(|(task_type, spec)| match spec {
-                ExecutorSpec::Openai { base_url, .. } => Some(Backend {
-                    task_type: task_type.clone(),
-                    base_url: base_url.clone(),
-                    // Until the first probe: up, any model (a node just started is not
-                    // refused work for what nobody has looked at yet).
-                    state: BackendState {
-                        task_type: task_type.clone(),
-                        healthy: true,
-                        models: Vec::new(),
-                        loaded: Vec::new(),
-                    },
-                    slow_probes: 0,
-                    probe_time: Duration::ZERO,
-                }),
-                _ => None,
-            })
-            .collect();
         Backends {
-            task_types: settings.task_types(),
-            backends: Mutex::new(backends),
+            task_types: Mutex::new(settings.task_types()),
+            backends: Mutex::new(configured(settings)),
             changed: Notify::new(),
         }
+    }
+
+    /// A reload's executors: a backend still configured for the same type and URL keeps what
+    /// its probes found; a new one starts as at start (up, any model) until its first probe.
+    pub fn reconfigure(&self, settings: &Settings) {
+        let mut backends = self.backends.lock().expect("backends lock");
+        let mut next = configured(settings);
+        for backend in &mut next {
+            let same = |old: &&Backend| {
+                old.task_type == backend.task_type && old.base_url == backend.base_url
+            };
+            if let Some(old) = backends.iter().find(same) {
+                backend.state = old.state.clone();
+                backend.slow_probes = old.slow_probes;
+                backend.probe_time = old.probe_time;
+            }
+        }
+        *backends = next;
+        *self.task_types.lock().expect("backends lock") = settings.task_types();
+        self.changed.notify_one();
     }
 
     /// What this node can run now.
     pub fn capabilities(&self) -> Capabilities {
         let backends = self.backends.lock().expect("backends lock");
         Capabilities {
-            task_types: self.task_types.clone(),
+            task_types: self.task_types.lock().expect("backends lock").clone(),
             backends: backends.iter().map(|b| b.state.clone()).collect(),
+            draining: false,
         }
     }
 
@@ -105,18 +105,17 @@ impl Backends {
     /// Probes every backend now, and then every `interval`, until the future is dropped.
     pub async fn probe_forever(&self, http: &HttpBackends, interval: Duration) {
         loop {
-            let targets: Vec<(usize, String)> = {
+            let targets: Vec<(String, String)> = {
                 let backends = self.backends.lock().expect("backends lock");
                 backends
                     .iter()
-                    .enumerate()
-                    .map(|(i, b)| (i, b.base_url.clone()))
+                    .map(|b| (b.task_type.clone(), b.base_url.clone()))
                     .collect()
             };
-            for (index, base_url) in targets {
+            for (task_type, base_url) in targets {
                 let started = tokio::time::Instant::now();
                 let probe = probe(http, &base_url).await;
-                self.record(index, probe, started.elapsed());
+                self.record(&task_type, &base_url, probe, started.elapsed());
             }
             tokio::time::sleep(interval).await;
         }
@@ -131,9 +130,14 @@ impl Backends {
             .collect()
     }
 
-    fn record(&self, index: usize, probe: Probe, took: Duration) {
+    /// Records a probe of the backend of `task_type` at `base_url`, unless a reload removed it
+    /// meanwhile.
+    fn record(&self, task_type: &str, base_url: &str, probe: Probe, took: Duration) {
         let mut backends = self.backends.lock().expect("backends lock");
-        let Some(backend) = backends.get_mut(index) else {
+        let Some(backend) = backends
+            .iter_mut()
+            .find(|b| b.task_type == task_type && b.base_url == base_url)
+        else {
             return;
         };
         backend.probe_time = took;
@@ -242,4 +246,28 @@ fn names(list: &Value, field: &str) -> Option<Vec<String>> {
             .filter_map(|item| item[field].as_str().map(str::to_string))
             .collect(),
     )
+}
+
+/// The backends of a config's relaying executors, as at start: up, any model, until probed
+/// (a node just started is not refused work for what nobody has looked at yet).
+fn configured(settings: &Settings) -> Vec<Backend> {
+    settings
+        .executors
+        .iter()
+        .filter_map(|(task_type, spec)| match spec {
+            ExecutorSpec::Openai { base_url, .. } => Some(Backend {
+                task_type: task_type.clone(),
+                base_url: base_url.clone(),
+                state: BackendState {
+                    task_type: task_type.clone(),
+                    healthy: true,
+                    models: Vec::new(),
+                    loaded: Vec::new(),
+                },
+                slow_probes: 0,
+                probe_time: Duration::ZERO,
+            }),
+            _ => None,
+        })
+        .collect()
 }

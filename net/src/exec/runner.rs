@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 use triforce_core::config::{ExecutorSpec, Settings};
 use triforce_core::failover::{ErrorCode, RemoteError};
+use triforce_core::federation::Capabilities;
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
@@ -46,7 +48,8 @@ pub enum Started {
 
 /// Runs the tasks given to this node.
 pub struct Runner {
-    settings: Settings,
+    /// As of the last reload; a task reads it once at its start and keeps its executor.
+    settings: ArcSwap<Settings>,
     scheduler: Arc<Scheduler>,
     /// Slots for relayed (`openai`) tasks: the backend does the work and queues on its own, so
     /// these do not take one of the node's `workers_max` (one per core), which would hold a
@@ -74,10 +77,7 @@ impl Runner {
         gpu: bool,
         observer: Option<Arc<dyn crate::node::Observer>>,
     ) -> Arc<Self> {
-        let workers = match settings.limits.workers_max {
-            0 => cores.max(1) as usize,
-            n => n,
-        };
+        let workers = workers(settings.limits.workers_max, cores);
         let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
         let relays = Scheduler::new(settings.limits.relays_max, settings.limits.queue_len_max);
         let ledger = Mutex::new(TaskLedger::new(LedgerLimits {
@@ -86,7 +86,7 @@ impl Runner {
         }));
         let backends = Backends::new(&settings);
         Arc::new(Runner {
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             scheduler,
             relays,
             streams: Mutex::new(BTreeMap::new()),
@@ -132,7 +132,8 @@ impl Runner {
             }
             Begin::Start => {}
         }
-        let Some(spec) = self.settings.executor(&task.task_type) else {
+        let settings = self.settings.load_full();
+        let Some(spec) = settings.executor(&task.task_type) else {
             ledger.forget(&task.task_id);
             return Started::Refused(RemoteError::new(
                 ErrorCode::NoExecutor,
@@ -176,7 +177,7 @@ impl Runner {
                     .await;
                 return;
             }
-            let result_bytes_max = runner.settings.limits.body_bytes_max;
+            let result_bytes_max = settings.limits.body_bytes_max;
             let result = run_executor(&spec, &task.payload, &runner.http, result_bytes_max).await;
             runner.finish(&task.task_id, result);
         });
@@ -284,13 +285,31 @@ impl Runner {
         &self.backends
     }
 
-    /// Probes the backends every `interval` until dropped (a node without relaying executors
-    /// has nothing to probe and returns at once).
-    pub async fn probe_backends(&self, interval: std::time::Duration) {
-        if self.backends.capabilities().backends.is_empty() {
-            return;
+    /// What this node can run now, and whether it is draining.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            draining: self.shutting_down.load(Ordering::SeqCst),
+            ..self.backends.capabilities()
         }
+    }
+
+    /// Probes the backends every `interval` until dropped (a reload may add some to a node
+    /// that had none).
+    pub async fn probe_backends(&self, interval: std::time::Duration) {
         self.backends.probe_forever(&self.http, interval).await;
+    }
+
+    /// A reload's settings: executors and limits for tasks that start from now on; running
+    /// ones keep theirs.
+    pub fn reconfigure(&self, settings: Settings) {
+        let limits = &settings.limits;
+        self.scheduler.resize(
+            workers(limits.workers_max, self.cores),
+            limits.queue_len_max,
+        );
+        self.relays.resize(limits.relays_max, limits.queue_len_max);
+        self.backends.reconfigure(&settings);
+        self.settings.store(Arc::new(settings));
     }
 
     /// This node's load, as reported in heartbeat answers.
@@ -307,9 +326,15 @@ impl Runner {
         }
     }
 
-    /// Refuses new tasks from now on; running and queued ones go on.
+    /// Refuses new tasks from now on; running and queued ones go on. Peers learn it from the
+    /// next heartbeat answer (the capabilities say draining) and send no more.
     pub fn stop_accepting(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.backends.changed.notify_one();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Waits until no task is running or queued, or `limit` passes. True when idle.
@@ -324,5 +349,13 @@ impl Runner {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Worker slots for `workers_max` (0: one per core).
+fn workers(workers_max: usize, cores: u32) -> usize {
+    match workers_max {
+        0 => cores.max(1) as usize,
+        n => n,
     }
 }

@@ -10,13 +10,14 @@ use tokio::sync::oneshot;
 /// first, then first come) while it has room, else refused so the caller can answer busy.
 #[derive(Debug)]
 pub struct Scheduler {
-    workers_max: usize,
-    queue_len_max: usize,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// Both limits change on reload; see [`Scheduler::resize`].
+    workers_max: usize,
+    queue_len_max: usize,
     running: usize,
     next_seq: u64,
     waiting: BinaryHeap<Waiting>,
@@ -65,21 +66,40 @@ impl Scheduler {
     pub fn new(workers_max: usize, queue_len_max: usize) -> Arc<Self> {
         assert!(workers_max > 0, "a node needs at least one worker");
         Arc::new(Scheduler {
-            workers_max,
-            queue_len_max,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                workers_max,
+                queue_len_max,
+                ..State::default()
+            }),
         })
+    }
+
+    /// New limits from a reload. More workers start queued tasks at once; fewer take effect
+    /// as running tasks end (none is stopped). A shorter queue keeps what already waits.
+    pub fn resize(&self, workers_max: usize, queue_len_max: usize) {
+        assert!(workers_max > 0, "a node needs at least one worker");
+        let mut state = self.state.lock().expect("scheduler lock");
+        state.workers_max = workers_max;
+        state.queue_len_max = queue_len_max;
+        while state.running < state.workers_max {
+            let Some(next) = state.waiting.pop() else {
+                break;
+            };
+            if next.wake.send(()).is_ok() {
+                state.running += 1;
+            }
+        }
     }
 
     pub fn admit(self: &Arc<Self>, priority: i32) -> Admission {
         let mut state = self.state.lock().expect("scheduler lock");
-        if state.running < self.workers_max {
+        if state.running < state.workers_max {
             state.running += 1;
             return Admission::Now(Permit {
                 scheduler: self.clone(),
             });
         }
-        if state.waiting.len() >= self.queue_len_max {
+        if state.waiting.len() >= state.queue_len_max {
             return Admission::Busy;
         }
         let (wake, woken) = oneshot::channel();
@@ -109,7 +129,11 @@ impl Scheduler {
     fn release(&self) {
         let mut state = self.state.lock().expect("scheduler lock");
         // Hand the slot to the best waiting task that is still there; `running` stays the same.
-        while let Some(next) = state.waiting.pop() {
+        // Unless a reload left fewer workers than are running: then the slot goes away.
+        while state.running <= state.workers_max {
+            let Some(next) = state.waiting.pop() else {
+                break;
+            };
             if next.wake.send(()).is_ok() {
                 return;
             }
@@ -148,6 +172,35 @@ mod tests {
         let second = scheduler.permit_for_woken();
         drop(second);
         low.await.expect("then the low one");
+        drop(scheduler.permit_for_woken());
+        assert_eq!(scheduler.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_resize_starts_queued_tasks_or_lets_running_ones_end() {
+        let scheduler = Scheduler::new(1, 4);
+        let Admission::Now(first) = scheduler.admit(0) else {
+            panic!()
+        };
+        let Admission::Queued(mut queued) = scheduler.admit(0) else {
+            panic!()
+        };
+        scheduler.resize(2, 4);
+        queued
+            .try_recv()
+            .expect("a second worker took the queued task");
+        let second = scheduler.permit_for_woken();
+        assert_eq!(scheduler.load(), (2, 0));
+        // Down to one worker: nothing stops, but an ending task frees no slot for the queue.
+        scheduler.resize(1, 4);
+        let Admission::Queued(mut third) = scheduler.admit(0) else {
+            panic!()
+        };
+        drop(first);
+        assert!(third.try_recv().is_err());
+        assert_eq!(scheduler.load(), (1, 1));
+        drop(second);
+        third.try_recv().expect("the one worker left takes it");
         drop(scheduler.permit_for_woken());
         assert_eq!(scheduler.load(), (0, 0));
     }

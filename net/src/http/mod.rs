@@ -4,6 +4,7 @@
 //! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
 
 pub mod body;
+mod control;
 mod error;
 mod long_tasks;
 mod routes;

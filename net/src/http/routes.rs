@@ -47,6 +47,8 @@ pub fn router(node: Node) -> Router {
             get(long_task_state).delete(long_task_cancel),
         )
         .route("/v1/federation/status", get(status))
+        .route("/v1/federation/reload", post(super::control::reload))
+        .route("/v1/federation/drain", post(super::control::drain))
         .route("/metrics", get(metrics))
         .route("/ui", get(crate::dashboard::page))
         .route("/ui/state", get(dashboard_state))
@@ -76,7 +78,7 @@ pub(super) fn authenticate(
     };
     let now = node.shared.clock.unix_s();
     node.shared
-        .authenticator
+        .authenticator()
         .authenticate(&request, now)
         .map_err(|rejection| refused(node, from, &rejection))
 }

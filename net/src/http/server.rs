@@ -60,7 +60,7 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             },
             _ = node.stopped() => break,
         };
-        if !node.shared.authenticator.source_allowed(from.ip()) {
+        if !node.shared.authenticator().source_allowed(from.ip()) {
             node.shared.refuse_connection(refusal::HTTP_UNKNOWN_ADDRESS, || {
                 tracing::info!(%from, "closed a connection from an address that is no node's and not in allowed_clients")
             });

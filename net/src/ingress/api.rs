@@ -27,7 +27,7 @@ pub const EMBEDDINGS_TASK: &str = "embeddings";
 
 struct Ingress {
     node: Node,
-    keys: KeyCheck,
+    keys: Arc<KeyCheck>,
     /// Task ids: this node, when its ingress started, and a counter, so ids stay unique across
     /// the federation and across restarts.
     id_prefix: String,
@@ -54,8 +54,10 @@ const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endp
 
 /// The ingress router for `node`, checking keys against `keys`.
 pub fn router(node: Node, keys: KeyCheck) -> Router {
-    let settings = &node.config().settings;
-    let body_max = settings.ingress.body_bytes_max;
+    let keys = Arc::new(keys);
+    // A reload replaces the keys from the same file.
+    let _ = node.shared.ingress_keys.set(keys.clone());
+    let body_max = node.config().settings.ingress.body_bytes_max;
     let id_prefix = format!("{}-{}", node.id(), node.shared.clock.unix_s());
     let ingress = Arc::new(Ingress {
         node,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use arc_swap::ArcSwap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
@@ -23,7 +24,8 @@ pub fn load_api_keys(config: &NodeConfig) -> Result<(PathBuf, ApiKeys), LoadErro
 
 /// Checks a request's key and its rate.
 pub struct KeyCheck {
-    keys: ApiKeys,
+    /// As of the last reload.
+    keys: ArcSwap<ApiKeys>,
     /// Per key name: a token bucket (tokens, last refill).
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
@@ -31,7 +33,7 @@ pub struct KeyCheck {
 impl KeyCheck {
     pub fn new(keys: ApiKeys) -> Self {
         KeyCheck {
-            keys,
+            keys: ArcSwap::from_pointee(keys),
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -52,7 +54,8 @@ impl KeyCheck {
                     "no API key: send the header Authorization: Bearer KEY (keys come from `triforce apikey add`)",
                 )
             })?;
-        let key = self.keys.find(&key_hash(presented)).ok_or_else(|| {
+        let keys = self.keys.load();
+        let key = keys.find(&key_hash(presented)).ok_or_else(|| {
             IngressError::new(
                 api,
                 StatusCode::UNAUTHORIZED,
@@ -72,6 +75,12 @@ impl KeyCheck {
             ));
         }
         Ok(key.clone())
+    }
+
+    /// A reload's keys: a removed key is refused from the next request on; a kept key keeps
+    /// its rate bucket.
+    pub fn replace(&self, keys: ApiKeys) {
+        self.keys.store(std::sync::Arc::new(keys));
     }
 
     /// A token bucket holding a minute's worth of requests, refilled continuously.

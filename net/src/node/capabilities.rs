@@ -9,7 +9,7 @@ use super::Shared;
 
 pub async fn run(shared: Arc<Shared>) {
     let mut stopped = shared.shutdown.subscribe();
-    let interval = Duration::from_millis(shared.config.settings.timing.backend_probe_interval_ms);
+    let interval = Duration::from_millis(shared.config().settings.timing.backend_probe_interval_ms);
     let probes = shared.runner.probe_backends(interval);
     tokio::pin!(probes);
     let mut probing = true;
@@ -18,7 +18,7 @@ pub async fn run(shared: Arc<Shared>) {
             biased;
             _ = stopped.changed() => return,
             () = shared.runner.backends().changed.notified() => {
-                let capabilities = shared.runner.backends().capabilities();
+                let capabilities = shared.runner.capabilities();
                 shared.federation().handle_local_capabilities(capabilities);
             }
             () = &mut probes, if probing => probing = false,

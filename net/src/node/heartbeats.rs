@@ -69,7 +69,7 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 async fn send_probe(shared: Arc<Shared>, probe: Probe, answers: mpsc::UnboundedSender<Answered>) {
-    let limit = shared.config.settings.timing.heartbeat_interval();
+    let limit = shared.config().settings.timing.heartbeat_interval();
     let attempt = async {
         match exchange(&shared, &probe).await {
             Ok(answer) => Ok(answer),
@@ -165,6 +165,18 @@ fn report(shared: &Shared, event: MembershipEvent) {
                 })
                 .set(latency_ms as f64 / 1000.0);
         }
+        MembershipEvent::NodeJoined { node } => {
+            tracing::info!(peer = %node, "node added by a reload; probing it");
+        }
+        MembershipEvent::NodeLeft { node } => {
+            tracing::info!(peer = %node, "node removed by a reload; forgotten");
+            // Its series would otherwise stay at their last value for good.
+            let label = PeerLabel {
+                peer: node.to_string(),
+            };
+            metrics.peer_online.remove(&label);
+            metrics.peer_rtt_seconds.remove(&label);
+        }
     }
 }
 
@@ -177,6 +189,8 @@ fn journal(shared: &Shared, event: &MembershipEvent) {
         MembershipEvent::LatencyChanged { node, latency_ms } => {
             (node, "latency", Some(*latency_ms))
         }
+        MembershipEvent::NodeJoined { node } => (node, "joined", None),
+        MembershipEvent::NodeLeft { node } => (node, "left", None),
     };
     shared.journal.event(EventEntry {
         seq: 0,

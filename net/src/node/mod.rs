@@ -11,22 +11,22 @@ mod attempts;
 mod capabilities;
 mod heartbeats;
 mod observer;
+mod reload;
 mod route;
 mod serve;
 mod shared;
 mod status;
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use triforce_core::auth::HmacSha256Key;
 use triforce_core::node::NodeId;
 
 pub use answer::outcome_body;
 pub use observer::Observer;
+pub use reload::{ReloadError, ReloadSummary};
 pub use route::{AttemptEvent, Submitted};
 pub use shared::Shared;
 pub use status::{health_json, status_json};
@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::exec::Runner;
 use crate::load::NodeConfig;
 use crate::metrics::Metrics;
-use crate::quic::{client_config, server_config, Identity, Peers};
+use crate::quic::{client_config, server_config, Peers};
 
 /// A running node. Cheap to clone; every clone is the same node.
 #[derive(Clone)]
@@ -110,26 +110,8 @@ impl Node {
         .map_err(StartError::Endpoint)?;
         endpoint.set_default_client_config(client_config(idle_ms, frame_bytes_max));
 
-        let signing = HmacSha256Key::new(&config.psk);
-        let keys = config.keyring();
-        let node_ips = config.federation.node_ips();
-        let identity = Identity {
-            me: config.me.clone(),
-            signing,
-            keys,
-            window_s: timing.window_s,
-            node_ips,
-            clock: clock.clone(),
-            timeout: Duration::from_millis(timing.heartbeat_interval_ms.clamp(500, 10_000)),
-        };
-        let addrs: BTreeMap<NodeId, SocketAddr> = config
-            .federation
-            .nodes
-            .iter()
-            .filter(|(id, _)| **id != config.me)
-            .map(|(id, spec)| (id.clone(), SocketAddr::new(spec.ip, spec.port)))
-            .collect();
-        let peers = Peers::new(endpoint.clone(), identity, addrs);
+        let identity = reload::identity(&clock, &config);
+        let peers = Peers::new(endpoint.clone(), identity, reload::peer_addrs(&config));
         let spec = config.my_spec().clone();
         let runner = Runner::new(
             config.settings.clone(),
@@ -158,11 +140,12 @@ impl Node {
     }
 
     pub fn id(&self) -> &NodeId {
-        &self.shared.config.me
+        &self.shared.me
     }
 
-    pub fn config(&self) -> &NodeConfig {
-        &self.shared.config
+    /// The config as of the last reload.
+    pub fn config(&self) -> Arc<NodeConfig> {
+        self.shared.config()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -195,6 +178,15 @@ impl Node {
         self.shared.runner.stop_accepting();
         let until = tokio::time::Instant::now() + drain;
         let mut drained = self.shared.runner.drain(drain).await;
+        // Peers learn that this node drains from their next heartbeat; until they have, they
+        // may still pick it (and fail over when it refuses). Waiting for that, within one
+        // heartbeat interval, lets a rolling restart go by without a refused attempt.
+        let told_by = (tokio::time::Instant::now()
+            + self.config().settings.timing.heartbeat_interval())
+        .min(until);
+        while !self.shared.every_peer_told_draining() && tokio::time::Instant::now() < told_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // Results still on their way to the peers that asked for them go out before QUIC closes.
         while self
             .shared

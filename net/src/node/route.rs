@@ -190,7 +190,7 @@ async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events
             stream,
         });
     };
-    if node == shared.config.me {
+    if node == shared.config().me {
         // The runner spawns the executor; its reports are pulled here. No accept grace: the
         // acknowledgement is an event in this process, nothing to save.
         let task_id = task.task_id.clone();

@@ -11,7 +11,9 @@ use triforce_core::task::TaskRequest;
 use super::Shared;
 use crate::exec::{AnswerStream, Chunk, Report, Reports, Started};
 use crate::metrics::refusal;
-use crate::quic::{accept_peer, read_frame, write_frame, Frame, FrameError, TaskFrame};
+use crate::quic::{
+    accept_peer, read_frame, write_frame, Frame, FrameError, ProofRecord, TaskFrame,
+};
 use triforce_core::failover::{ErrorCode, RemoteError};
 
 /// Connections that may be between accept and a proved peer at once: enough for every node to
@@ -22,7 +24,7 @@ const UNPROVED_SPARE: usize = 4;
 pub async fn run(shared: Arc<Shared>) {
     let mut stopped = shared.shutdown.subscribe();
     let unproved = Arc::new(Semaphore::new(
-        shared.config.federation.nodes.len() * UNPROVED_PER_NODE + UNPROVED_SPARE,
+        shared.config().federation.nodes.len() * UNPROVED_PER_NODE + UNPROVED_SPARE,
     ));
     loop {
         let incoming = tokio::select! {
@@ -36,7 +38,7 @@ pub async fn run(shared: Arc<Shared>) {
         let remote = incoming.remote_address();
         // Only nodes speak QUIC here: anyone else is dropped before the TLS handshake costs a
         // signature, and without an answer that a spoofed source could aim at someone.
-        if !shared.authenticator.is_node_address(remote.ip()) {
+        if !shared.authenticator().is_node_address(remote.ip()) {
             shared.refuse_connection(
                 refusal::QUIC_UNKNOWN_ADDRESS,
                 || tracing::warn!(%remote, "refused QUIC from an address that is no node's"),
@@ -61,10 +63,10 @@ pub async fn run(shared: Arc<Shared>) {
                     return;
                 }
             };
-            let proved = accept_peer(shared.peers.identity(), &connection).await;
+            let proved = accept_peer(&shared.peers.identity(), &connection).await;
             drop(permit);
             match proved {
-                Ok(peer) => serve_peer(shared, peer, connection).await,
+                Ok((peer, proof)) => serve_peer(shared, peer, proof, connection).await,
                 Err(error) => {
                     shared.refuse_connection(
                         refusal::QUIC_PROOF,
@@ -77,9 +79,27 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connection) {
+async fn serve_peer(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    proof: ProofRecord,
+    connection: quinn::Connection,
+) {
+    let mut reloads = shared.generation.subscribe();
     loop {
-        let (send, recv) = match connection.accept_bi().await {
+        let accepted = tokio::select! {
+            biased;
+            accepted = connection.accept_bi() => accepted,
+            Ok(()) = reloads.changed() => {
+                if let Some(why) = no_longer_covered(&shared, &peer, &proof) {
+                    tracing::info!(%peer, why, "closing the peer's connection after a reload");
+                    connection.close(0u32.into(), why.as_bytes());
+                    return;
+                }
+                continue;
+            }
+        };
+        let (send, recv) = match accepted {
             Ok(streams) => streams,
             Err(error) => {
                 tracing::debug!(%peer, %error, "peer connection ended");
@@ -90,7 +110,7 @@ async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connec
         let peer = peer.clone();
         let connection = connection.clone();
         tokio::spawn(async move {
-            match serve_stream(&shared, send, recv).await {
+            match serve_stream(&shared, &peer, send, recv).await {
                 Ok(()) => {}
                 Err(StreamError::Transport(error)) => {
                     tracing::debug!(%peer, %error, "peer stream failed")
@@ -102,6 +122,17 @@ async fn serve_peer(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connec
                 }
             }
         });
+    }
+}
+
+/// Why a reload ended what a peer's connection was proved for, if it did: the peer was
+/// removed, moved to another address, or proved itself with a key no longer accepted.
+fn no_longer_covered(shared: &Shared, peer: &NodeId, proof: &ProofRecord) -> Option<&'static str> {
+    let identity = shared.peers.identity();
+    match identity.node_ips.get(peer) {
+        None => Some("node removed"),
+        Some(_) if !proof.holds_under(&identity.keys) => Some("key no longer accepted"),
+        Some(_) => None,
     }
 }
 
@@ -128,6 +159,7 @@ impl From<String> for StreamError {
 
 async fn serve_stream(
     shared: &Shared,
+    peer: &NodeId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), StreamError> {
@@ -158,7 +190,8 @@ async fn serve_stream(
     match frame {
         Frame::Heartbeat { seq } => {
             let load = shared.runner.load();
-            let capabilities = shared.runner.backends().capabilities();
+            let capabilities = shared.runner.capabilities();
+            let draining = capabilities.draining;
             let answer = Frame::HeartbeatAnswer {
                 seq,
                 load,
@@ -167,6 +200,9 @@ async fn serve_stream(
             write_frame(&mut send, &answer)
                 .await
                 .map_err(|e| e.to_string())?;
+            if draining {
+                shared.told_draining(peer);
+            }
         }
         Frame::Task(task) => {
             serving = Some(StreamGuard::new(&shared.task_streams));

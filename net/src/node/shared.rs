@@ -3,11 +3,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use triforce_core::auth::{Authenticator, ReplayCache, SourcePolicy, Verifier, VerifierConfig};
 use triforce_core::failover::FailoverConfig;
-use triforce_core::federation::{Capacity, Federation, FederationConfig};
+use triforce_core::federation::{Capacity, Federation, FederationConfig, Reconfiguration};
 use triforce_core::membership::MembershipConfig;
 use triforce_core::selection::SelectionPolicy;
 
@@ -26,13 +27,27 @@ const ACCEPT_GRACE_MAX: Duration = Duration::from_millis(5);
 const FRAME_ENVELOPE_BYTES_MAX: usize = 4096;
 
 pub struct Shared {
-    pub config: NodeConfig,
+    /// This node's id, which no reload changes.
+    pub me: triforce_core::node::NodeId,
+    /// The config as of the last reload; a task reads it once and keeps that copy.
+    config: ArcSwap<NodeConfig>,
     pub clock: Arc<dyn Clock>,
     /// Held only briefly: no lock is kept across an await, and nothing expensive (a MAC, a
     /// JSON parse) runs under it.
     federation: Mutex<Federation>,
     /// Checks signatures without a lock: the MAC over a body runs in the request's own task.
-    pub authenticator: Authenticator,
+    /// A reload swaps in another (new keys, new node addresses).
+    authenticator: ArcSwap<Authenticator>,
+    /// Counts reloads applied; connections served from peers watch it to check that their
+    /// peer is still configured and its proof still holds.
+    pub generation: watch::Sender<u64>,
+    /// Serializes reloads (each reads the running config, then replaces it).
+    pub reloading: tokio::sync::Mutex<()>,
+    /// Peers that got a heartbeat answer saying this node drains, so a stopping node knows
+    /// when every peer has stopped sending it work.
+    pub told_draining: Mutex<std::collections::BTreeSet<triforce_core::node::NodeId>>,
+    /// The ingress's API keys, once its router is built; a reload replaces them.
+    pub ingress_keys: std::sync::OnceLock<Arc<crate::ingress::KeyCheck>>,
     /// Held only for the insert of an authenticated request.
     pub replay: Mutex<ReplayCache>,
     /// Limits the log lines of refused requests and peers, per reason.
@@ -65,71 +80,34 @@ impl Shared {
         membership_changed: Notify,
         observer: Option<Arc<dyn super::Observer>>,
     ) -> Self {
-        let settings = &config.settings;
-        let timing = &settings.timing;
-        let membership_config = MembershipConfig {
-            interval: timing.heartbeat_interval(),
-            misses_max: timing.misses_max,
-        };
-        let (authenticator, replay) = Verifier::new(
-            config.keyring(),
-            SourcePolicy::new(
-                config.federation.node_ips(),
-                settings.auth.allowed_clients.clone(),
-            ),
-            VerifierConfig {
-                window_s: timing.window_s,
-                replay_entries_max: settings.limits.replay_entries_max,
-            },
-        )
-        .into_parts();
-        let selection = SelectionPolicy {
-            gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
-            gpu_strict: settings.selection.gpu_strict,
-        };
-        let failover = FailoverConfig {
-            accept_timeout: Duration::from_millis(timing.accept_timeout_ms),
-            accept_timeout_min: Duration::from_millis(timing.accept_timeout_min_ms),
-            progress_timeout: Duration::from_millis(
-                timing.progress_interval_ms * u64::from(timing.progress_misses_max),
-            ),
-            attempt_timeout: Duration::from_millis(timing.attempt_timeout_ms),
-            deadline: Duration::from_millis(timing.task_deadline_ms),
-        };
-        let nodes = config
-            .federation
-            .nodes
-            .iter()
-            .map(|(id, spec)| {
-                let capacity = Capacity {
-                    cores: spec.cores,
-                    ram_gb: spec.ram,
-                    gpu: spec.has_gpu(),
-                };
-                (id.clone(), capacity)
-            })
-            .collect();
+        let (authenticator, replay) = verifier(&config).into_parts();
+        let machine = machine_config(&config);
         let federation = Federation::new(
             FederationConfig {
                 me: config.me.clone(),
-                nodes,
-                membership: membership_config,
-                failover,
-                selection,
-                retry_ratio: settings.limits.retry_ratio,
-                retry_reserve_per_s: settings.limits.retry_reserve,
+                nodes: machine.nodes,
+                membership: machine.membership,
+                failover: machine.failover,
+                selection: machine.selection,
+                retry_ratio: machine.retry_ratio,
+                retry_reserve_per_s: machine.retry_reserve_per_s,
                 rng_seed,
-                capabilities: runner.backends().capabilities(),
+                capabilities: runner.capabilities(),
             },
             clock.now(),
         );
         Shared {
+            me: config.me.clone(),
             federation: Mutex::new(federation),
-            authenticator,
+            authenticator: ArcSwap::from_pointee(authenticator),
+            generation: watch::Sender::new(0),
+            reloading: tokio::sync::Mutex::new(()),
+            ingress_keys: std::sync::OnceLock::new(),
+            told_draining: Mutex::new(std::collections::BTreeSet::new()),
             replay: Mutex::new(replay),
             refusal_log: LogLimiter::default(),
             journal: crate::dashboard::Journal::default(),
-            config,
+            config: ArcSwap::from_pointee(config),
             clock,
             runner,
             peers,
@@ -140,6 +118,51 @@ impl Shared {
             observer,
             task_streams: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// The config as of the last reload.
+    pub fn config(&self) -> Arc<NodeConfig> {
+        self.config.load_full()
+    }
+
+    /// The signature checker as of the last reload.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.authenticator.load_full()
+    }
+
+    /// Replaces the config and the signature checker together with a reload's; the replay
+    /// cache keeps every remembered signature (see [`ReplayCache::reshare`]).
+    pub(super) fn replace_config(&self, config: NodeConfig) {
+        let (authenticator, _) = verifier(&config).into_parts();
+        let signers = authenticator.signer_count();
+        self.authenticator.store(Arc::new(authenticator));
+        self.replay
+            .lock()
+            .expect("no code panics holding the replay lock")
+            .reshare(signers);
+        self.config.store(Arc::new(config));
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    pub(super) fn told_draining(&self, peer: &triforce_core::node::NodeId) {
+        self.told_draining
+            .lock()
+            .expect("no code panics holding the draining lock")
+            .insert(peer.clone());
+    }
+
+    /// Whether every peer this node sees online has been told that it drains.
+    pub(super) fn every_peer_told_draining(&self) -> bool {
+        let told = self
+            .told_draining
+            .lock()
+            .expect("no code panics holding the draining lock")
+            .clone();
+        self.federation()
+            .nodes()
+            .iter()
+            .filter(|view| view.id != self.me && view.is_online())
+            .all(|view| told.contains(&view.id))
     }
 
     /// The federation machine, with this node's runner load brought up to date (selection and
@@ -156,7 +179,7 @@ impl Shared {
     }
 
     pub fn progress_interval(&self) -> Duration {
-        Duration::from_millis(self.config.settings.timing.progress_interval_ms)
+        Duration::from_millis(self.config().settings.timing.progress_interval_ms)
     }
 
     /// How long a task taken from a peer may take to finish before it is acknowledged
@@ -164,13 +187,13 @@ impl Shared {
     /// shortest accept timeout if that is less, so a sender configured alike never gives up
     /// first.
     pub fn accept_grace(&self) -> Duration {
-        let accept_min = Duration::from_millis(self.config.settings.timing.accept_timeout_min_ms);
+        let accept_min = Duration::from_millis(self.config().settings.timing.accept_timeout_min_ms);
         (accept_min / 10).min(ACCEPT_GRACE_MAX)
     }
 
     /// Largest frame accepted from a peer: a task body plus room for the envelope.
     pub fn frame_bytes_max(&self) -> usize {
-        Self::frame_bytes_max_for(&self.config)
+        Self::frame_bytes_max_for(&self.config())
     }
 
     pub fn frame_bytes_max_for(config: &NodeConfig) -> usize {
@@ -203,7 +226,8 @@ impl Shared {
     /// The `type` label of a task type in metrics: configured and built-in types by name,
     /// every other one as `other`, so clients cannot make up label values without bound.
     pub fn type_label(&self, task_type: &str) -> String {
-        let settings = &self.config.settings;
+        let config = self.config();
+        let settings = &config.settings;
         let known = settings.runs(task_type)
             || crate::ingress::TASK_TYPES.contains(&task_type)
             || settings
@@ -216,5 +240,62 @@ impl Shared {
         } else {
             "other".to_string()
         }
+    }
+}
+
+/// The verifier a config describes: its keys, its nodes' addresses, its window.
+fn verifier(config: &NodeConfig) -> Verifier {
+    let settings = &config.settings;
+    Verifier::new(
+        config.keyring(),
+        SourcePolicy::new(
+            config.federation.node_ips(),
+            settings.auth.allowed_clients.clone(),
+        ),
+        VerifierConfig {
+            window_s: settings.timing.window_s,
+            replay_entries_max: settings.limits.replay_entries_max,
+        },
+    )
+}
+
+/// What the federation machine takes from a config, at start and at each reload.
+pub(super) fn machine_config(config: &NodeConfig) -> Reconfiguration {
+    let settings = &config.settings;
+    let timing = &settings.timing;
+    let nodes = config
+        .federation
+        .nodes
+        .iter()
+        .map(|(id, spec)| {
+            let capacity = Capacity {
+                cores: spec.cores,
+                ram_gb: spec.ram,
+                gpu: spec.has_gpu(),
+            };
+            (id.clone(), capacity)
+        })
+        .collect();
+    Reconfiguration {
+        nodes,
+        membership: MembershipConfig {
+            interval: timing.heartbeat_interval(),
+            misses_max: timing.misses_max,
+        },
+        failover: FailoverConfig {
+            accept_timeout: Duration::from_millis(timing.accept_timeout_ms),
+            accept_timeout_min: Duration::from_millis(timing.accept_timeout_min_ms),
+            progress_timeout: Duration::from_millis(
+                timing.progress_interval_ms * u64::from(timing.progress_misses_max),
+            ),
+            attempt_timeout: Duration::from_millis(timing.attempt_timeout_ms),
+            deadline: Duration::from_millis(timing.task_deadline_ms),
+        },
+        selection: SelectionPolicy {
+            gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
+            gpu_strict: settings.selection.gpu_strict,
+        },
+        retry_ratio: settings.limits.retry_ratio,
+        retry_reserve_per_s: settings.limits.retry_reserve,
     }
 }

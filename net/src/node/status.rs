@@ -11,7 +11,7 @@ use super::Node;
 /// before its first heartbeat answer).
 pub fn status_json(node: &Node) -> Value {
     let shared = &node.shared;
-    let config = &shared.config;
+    let config = shared.config();
     let (views, capabilities) = {
         let federation = shared.federation();
         let views = federation.nodes();

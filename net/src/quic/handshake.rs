@@ -10,7 +10,8 @@ use triforce_core::node::NodeId;
 
 use super::proof::EXPORTER_LABEL;
 use super::{
-    make_proof, read_frame, verify_proof, write_frame, Frame, FrameError, ProofError, Role,
+    make_proof, read_frame, verify_proof, write_frame, Frame, FrameError, ProofError, ProofRecord,
+    Role,
 };
 use crate::clock::Clock;
 
@@ -80,7 +81,7 @@ impl Identity {
         node: &str,
         unix_s: u64,
         proof: &[u8; 32],
-    ) -> Result<(), HandshakeError> {
+    ) -> Result<ProofRecord, HandshakeError> {
         let now = self.clock.unix_s();
         verify_proof(
             &self.keys,
@@ -92,15 +93,22 @@ impl Identity {
             self.window_s,
             proof,
         )?;
-        Ok(())
+        Ok(ProofRecord {
+            role,
+            exporter: *exporter,
+            node: node.to_string(),
+            unix_s,
+            proof: *proof,
+        })
     }
 
     /// Client side: proves this node to `expected` and checks that the server is `expected`.
+    /// Returns the server's proof.
     pub async fn prove_to(
         &self,
         connection: &quinn::Connection,
         expected: &NodeId,
-    ) -> Result<(), HandshakeError> {
+    ) -> Result<ProofRecord, HandshakeError> {
         tokio::time::timeout(self.timeout, self.prove_to_inner(connection, expected))
             .await
             .map_err(|_| HandshakeError::Timeout)?
@@ -110,7 +118,7 @@ impl Identity {
         &self,
         connection: &quinn::Connection,
         expected: &NodeId,
-    ) -> Result<(), HandshakeError> {
+    ) -> Result<ProofRecord, HandshakeError> {
         let exporter = exporter(connection)?;
         let (mut send, mut recv) = connection.open_bi().await?;
         let (node, unix_s, proof) = self.frame(&exporter, Role::Client);
@@ -144,11 +152,11 @@ impl Identity {
 }
 
 /// Server side: waits for the client's proof on the first stream, checks it and its source
-/// address, and answers with this node's proof. Returns the proved peer.
+/// address, and answers with this node's proof. Returns the proved peer and its proof.
 pub async fn accept_peer(
     identity: &Identity,
     connection: &quinn::Connection,
-) -> Result<NodeId, HandshakeError> {
+) -> Result<(NodeId, ProofRecord), HandshakeError> {
     tokio::time::timeout(identity.timeout, accept_inner(identity, connection))
         .await
         .map_err(|_| HandshakeError::Timeout)?
@@ -157,7 +165,7 @@ pub async fn accept_peer(
 async fn accept_inner(
     identity: &Identity,
     connection: &quinn::Connection,
-) -> Result<NodeId, HandshakeError> {
+) -> Result<(NodeId, ProofRecord), HandshakeError> {
     let exporter = exporter(connection)?;
     let (mut send, mut recv) = connection.accept_bi().await?;
     let Frame::Hello {
@@ -182,7 +190,7 @@ async fn accept_inner(
             actual,
         });
     }
-    identity.check(Role::Client, &exporter, &node, unix_s, &proof)?;
+    let record = identity.check(Role::Client, &exporter, &node, unix_s, &proof)?;
     let (me, unix_s, proof) = identity.frame(&exporter, Role::Server);
     write_frame(
         &mut send,
@@ -194,5 +202,5 @@ async fn accept_inner(
     )
     .await?;
     let _ = send.finish();
-    Ok(id)
+    Ok((id, record))
 }

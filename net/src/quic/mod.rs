@@ -17,5 +17,5 @@ mod tls;
 pub use frame::{decode, read_frame, write_frame, Frame, FrameError, TaskFrame};
 pub use handshake::{accept_peer, HandshakeError, Identity};
 pub use peers::Peers;
-pub use proof::{make_proof, verify_proof, ProofError, Role};
+pub use proof::{make_proof, verify_proof, ProofError, ProofRecord, Role};
 pub use tls::{client_config, server_config, ALPN};

@@ -55,6 +55,25 @@ pub fn verify_proof(
     }
 }
 
+/// The proof that authenticated one connection's peer, kept for the connection's life: a
+/// reload that stops accepting a key checks it again (without the time window, which only
+/// bounds when a proof may be presented) and closes the connections it no longer covers.
+#[derive(Clone, Debug)]
+pub struct ProofRecord {
+    pub role: Role,
+    pub exporter: [u8; 32],
+    pub node: String,
+    pub unix_s: u64,
+    pub proof: [u8; 32],
+}
+
+impl ProofRecord {
+    pub fn holds_under(&self, keys: &Keyring) -> bool {
+        let message = message(self.role, &self.exporter, &self.node, self.unix_s);
+        keys.verify(&[&message], &self.proof)
+    }
+}
+
 fn message(role: Role, exporter: &[u8; 32], node: &str, unix_s: u64) -> Vec<u8> {
     let label: &[u8] = match role {
         Role::Client => b"triforce-hello-v1",

@@ -1,0 +1,78 @@
+//! The operator's signed controls: reload this node's config, drain a node.
+//!
+//! Both go through the replay cache (they change something). A reload may only be asked by
+//! the node itself (`triforce reload` on its own machine, signed as it); a drain by any node
+//! of the federation (`triforce drain --target NAME`).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::routes::{authenticate, body_or_error, remember};
+use super::{ApiError, ClientAddr};
+use crate::node::{Node, ReloadError};
+
+pub async fn reload(
+    State(node): State<Node>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_or_error(body)?;
+    let request = authenticate(&node, &headers, &body, from)?;
+    if request.node != *node.id() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_this_node",
+            format!(
+                "only {} itself may reload its config (signed as {}); run `triforce reload` on its machine",
+                node.id(),
+                request.node
+            ),
+        ));
+    }
+    remember(&node, &request, from)?;
+    match node.reload_from_files().await {
+        Ok(summary) => Ok(Json(json!({
+            "reloaded": true,
+            "changes": summary.to_string(),
+            "joined": summary.joined.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "left": summary.left.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }))),
+        Err(error) => {
+            let code = match error {
+                ReloadError::Load(_) => "config_invalid",
+                ReloadError::NeedsRestart { .. } => "needs_restart",
+            };
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!("reload refused, the running config is unchanged: {error}"),
+            ))
+        }
+    }
+}
+
+pub async fn drain(
+    State(node): State<Node>,
+    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_or_error(body)?;
+    let request = authenticate(&node, &headers, &body, from)?;
+    remember(&node, &request, from)?;
+    let already = node.is_draining();
+    node.drain();
+    tracing::warn!(asked_by = %request.node, "draining: no new tasks; running ones finish");
+    let load = node.shared.runner.load();
+    Ok(Json(json!({
+        "draining": true,
+        "already_draining": already,
+        "running": load.in_flight,
+        "queued": load.queued,
+    })))
+}

@@ -1,0 +1,260 @@
+//! Applying a reloaded config to the running node: checked whole first, then swapped in
+//! piece by piece in an order that keeps every request answerable, with nothing half-applied
+//! when it is refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use triforce_core::node::NodeId;
+
+use super::shared::machine_config;
+use super::Node;
+use crate::clock::Clock;
+use crate::ingress::load_api_keys;
+use crate::load::{LoadError, NodeConfig};
+use crate::metrics::OutcomeLabel;
+use crate::quic::Identity;
+
+/// Why a reload was refused. The running config is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{what} cannot change while the node runs (running: {running}; the files now say: {wanted}); restart the node to apply it, or put the old value back")]
+    NeedsRestart {
+        what: &'static str,
+        running: String,
+        wanted: String,
+    },
+}
+
+/// What a reload changed, for the log line and the `triforce reload` answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub joined: Vec<NodeId>,
+    pub left: Vec<NodeId>,
+    pub moved: Vec<NodeId>,
+    /// The signing key or the set of accepted keys changed.
+    pub keys_changed: bool,
+    /// Anything in federation.toml changed.
+    pub settings_changed: bool,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |ids: &[NodeId]| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.joined.is_empty() {
+            parts.push(format!("joined: {}", names(&self.joined)));
+        }
+        if !self.left.is_empty() {
+            parts.push(format!("left: {}", names(&self.left)));
+        }
+        if !self.moved.is_empty() {
+            parts.push(format!("new address: {}", names(&self.moved)));
+        }
+        if self.keys_changed {
+            parts.push("keys changed".into());
+        }
+        if self.settings_changed {
+            parts.push("settings changed".into());
+        }
+        if parts.is_empty() {
+            f.write_str("nothing changed")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+impl Node {
+    /// Reads the config directory again (nodes, settings, PSK files, the ingress's API keys),
+    /// checks all of it, and applies it; or refuses it whole, logging one line that names the
+    /// file and the cause. What SIGHUP and `triforce reload` run.
+    pub async fn reload_from_files(&self) -> Result<ReloadSummary, ReloadError> {
+        let result = self.load_and_apply().await;
+        match &result {
+            Ok(summary) => tracing::info!(%summary, "reloaded"),
+            Err(error) => tracing::warn!(%error, "reload refused; the running config is unchanged"),
+        }
+        result
+    }
+
+    async fn load_and_apply(&self) -> Result<ReloadSummary, ReloadError> {
+        let loaded = self.config().load_again().and_then(|config| {
+            let keys = match (
+                self.shared.ingress_keys.get(),
+                config.settings.ingress.listen,
+            ) {
+                (Some(check), Some(_)) => Some((check.clone(), load_api_keys(&config)?.1)),
+                _ => None,
+            };
+            Ok((config, keys))
+        });
+        let (config, keys) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                self.count_reload("refused");
+                return Err(error.into());
+            }
+        };
+        let summary = self.reload(config).await?;
+        if let Some((check, keys)) = keys {
+            check.replace(keys);
+        }
+        Ok(summary)
+    }
+
+    fn count_reload(&self, outcome: &str) {
+        let label = OutcomeLabel {
+            outcome: outcome.into(),
+        };
+        self.shared.metrics.reloads.get_or_create(&label).inc();
+    }
+
+    /// Applies `config` (loaded and checked by the caller from the same directory) to the
+    /// running node, or refuses it with the running config untouched. Tasks already running
+    /// finish under the settings they started with.
+    pub async fn reload(&self, config: NodeConfig) -> Result<ReloadSummary, ReloadError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.reloading.lock().await;
+        let running = shared.config();
+        let outcome = fixed_parts_unchanged(&running, &config);
+        self.count_reload(if outcome.is_ok() {
+            "applied"
+        } else {
+            "refused"
+        });
+        outcome?;
+        let summary = summarize(&running, &config);
+
+        // Keys and addresses first, for both directions: a peer that already signs with a
+        // new key, or a node that just joined, is accepted from here on.
+        shared
+            .peers
+            .reconfigure(identity(&shared.clock, &config), peer_addrs(&config))
+            .await;
+        shared.runner.reconfigure(config.settings.clone());
+        let machine = machine_config(&config);
+        shared
+            .federation()
+            .handle_reconfigure(shared.clock.now(), machine);
+        shared.replace_config(config);
+        // Probes for new nodes and the new timing go out now, not at the old next deadline.
+        shared.membership_changed.notify_one();
+        Ok(summary)
+    }
+
+    /// Puts the node in the draining state: it takes no new tasks (peers learn it from its
+    /// next heartbeat answer and stop sending), and finishes the ones it runs. It stays up.
+    pub fn drain(&self) {
+        self.shared.runner.stop_accepting();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.shared.runner.is_draining()
+    }
+}
+
+/// What cannot change without a restart: the sockets and runtime the process set up at start.
+fn fixed_parts_unchanged(running: &NodeConfig, wanted: &NodeConfig) -> Result<(), ReloadError> {
+    let needs_restart = |what, running: String, wanted: String| {
+        if running == wanted {
+            Ok(())
+        } else {
+            Err(ReloadError::NeedsRestart {
+                what,
+                running,
+                wanted,
+            })
+        }
+    };
+    let (old, new) = (running.my_spec(), wanted.my_spec());
+    needs_restart(
+        "this node's address",
+        format!("{}:{}", old.ip, old.port),
+        format!("{}:{}", new.ip, new.port),
+    )?;
+    let (old, new) = (&running.settings.ingress, &wanted.settings.ingress);
+    needs_restart(
+        "[ingress] listen",
+        format!("{:?}", old.listen),
+        format!("{:?}", new.listen),
+    )?;
+    needs_restart(
+        "[ingress] TLS files",
+        format!("{:?} {:?}", old.tls_cert_file, old.tls_key_file),
+        format!("{:?} {:?}", new.tls_cert_file, new.tls_key_file),
+    )?;
+    needs_restart(
+        "limits.runtime_threads",
+        running.settings.limits.runtime_threads.to_string(),
+        wanted.settings.limits.runtime_threads.to_string(),
+    )
+}
+
+fn summarize(running: &NodeConfig, wanted: &NodeConfig) -> ReloadSummary {
+    let old = &running.federation.nodes;
+    let new = &wanted.federation.nodes;
+    ReloadSummary {
+        joined: new
+            .keys()
+            .filter(|id| !old.contains_key(*id))
+            .cloned()
+            .collect(),
+        left: old
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect(),
+        moved: new
+            .iter()
+            .filter(|(id, spec)| {
+                old.get(*id)
+                    .is_some_and(|was| (was.ip, was.port) != (spec.ip, spec.port))
+            })
+            .map(|(id, _)| id.clone())
+            .collect(),
+        keys_changed: (&running.psk, &running.accepted_psks)
+            != (&wanted.psk, &wanted.accepted_psks),
+        settings_changed: running.settings != wanted.settings,
+    }
+}
+
+/// The identity a config gives this node: its signing key, the keys it accepts, the nodes'
+/// addresses.
+pub(super) fn identity(clock: &Arc<dyn Clock>, config: &NodeConfig) -> Identity {
+    let timing = &config.settings.timing;
+    Identity {
+        me: config.me.clone(),
+        signing: triforce_core::auth::HmacSha256Key::new(&config.psk),
+        keys: config.keyring(),
+        window_s: timing.window_s,
+        node_ips: config.federation.node_ips(),
+        clock: clock.clone(),
+        timeout: handshake_timeout(config),
+    }
+}
+
+/// How long a peer may take to prove itself: a heartbeat interval, within 0.5 to 10 s.
+pub(super) fn handshake_timeout(config: &NodeConfig) -> std::time::Duration {
+    let interval_ms = config.settings.timing.heartbeat_interval_ms;
+    std::time::Duration::from_millis(interval_ms.clamp(500, 10_000))
+}
+
+/// Where each peer listens.
+pub(super) fn peer_addrs(config: &NodeConfig) -> BTreeMap<NodeId, SocketAddr> {
+    config
+        .federation
+        .nodes
+        .iter()
+        .filter(|(id, _)| **id != config.me)
+        .map(|(id, spec)| (id.clone(), SocketAddr::new(spec.ip, spec.port)))
+        .collect()
+}
