@@ -212,6 +212,16 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
         Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
         Fault::Latency(a, b, latency) => sim.set_link_latency(a.as_str(), b.as_str(), *latency),
+        // The node's host applies it (see `world::apply_key_steps`).
+        Fault::Rotate(node, step) => {
+            let id = NodeId::new(node).expect("scenario node ids are valid");
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .key_steps
+                .insert(id, *step);
+        }
     }
 }
 

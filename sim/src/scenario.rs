@@ -22,6 +22,21 @@ pub enum Fault {
     Release(String, String),
     /// Set the link's latency (both ways).
     Latency(String, String, Duration),
+    /// The node reloads its config at this step of a PSK rotation (see [`KeyStep`]).
+    Rotate(String, KeyStep),
+}
+
+/// The three reloads of a PSK rotation, each done on every node before the next starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyStep {
+    /// Before the rotation: sign with the old key, accept only it.
+    Old,
+    /// Sign with the old key, accept the new one too.
+    AcceptNew,
+    /// Sign with the new key, accept the old one too.
+    SignNew,
+    /// Sign with the new key, accept only it.
+    DropOld,
 }
 
 /// A fault at a simulated time.
@@ -65,7 +80,18 @@ fn hub(rng: &mut ChaCha8Rng) -> String {
     })
 }
 
-pub const SCENARIOS: [Scenario; 9] = [
+/// Every node reloads at `step`, one by one at seeded times in `from..to` seconds.
+fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step> {
+    ["hetzner", "zombie-pc", "backup"]
+        .into_iter()
+        .map(|node| Step {
+            at: between(rng, from, to),
+            fault: Fault::Rotate(s(node), step),
+        })
+        .collect()
+}
+
+pub const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
@@ -255,6 +281,32 @@ pub const SCENARIOS: [Scenario; 9] = [
                     fault: Fault::Bounce(s("zombie-pc")),
                 },
             ]
+        },
+    },
+    Scenario {
+        name: "psk_rotation",
+        about: "the PSK rotates in three rolling reloads while the master and a hub are cut apart",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let cut = between(rng, 20, 60);
+            let heal = cut + between(rng, 40, 100);
+            let mut steps = vec![
+                Step {
+                    at: cut,
+                    fault: Fault::Partition(s("hetzner"), victim.clone()),
+                },
+                Step {
+                    at: heal,
+                    fault: Fault::Repair(s("hetzner"), victim),
+                },
+            ];
+            steps.extend(rollout(rng, KeyStep::AcceptNew, 30, 70));
+            steps.extend(rollout(rng, KeyStep::SignNew, 80, 120));
+            steps.extend(rollout(rng, KeyStep::DropOld, 130, 180));
+            steps
         },
     },
 ];

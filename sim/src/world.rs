@@ -21,10 +21,13 @@ use triforce_net::quic::{client_config, make_proof, write_frame, Frame, Identity
 
 use crate::clock::SimClock;
 use crate::record::{sim_now, Log, NodeObserver, SharedLog};
+use crate::scenario::KeyStep;
 use crate::socket::SimUdpSocket;
 
 pub const PORT: u16 = 9000;
 const PSK: &[u8] = b"simulated-federation-psk";
+/// The key a PSK rotation moves to.
+const NEW_PSK: &[u8] = b"simulated-federation-psk-rotated";
 /// Wall time at the start of every run, so one seed is one run.
 pub const EPOCH_UNIX_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -184,7 +187,7 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
     };
     let me = NodeId::new(def.id.clone()).expect("valid");
     let federation = federation.get().expect("set before the run").clone();
-    let config = NodeConfig {
+    let base = NodeConfig {
         dir: ".".into(),
         federation,
         settings: settings.clone(),
@@ -193,6 +196,9 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         accepted_psks: vec![],
         psk_from_env: false,
     };
+    // A node that restarts mid-rotation reads the files as they are by then.
+    let step = log.lock().expect("log lock").key_steps.get(&me).copied();
+    let config = with_keys(&base, step.unwrap_or(KeyStep::Old));
     let ip = turmoil::lookup(def.id.as_str());
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;
     let stream = format!("{}#{incarnation}", def.id);
@@ -220,6 +226,7 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         .expect("log lock")
         .nodes
         .insert(me.clone(), node.clone());
+    tokio::spawn(apply_key_steps(node.clone(), log.clone(), base));
     if def.master {
         tokio::spawn(generate_load(
             node.clone(),
@@ -234,6 +241,58 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
     }
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// `base` with the keys of one step of a PSK rotation.
+fn with_keys(base: &NodeConfig, step: KeyStep) -> NodeConfig {
+    let (psk, accepted): (&[u8], &[&[u8]]) = match step {
+        KeyStep::Old => (PSK, &[]),
+        KeyStep::AcceptNew => (PSK, &[NEW_PSK]),
+        KeyStep::SignNew => (NEW_PSK, &[PSK]),
+        KeyStep::DropOld => (NEW_PSK, &[]),
+    };
+    NodeConfig {
+        psk: psk.to_vec(),
+        accepted_psks: accepted.iter().map(|k| k.to_vec()).collect(),
+        ..base.clone()
+    }
+}
+
+/// The host's side of a reload: when the plan moves this node to another rotation step, the
+/// node reloads the config of that step (as SIGHUP would, without the files).
+async fn apply_key_steps(node: Node, log: SharedLog, base: NodeConfig) {
+    let mut applied = log
+        .lock()
+        .expect("log lock")
+        .key_steps
+        .get(&base.me)
+        .copied()
+        .unwrap_or(KeyStep::Old);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let wanted = log
+            .lock()
+            .expect("log lock")
+            .key_steps
+            .get(&base.me)
+            .copied()
+            .unwrap_or(KeyStep::Old);
+        if wanted == applied {
+            continue;
+        }
+        if let Err(error) = node.reload(with_keys(&base, wanted)).await {
+            log.lock().expect("log lock").violation(format!(
+                "{}: reload to {wanted:?} refused: {error}",
+                base.me
+            ));
+        }
+        log.lock().expect("log lock").trace(format!(
+            "{} {} reloaded {wanted:?}",
+            sim_now().as_millis(),
+            base.me
+        ));
+        applied = wanted;
+    }
 }
 
 /// The simulated federation's `federation_nodes.json`, with the addresses turmoil gave.

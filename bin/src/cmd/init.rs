@@ -168,7 +168,7 @@ fn render_endpoints(endpoints: &BTreeMap<String, String>) -> String {
     text
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+pub fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -34,16 +34,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let keys: BTreeMap<NodeId, KeyPair> = federation
         .nodes
         .keys()
-        .map(|id| {
-            let path = dir.join(format!("wireguard/{id}.key"));
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("cannot read {} (made by triforce init)", path.display())
-            })?;
-            Ok((
-                id.clone(),
-                KeyPair::from_base64(&text).with_context(|| path.display().to_string())?,
-            ))
-        })
+        .map(|id| Ok((id.clone(), key_of(dir, id)?)))
         .collect::<Result<_>>()?;
     let endpoint_lines: Vec<String> = read("wireguard/endpoints")
         .unwrap_or_default()
@@ -69,4 +60,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     print!("{}", plan.render(id)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Node `id`'s WireGuard key from `wireguard/<id>.key`. A node added to the nodes file after
+/// `triforce init` gets a fresh key here (mode 0600), so adding a hub needs no other tool.
+fn key_of(dir: &std::path::Path, id: &NodeId) -> Result<KeyPair> {
+    let path = dir.join(format!("wireguard/{id}.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => KeyPair::from_base64(&text).with_context(|| path.display().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate()?;
+            super::init::write_file(&path, &format!("{}\n", key.private_base64()), 0o600)?;
+            eprintln!(
+                "made a WireGuard key for new node {id}: {} (copy it with the directory)",
+                path.display()
+            );
+            Ok(key)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
 }

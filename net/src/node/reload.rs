@@ -258,3 +258,50 @@ pub(super) fn peer_addrs(config: &NodeConfig) -> BTreeMap<NodeId, SocketAddr> {
         .map(|(id, spec)| (id.clone(), SocketAddr::new(spec.ip, spec.port)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triforce_core::config::{Federation, Settings};
+
+    fn config(hetzner_port: u16, settings: &str, accepted: &[&str]) -> NodeConfig {
+        let nodes = format!(
+            r#"{{"hetzner": {{"ip":"10.10.0.1","port":{hetzner_port},"cores":20,"ram":62,"gpu":null,"role":"master","name":"h"}},
+                "backup": {{"ip":"10.10.0.3","port":9000,"cores":28,"ram":64,"gpu":null,"role":"hub","name":"b"}}}}"#
+        );
+        NodeConfig {
+            dir: ".".into(),
+            federation: Federation::parse(&nodes).unwrap(),
+            settings: Settings::parse(settings).unwrap(),
+            me: NodeId::new("hetzner").unwrap(),
+            psk: b"0123456789abcdef".to_vec(),
+            accepted_psks: accepted.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            psk_from_env: false,
+        }
+    }
+
+    #[test]
+    fn what_the_process_set_up_at_start_is_refused_with_its_name() {
+        let running = config(9000, "", &[]);
+        let moved = config(9001, "", &[]);
+        let error = fixed_parts_unchanged(&running, &moved).unwrap_err();
+        assert!(
+            error.to_string().contains("this node's address")
+                && error.to_string().contains("10.10.0.1:9001"),
+            "{error}"
+        );
+        let ingress = config(9000, "[ingress]\nlisten = \"127.0.0.1:8080\"\n", &[]);
+        let error = fixed_parts_unchanged(&running, &ingress).unwrap_err();
+        assert!(error.to_string().contains("[ingress] listen"), "{error}");
+        // Timing, limits and keys change live.
+        let live = config(
+            9000,
+            "[timing]\nheartbeat_interval_ms = 500\n",
+            &["fedcba9876543210"],
+        );
+        assert!(fixed_parts_unchanged(&running, &live).is_ok());
+        let summary = summarize(&running, &live);
+        assert!(summary.keys_changed && summary.settings_changed);
+        assert_eq!(summary.to_string(), "keys changed; settings changed");
+    }
+}
