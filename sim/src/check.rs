@@ -135,6 +135,10 @@ impl Checker {
             // A rotation in the right order changes no link: every node accepts what its
             // peers sign with at every moment, so the invariants stay as they are.
             Fault::Latency(..) | Fault::Rotate(..) => {}
+            // A node that forgot another refuses it: for the pair it is a cut until the
+            // node knows it again (the forgetting side has no view of it meanwhile).
+            Fault::Forget(a, b) => self.cut(now, a, b, "config"),
+            Fault::Readd(a, b) => self.uncut(now, a, b, "config"),
         }
     }
 

@@ -41,8 +41,8 @@ pub struct Log {
     /// When each crash fault hit which node.
     pub crashes: Vec<(Duration, NodeId)>,
     pub adversary_attempts: u64,
-    /// Where each node is in a PSK rotation; its host reloads the node when this moves.
-    pub key_steps: BTreeMap<NodeId, crate::scenario::KeyStep>,
+    /// What each node's config files say now; its host reloads the node when this changes.
+    pub configs: BTreeMap<NodeId, crate::scenario::ConfigState>,
     pub violations: Vec<String>,
     trace: Sha256,
     /// The trace's lines, kept only when asked for (to diff two runs of one seed).

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use triforce_core::node::NodeId;
 
 use crate::check::Checker;
-use crate::scenario::{Fault, Scenario};
+use crate::scenario::{ConfigState, Fault, Scenario};
 use crate::world::{derive_seed, scaled_topology, Load, World};
 
 /// What to run.
@@ -212,17 +212,28 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
         Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
         Fault::Latency(a, b, latency) => sim.set_link_latency(a.as_str(), b.as_str(), *latency),
-        // The node's host applies it (see `world::apply_key_steps`).
-        Fault::Rotate(node, step) => {
-            let id = NodeId::new(node).expect("scenario node ids are valid");
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .key_steps
-                .insert(id, *step);
-        }
+        // The node's host applies these (see `world::apply_config_changes`).
+        Fault::Rotate(node, step) => change_config(world, node, |c| c.keys = *step),
+        Fault::Forget(node, gone) => change_config(world, node, |c| {
+            c.without.insert(gone.clone());
+        }),
+        Fault::Readd(node, back) => change_config(world, node, |c| {
+            c.without.remove(back);
+        }),
     }
+}
+
+fn change_config(world: &World, node: &str, change: impl FnOnce(&mut ConfigState)) {
+    let id = NodeId::new(node).expect("scenario node ids are valid");
+    change(
+        world
+            .log
+            .lock()
+            .expect("log lock")
+            .configs
+            .entry(id)
+            .or_default(),
+    );
 }
 
 /// Ends every fault: crashed nodes restart, links repair and release, loss stops.

@@ -1,6 +1,7 @@
 //! The fault plans, drawn from the seed's world: a node dies and comes back, the master loses a
 //! hub both ways or one way, links hold packets and release them late, latency spikes, bursty
-//! loss, links clogged one by one, rolling restarts.
+//! loss, links clogged one by one, rolling restarts; and config rollouts where nodes disagree
+//! for a while: a PSK rotation mid-partition, a hub leaving and rejoining.
 
 use std::time::Duration;
 
@@ -24,12 +25,26 @@ pub enum Fault {
     Latency(String, String, Duration),
     /// The node reloads its config at this step of a PSK rotation (see [`KeyStep`]).
     Rotate(String, KeyStep),
+    /// The first node reloads a nodes file without the second (it leaves, as that node sees
+    /// it); the second keeps its own config.
+    Forget(String, String),
+    /// The first node reloads a nodes file with the second again.
+    Readd(String, String),
+}
+
+/// What one node's config files say, as far as a scenario changes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigState {
+    pub keys: KeyStep,
+    /// Nodes left out of its nodes file.
+    pub without: std::collections::BTreeSet<String>,
 }
 
 /// The three reloads of a PSK rotation, each done on every node before the next starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum KeyStep {
     /// Before the rotation: sign with the old key, accept only it.
+    #[default]
     Old,
     /// Sign with the old key, accept the new one too.
     AcceptNew,
@@ -91,7 +106,7 @@ fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step>
         .collect()
 }
 
-pub const SCENARIOS: [Scenario; 10] = [
+pub const SCENARIOS: [Scenario; 11] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
@@ -306,6 +321,32 @@ pub const SCENARIOS: [Scenario; 10] = [
             steps.extend(rollout(rng, KeyStep::AcceptNew, 30, 70));
             steps.extend(rollout(rng, KeyStep::SignNew, 80, 120));
             steps.extend(rollout(rng, KeyStep::DropOld, 130, 180));
+            steps
+        },
+    },
+    Scenario {
+        name: "leave_rejoin",
+        about: "a hub is removed from the others' files one reload at a time, then added back",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let victim = hub(rng);
+            let others = ["hetzner", "zombie-pc", "backup"]
+                .into_iter()
+                .filter(|n| *n != victim)
+                .collect::<Vec<_>>();
+            let mut steps = Vec::new();
+            for other in others {
+                steps.push(Step {
+                    at: between(rng, 30, 80),
+                    fault: Fault::Forget(s(other), victim.clone()),
+                });
+                steps.push(Step {
+                    at: between(rng, 110, 180),
+                    fault: Fault::Readd(s(other), victim.clone()),
+                });
+            }
             steps
         },
     },

@@ -21,7 +21,7 @@ use triforce_net::quic::{client_config, make_proof, write_frame, Frame, Identity
 
 use crate::clock::SimClock;
 use crate::record::{sim_now, Log, NodeObserver, SharedLog};
-use crate::scenario::KeyStep;
+use crate::scenario::{ConfigState, KeyStep};
 use crate::socket::SimUdpSocket;
 
 pub const PORT: u16 = 9000;
@@ -196,9 +196,15 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         accepted_psks: vec![],
         psk_from_env: false,
     };
-    // A node that restarts mid-rotation reads the files as they are by then.
-    let step = log.lock().expect("log lock").key_steps.get(&me).copied();
-    let config = with_keys(&base, step.unwrap_or(KeyStep::Old));
+    // A node that restarts mid-change reads the files as they are by then.
+    let state = log
+        .lock()
+        .expect("log lock")
+        .configs
+        .get(&me)
+        .cloned()
+        .unwrap_or_default();
+    let config = configured(&base, &state);
     let ip = turmoil::lookup(def.id.as_str());
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;
     let stream = format!("{}#{incarnation}", def.id);
@@ -226,7 +232,7 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         .expect("log lock")
         .nodes
         .insert(me.clone(), node.clone());
-    tokio::spawn(apply_key_steps(node.clone(), log.clone(), base));
+    tokio::spawn(apply_config_changes(node.clone(), log.clone(), base, state));
     if def.master {
         tokio::spawn(generate_load(
             node.clone(),
@@ -243,44 +249,48 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
     Ok(())
 }
 
-/// `base` with the keys of one step of a PSK rotation.
-fn with_keys(base: &NodeConfig, step: KeyStep) -> NodeConfig {
-    let (psk, accepted): (&[u8], &[&[u8]]) = match step {
+/// `base` as a scenario changed it: the keys of one step of a PSK rotation, some nodes left
+/// out of the nodes file.
+fn configured(base: &NodeConfig, state: &ConfigState) -> NodeConfig {
+    let (psk, accepted): (&[u8], &[&[u8]]) = match state.keys {
         KeyStep::Old => (PSK, &[]),
         KeyStep::AcceptNew => (PSK, &[NEW_PSK]),
         KeyStep::SignNew => (NEW_PSK, &[PSK]),
         KeyStep::DropOld => (NEW_PSK, &[]),
     };
+    let mut federation = base.federation.clone();
+    federation
+        .nodes
+        .retain(|id, _| !state.without.contains(id.as_str()));
     NodeConfig {
         psk: psk.to_vec(),
         accepted_psks: accepted.iter().map(|k| k.to_vec()).collect(),
+        federation,
         ..base.clone()
     }
 }
 
-/// The host's side of a reload: when the plan moves this node to another rotation step, the
-/// node reloads the config of that step (as SIGHUP would, without the files).
-async fn apply_key_steps(node: Node, log: SharedLog, base: NodeConfig) {
-    let mut applied = log
-        .lock()
-        .expect("log lock")
-        .key_steps
-        .get(&base.me)
-        .copied()
-        .unwrap_or(KeyStep::Old);
+/// The host's side of a reload: when the plan changes this node's files, the node reloads
+/// them (as SIGHUP would, without the files), from `applied`, the state it started with.
+async fn apply_config_changes(
+    node: Node,
+    log: SharedLog,
+    base: NodeConfig,
+    mut applied: ConfigState,
+) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let wanted = log
             .lock()
             .expect("log lock")
-            .key_steps
+            .configs
             .get(&base.me)
-            .copied()
-            .unwrap_or(KeyStep::Old);
+            .cloned()
+            .unwrap_or_default();
         if wanted == applied {
             continue;
         }
-        if let Err(error) = node.reload(with_keys(&base, wanted)).await {
+        if let Err(error) = node.reload(configured(&base, &wanted)).await {
             log.lock().expect("log lock").violation(format!(
                 "{}: reload to {wanted:?} refused: {error}",
                 base.me
