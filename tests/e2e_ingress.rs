@@ -599,6 +599,128 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
     client.await.unwrap();
 }
 
+/// Two nodes whose backends serve different models: the ingress lists each model once with
+/// the nodes that serve it, and routes every request to a node whose backend has its model; a
+/// model only a down backend has is 503 with the reason, and comes back with the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_go_where_their_model_is() {
+    let zombie_port = Federation::free_tcp_port();
+    let zombie_backend = Backend::start_on(
+        "zombie-backend",
+        1,
+        zombie_port,
+        &["--models", "llama3,tiny-embed", "--loaded", "llama3"],
+    );
+    let backup_backend = Backend::start_on(
+        "backup-backend",
+        1,
+        Federation::free_tcp_port(),
+        &["--models", "qwen,tiny-embed", "--loaded", "qwen"],
+    );
+    let (federation, port, key) = federation("models", &[&zombie_backend, &backup_backend]);
+    federation
+        .wait_status("hetzner", Duration::from_secs(20), |s| {
+            s["nodes"]["zombie-pc"]["backends"]["chat"]["models"][0] == "llama3"
+                && s["nodes"]["backup"]["backends"]["chat"]["models"][0] == "qwen"
+        })
+        .await;
+
+    // Merged lists: each model once, with who serves it.
+    let (status, body) = http(port, "GET", "/v1/models", &key, "").await;
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let served: Vec<(String, Value)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                m["triforce"]["nodes"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("llama3".to_string(), serde_json::json!(["zombie-pc"])),
+            ("qwen".to_string(), serde_json::json!(["backup"])),
+            (
+                "tiny-embed".to_string(),
+                serde_json::json!(["backup", "zombie-pc"])
+            ),
+        ],
+        "{body}"
+    );
+    let (_, body) = http(port, "GET", "/api/tags", &key, "").await;
+    let tags: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["llama3", "qwen", "tiny-embed"], "{body}");
+
+    // Routing by model: the answer's id names the backend that wrote it.
+    let chat = |model: &'static str| {
+        let key = key.clone();
+        async move {
+            let body = serde_json::json!({"model": model,
+                "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+            let (status, answer) = http(port, "POST", "/v1/chat/completions", &key, &body).await;
+            (status, answer)
+        }
+    };
+    for _ in 0..4 {
+        let (status, answer) = chat("llama3").await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("chatcmpl-zombie-backend-"), "{answer}");
+        let (status, answer) = chat("qwen").await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("chatcmpl-backup-backend-"), "{answer}");
+    }
+    assert_eq!(zombie_backend.stats().await["requests"], 4);
+    assert_eq!(backup_backend.stats().await["requests"], 4);
+
+    // zombie-pc's backend stops: llama3 only a down backend has is 503 with the reason, asked
+    // of no one; qwen goes on.
+    let mut zombie_backend = zombie_backend;
+    zombie_backend.kill();
+    federation
+        .wait_status("hetzner", Duration::from_secs(15), |s| {
+            s["nodes"]["zombie-pc"]["backends"]["chat"]["healthy"] == false
+        })
+        .await;
+    let (status, answer) = chat("llama3").await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("down"), "the reason is given: {answer}");
+    let (status, answer) = chat("qwen").await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, body) = http(port, "GET", "/v1/models", &key, "").await;
+    assert!(
+        !body.contains("llama3"),
+        "a down backend's models are not offered: {body}"
+    );
+
+    // Back on its port: healthy again at the next probe, and llama3 is served again.
+    let zombie_backend = Backend::start_on(
+        "zombie-backend",
+        1,
+        zombie_port,
+        &["--models", "llama3,tiny-embed", "--loaded", "llama3"],
+    );
+    federation
+        .wait_status("hetzner", Duration::from_secs(15), |s| {
+            s["nodes"]["zombie-pc"]["backends"]["chat"]["healthy"] == true
+        })
+        .await;
+    let (status, answer) = chat("llama3").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(zombie_backend.stats().await["requests"], 1);
+}
+
 /// HTTPS on the ingress: the `openai` SDK verifies the node's certificate and chats, plain and
 /// streamed; a plain-HTTP client gets no answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
