@@ -17,6 +17,7 @@
 pub mod check;
 pub mod clock;
 pub mod core_tier;
+pub mod http;
 pub mod record;
 pub mod run;
 pub mod scenario;

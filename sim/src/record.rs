@@ -76,22 +76,59 @@ impl Log {
             }
             TaskOutcome::AllNodesFailed { .. } => None,
         };
-        self.trace(format!(
-            "{} end {task_id} {} {:?} {}",
-            at.as_millis(),
-            outcome.status(),
-            node,
-            outcome.attempts().len()
-        ));
-        self.ended
-            .entry(task_id.to_string())
-            .or_default()
-            .push(Ended {
+        self.record_end(
+            task_id,
+            Ended {
                 at,
                 status: outcome.status(),
                 node,
                 attempts: outcome.attempts().len(),
-            });
+            },
+        );
+    }
+
+    /// Records the seed API's answer to a submitted task (the outcome's JSON), or a
+    /// violation when it is not one.
+    pub fn record_answer(&mut self, task_id: &str, at: Duration, http_status: u16, body: &[u8]) {
+        let answer: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let status = match answer["status"].as_str() {
+            Some("completed") => "completed",
+            Some("failed") => "failed",
+            Some("all_nodes_failed") => "all_nodes_failed",
+            _ => {
+                let body = String::from_utf8_lossy(body);
+                self.violation(format!(
+                    "{}: task {task_id} answered {http_status} without an outcome: {body}",
+                    at.as_secs_f64()
+                ));
+                return;
+            }
+        };
+        let node = answer["node"].as_str().and_then(|n| NodeId::new(n).ok());
+        let attempts = answer["attempts"].as_array().map_or(0, Vec::len);
+        self.record_end(
+            task_id,
+            Ended {
+                at,
+                status,
+                node,
+                attempts,
+            },
+        );
+    }
+
+    fn record_end(&mut self, task_id: &str, ended: Ended) {
+        self.trace(format!(
+            "{} end {task_id} {} {:?} {}",
+            ended.at.as_millis(),
+            ended.status,
+            ended.node,
+            ended.attempts
+        ));
+        self.ended
+            .entry(task_id.to_string())
+            .or_default()
+            .push(ended);
     }
 }
 

@@ -13,13 +13,13 @@ use sha2::{Digest, Sha256};
 use triforce_core::auth::{HmacSha256Key, Keyring};
 use triforce_core::config::{Federation, Settings};
 use triforce_core::node::NodeId;
-use triforce_core::task::TaskRequest;
 use triforce_net::clock::Clock;
 use triforce_net::load::NodeConfig;
 use triforce_net::node::{Node, NodeIo};
 use triforce_net::quic::{client_config, make_proof, write_frame, Frame, Identity, Role};
 
 use crate::clock::SimClock;
+use crate::http::{self, SimTcpListener};
 use crate::record::{sim_now, Log, NodeObserver, SharedLog};
 use crate::scenario::{ConfigState, KeyStep};
 use crate::socket::SimUdpSocket;
@@ -120,7 +120,10 @@ impl World {
             .tick_duration(tick)
             .simulation_duration(Duration::from_secs(100 * 3600))
             .min_message_latency(Duration::from_millis(1))
-            .max_message_latency(Duration::from_millis(30));
+            .max_message_latency(Duration::from_millis(30))
+            // A kernel's listen backlog, not turmoil's 64: a burst of 80 tasks opens 80
+            // connections to the master's HTTP shim at once.
+            .tcp_capacity(4096);
         builder(&mut config);
         let mut sim = config.build();
         let log: SharedLog = Arc::new(Mutex::new(Log::default()));
@@ -232,14 +235,23 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         .expect("log lock")
         .nodes
         .insert(me.clone(), node.clone());
+    // The seed's HTTP API on turmoil's TCP, the same port as QUIC (as in production).
+    let listener =
+        turmoil::net::TcpListener::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;
+    tokio::spawn(triforce_net::http::serve(
+        node.clone(),
+        SimTcpListener(listener),
+    ));
     tokio::spawn(apply_config_changes(node.clone(), log.clone(), base, state));
     if def.master {
+        let me = SocketAddr::new(ip, PORT);
         tokio::spawn(generate_load(
-            node.clone(),
+            me,
             log.clone(),
             derive_seed(seed, "load"),
             load,
         ));
+        tokio::spawn(read_status(me, log.clone(), load));
     }
     if def.id == "backup" {
         let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
@@ -325,7 +337,7 @@ fn simulated_federation(sim: &turmoil::Sim<'_>, nodes: &[NodeDef]) -> Federation
 /// of `load.burst` chat tasks every `load.burst_every`, which fills the master's workers so
 /// that work spreads to the hubs (and failover has something to do when one dies). Records
 /// every outcome.
-async fn generate_load(node: Node, log: SharedLog, seed: u64, load: Load) {
+async fn generate_load(master: SocketAddr, log: SharedLog, seed: u64, load: Load) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut n = 0u64;
     let mut next_burst = load.burst_every;
@@ -349,7 +361,7 @@ async fn generate_load(node: Node, log: SharedLog, seed: u64, load: Load) {
             let task_type = if gpu { "gpu_inference" } else { "chat" };
             let ms = 500 + rng.next_u64() % 4_000;
             submit(
-                &node,
+                master,
                 &log,
                 format!("t{n}"),
                 task_type,
@@ -360,13 +372,20 @@ async fn generate_load(node: Node, log: SharedLog, seed: u64, load: Load) {
     }
 }
 
-fn submit(node: &Node, log: &SharedLog, task_id: String, task_type: &str, ms: u64, priority: i32) {
-    let task = TaskRequest {
-        task_id: task_id.clone(),
-        task_type: task_type.into(),
-        payload: json!({"ms": ms}).into(),
-        priority,
-    };
+/// Submits one task as a signed request to the master's HTTP shim, as the master itself (the
+/// load runs on its host, so the request comes from its address), and records the answer.
+fn submit(
+    master: SocketAddr,
+    log: &SharedLog,
+    task_id: String,
+    task_type: &str,
+    ms: u64,
+    priority: i32,
+) {
+    let body =
+        json!({"task_id": task_id, "type": task_type, "payload": {"ms": ms}, "priority": priority})
+            .to_string()
+            .into_bytes();
     {
         let mut log = log.lock().expect("log lock");
         let at = sim_now();
@@ -374,14 +393,64 @@ fn submit(node: &Node, log: &SharedLog, task_id: String, task_type: &str, ms: u6
         log.submitted
             .insert(task_id.clone(), (at, task_type.to_string()));
     }
-    let node = node.clone();
     let log = log.clone();
     tokio::spawn(async move {
-        let outcome = node.submit(task).await;
-        log.lock()
-            .expect("log lock")
-            .record_outcome(&task_id, sim_now(), &outcome);
+        let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", &body);
+        let answer = http::exchange(master, "POST", "/v1/federation/task", &headers, body).await;
+        let mut log = log.lock().expect("log lock");
+        match answer {
+            Ok(answer) => log.record_answer(&task_id, sim_now(), answer.status, &answer.body),
+            Err(error) => log.violation(format!(
+                "{}: task {task_id}: no HTTP answer from the master: {error}",
+                sim_now().as_secs_f64()
+            )),
+        }
     });
+}
+
+/// The key `node`'s files name for signing now (a rotation may have moved it).
+fn signing_key(log: &SharedLog, node: &str) -> &'static [u8] {
+    let id = NodeId::new(node).expect("valid node id");
+    let step = log
+        .lock()
+        .expect("log lock")
+        .configs
+        .get(&id)
+        .map(|c| c.keys)
+        .unwrap_or_default();
+    match step {
+        KeyStep::Old | KeyStep::AcceptNew => PSK,
+        KeyStep::SignNew | KeyStep::DropOld => NEW_PSK,
+    }
+}
+
+/// Reads the master's status over HTTP every 30 s while the load runs: it must answer, in the
+/// seed's shape, with the master in it.
+async fn read_status(master: SocketAddr, log: SharedLog, load: Load) {
+    while sim_now() < load.until {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", b"");
+        let answer =
+            http::exchange(master, "GET", "/v1/federation/status", &headers, Vec::new()).await;
+        let status: Option<serde_json::Value> = answer
+            .as_ref()
+            .ok()
+            .filter(|a| a.status == 200)
+            .and_then(|a| serde_json::from_slice(&a.body).ok());
+        let shaped = status.is_some_and(|s| {
+            s["nodes"]["hetzner"].is_object() && s["total_cores"].as_u64().is_some()
+        });
+        if !shaped {
+            let seen = match &answer {
+                Ok(a) => format!("{} {}", a.status, String::from_utf8_lossy(&a.body)),
+                Err(error) => error.to_string(),
+            };
+            log.lock().expect("log lock").violation(format!(
+                "{}: the master's status over HTTP: {seen}",
+                sim_now().as_secs_f64()
+            ));
+        }
+    }
 }
 
 /// A clock for the adversary: the host's, moved into the past.
@@ -454,6 +523,83 @@ async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
             connection.close(0u32.into(), b"");
         }
         replay_a_proof(&endpoint, target, &log).await;
+        refused_over_http(&log).await;
+    }
+}
+
+/// The adversary at the master's HTTP shim, over turmoil's TCP from `backup`'s address: a
+/// signature under a guessed key, a request signed as the master (with the stolen PSK) from
+/// the wrong address, a captured request sent twice, and a body over the limit. Each must be
+/// refused with its own code; anything else is a violation.
+async fn refused_over_http(log: &SharedLog) {
+    let master = SocketAddr::new(turmoil::lookup("hetzner"), PORT);
+    let task = |id: &str| {
+        // A type no node runs: the first, valid copy is answered 422 and runs nowhere.
+        json!({"task_id": id, "type": "adversary_probe", "payload": {}, "priority": 1})
+            .to_string()
+            .into_bytes()
+    };
+    let n = log.lock().expect("log lock").adversary_attempts;
+    let stolen = signing_key(log, "backup");
+    let guessed = task(&format!("guessed-{n}"));
+    let captured = task(&format!("captured-{n}"));
+    let captured_headers = http::signed(stolen, "backup", &captured);
+    let wrong_source = task(&format!("wrong-source-{n}"));
+    let oversized = vec![b' '; (1 << 20) + 1];
+    let attempts: [(&str, Vec<(&'static str, String)>, Vec<u8>, u16, &str); 5] = [
+        (
+            "a guessed key",
+            http::signed(b"a-guessed-wrong-psk-000", "backup", &guessed),
+            guessed,
+            401,
+            "bad_signature",
+        ),
+        (
+            "the master's name from backup's address",
+            http::signed(stolen, "hetzner", &wrong_source),
+            wrong_source,
+            403,
+            "ip_not_allowed",
+        ),
+        (
+            "a captured request (first copy)",
+            captured_headers.clone(),
+            captured.clone(),
+            422,
+            "all_nodes_failed",
+        ),
+        (
+            "a captured request sent again",
+            captured_headers,
+            captured,
+            401,
+            "replay",
+        ),
+        (
+            "a body over the limit",
+            http::signed(stolen, "backup", b""),
+            oversized,
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (what, headers, body, status, code) in attempts {
+        let Ok(answer) =
+            http::exchange(master, "POST", "/v1/federation/task", &headers, body).await
+        else {
+            continue;
+        };
+        let answered: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        let mut log = log.lock().expect("log lock");
+        log.adversary_attempts += 1;
+        if answer.status != status || answered["error"]["code"] != code {
+            log.violation(format!(
+                "{}: the adversary's HTTP request with {what} got {} {}, not {status} {code}",
+                sim_now().as_secs_f64(),
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
+        }
     }
 }
 

@@ -12,4 +12,4 @@ mod server;
 
 pub use error::ApiError;
 pub use routes::router;
-pub use server::{serve, ClientAddr};
+pub use server::{serve, ClientAddr, Listener};

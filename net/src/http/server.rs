@@ -34,9 +34,34 @@ use crate::node::Node;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Where connections come from: the OS's TCP in production, turmoil's in the simulator (which
+/// wraps its listener in a type of its own and implements this).
+pub trait Listener: Send + 'static {
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Sends small answers at once (no Nagle delay); a transport without the option ignores it.
+    fn no_delay(_stream: &Self::Stream) {}
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+
+    fn no_delay(stream: &Self::Stream) {
+        let _ = stream.set_nodelay(true);
+    }
+}
+
 /// Serves the API on `listener` until `node` shuts down; then waits (up to the drain time) for
 /// requests in progress.
-pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
+pub async fn serve<L: Listener>(node: Node, listener: L) -> std::io::Result<()> {
     let limits = node.config().settings.limits.clone();
     let drain = Duration::from_millis(node.config().settings.timing.drain_timeout_ms);
     let read_timeout = Duration::from_millis(limits.request_read_timeout_ms);
@@ -77,7 +102,7 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = node.stopped() => break,
         };
-        let _ = stream.set_nodelay(true);
+        L::no_delay(&stream);
         let clock = RequestClock::new(read_timeout);
         let service = app
             .clone()
