@@ -527,6 +527,15 @@ async fn adversary(log: SharedLog, ip: IpAddr, seed: u64) {
     }
 }
 
+/// One request the adversary sends, and the refusal it must get.
+struct Hostile {
+    what: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+}
+
 /// The adversary at the master's HTTP shim, over turmoil's TCP from `backup`'s address: a
 /// signature under a guessed key, a request signed as the master (with the stolen PSK) from
 /// the wrong address, a captured request sent twice, and a body over the limit. Each must be
@@ -546,44 +555,51 @@ async fn refused_over_http(log: &SharedLog) {
     let captured_headers = http::signed(stolen, "backup", &captured);
     let wrong_source = task(&format!("wrong-source-{n}"));
     let oversized = vec![b' '; (1 << 20) + 1];
-    let attempts: [(&str, Vec<(&'static str, String)>, Vec<u8>, u16, &str); 5] = [
-        (
-            "a guessed key",
-            http::signed(b"a-guessed-wrong-psk-000", "backup", &guessed),
-            guessed,
-            401,
-            "bad_signature",
-        ),
-        (
-            "the master's name from backup's address",
-            http::signed(stolen, "hetzner", &wrong_source),
-            wrong_source,
-            403,
-            "ip_not_allowed",
-        ),
-        (
-            "a captured request (first copy)",
-            captured_headers.clone(),
-            captured.clone(),
-            422,
-            "all_nodes_failed",
-        ),
-        (
-            "a captured request sent again",
-            captured_headers,
-            captured,
-            401,
-            "replay",
-        ),
-        (
-            "a body over the limit",
-            http::signed(stolen, "backup", b""),
-            oversized,
-            413,
-            "body_too_large",
-        ),
+    let attempts = [
+        Hostile {
+            what: "a guessed key",
+            headers: http::signed(b"a-guessed-wrong-psk-000", "backup", &guessed),
+            body: guessed,
+            status: 401,
+            code: "bad_signature",
+        },
+        Hostile {
+            what: "the master's name from backup's address",
+            headers: http::signed(stolen, "hetzner", &wrong_source),
+            body: wrong_source,
+            status: 403,
+            code: "ip_not_allowed",
+        },
+        Hostile {
+            what: "a captured request (first copy)",
+            headers: captured_headers.clone(),
+            body: captured.clone(),
+            status: 422,
+            code: "all_nodes_failed",
+        },
+        Hostile {
+            what: "a captured request sent again",
+            headers: captured_headers,
+            body: captured,
+            status: 401,
+            code: "replay",
+        },
+        Hostile {
+            what: "a body over the limit",
+            headers: http::signed(stolen, "backup", b""),
+            body: oversized,
+            status: 413,
+            code: "body_too_large",
+        },
     ];
-    for (what, headers, body, status, code) in attempts {
+    for Hostile {
+        what,
+        headers,
+        body,
+        status,
+        code,
+    } in attempts
+    {
         let Ok(answer) =
             http::exchange(master, "POST", "/v1/federation/task", &headers, body).await
         else {
