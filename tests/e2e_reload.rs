@@ -106,6 +106,18 @@ fn set_keys(federation: &Federation, psk_file: &str, accepted: &[&str]) {
     std::fs::write(federation.dir.join("federation.toml"), lines.join("\n")).unwrap();
 }
 
+/// Polls hetzner's status with `client` until `done` holds (10 s at most).
+async fn status_until(client: &SignedClient, what: &str, done: impl Fn(&Value) -> bool) {
+    for _ in 0..200 {
+        let status = client.get("/v1/federation/status").await.unwrap().body;
+        if done(&status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
 async fn metric(federation: &Federation, name: &str) -> String {
     let url = format!("http://{}/metrics", federation.addr("hetzner"));
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
@@ -220,24 +232,12 @@ async fn a_hub_joins_the_psk_rotates_and_a_node_leaves_without_a_failed_task() {
         Duration::from_secs(10),
     )
     .unwrap();
-    let online_under_new_key = async {
-        for _ in 0..100 {
-            let status = new_key_client
-                .get("/v1/federation/status")
-                .await
-                .unwrap()
-                .body;
-            let peers_online = ["zombie-pc", "backup", "hub"]
-                .iter()
-                .all(|id| status["nodes"][id]["state"] == "online");
-            if peers_online {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("peers did not stay online after the rotation");
-    };
-    online_under_new_key.await;
+    status_until(&new_key_client, "peers online after the rotation", |s| {
+        ["zombie-pc", "backup", "hub"]
+            .iter()
+            .all(|id| s["nodes"][id]["state"] == "online")
+    })
+    .await;
 
     // 4. backup drains (asked by hetzner), peers see it from its heartbeats, then it stops and
     //    leaves the files.
@@ -246,21 +246,10 @@ async fn a_hub_joins_the_psk_rotates_and_a_node_leaves_without_a_failed_task() {
         ok && stdout.contains("backup is draining"),
         "{stdout}{stderr}"
     );
-    let draining_seen = async {
-        for _ in 0..100 {
-            let status = new_key_client
-                .get("/v1/federation/status")
-                .await
-                .unwrap()
-                .body;
-            if status["nodes"]["backup"]["state"] == "draining" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("hetzner never saw backup draining");
-    };
-    draining_seen.await;
+    status_until(&new_key_client, "backup seen draining", |s| {
+        s["nodes"]["backup"]["state"] == "draining"
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let exit = federation.terminate("backup", Duration::from_secs(10));
     assert!(exit.success(), "{exit:?}");

@@ -39,12 +39,14 @@ fn federation() -> Federation {
     Federation::new(
         FederationConfig {
             me: id("hetzner"),
-            nodes,
-            membership: MembershipConfig::default(),
-            failover: FailoverConfig::default(),
-            selection: SelectionPolicy::default(),
-            retry_ratio: 0.2,
-            retry_reserve_per_s: 10,
+            settings: Reconfiguration {
+                nodes,
+                membership: MembershipConfig::default(),
+                failover: FailoverConfig::default(),
+                selection: SelectionPolicy::default(),
+                retry_ratio: 0.2,
+                retry_reserve_per_s: 10,
+            },
             rng_seed: 7,
             capabilities: runs(&["chat", "gpu_inference", "echo"]),
         },

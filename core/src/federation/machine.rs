@@ -6,9 +6,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::tasks::TaskEntry;
-use super::{Capabilities, NodeState, NodeView, TaskHandle};
+use super::{Capabilities, NodeState, NodeView, Reconfiguration, TaskHandle};
 use crate::failover::{FailoverConfig, RetryBudget};
-use crate::membership::{Answer, Load, Membership, MembershipConfig, MembershipEvent, Probe};
+use crate::membership::{Answer, Load, Membership, MembershipEvent, Probe};
 use crate::node::NodeId;
 use crate::selection::SelectionPolicy;
 use crate::time::Instant;
@@ -24,13 +24,8 @@ pub struct Capacity {
 #[derive(Clone, Debug)]
 pub struct FederationConfig {
     pub me: NodeId,
-    /// Every node of the federation, this one included.
-    pub nodes: BTreeMap<NodeId, Capacity>,
-    pub membership: MembershipConfig,
-    pub failover: FailoverConfig,
-    pub selection: SelectionPolicy,
-    pub retry_ratio: f64,
-    pub retry_reserve_per_s: u32,
+    /// The nodes, timing and policies: what a reload may change later.
+    pub settings: Reconfiguration,
     /// Seeds selection's tie-breaking.
     pub rng_seed: u64,
     /// What this node can run, until the driver says otherwise.
@@ -60,7 +55,8 @@ pub struct Federation {
 
 impl Federation {
     pub fn new(config: FederationConfig, now: Instant) -> Self {
-        let peers = config
+        let settings = config.settings;
+        let peers = settings
             .nodes
             .keys()
             .filter(|id| **id != config.me)
@@ -69,13 +65,13 @@ impl Federation {
         let capabilities = BTreeMap::from([(config.me.clone(), config.capabilities.bounded())]);
         Federation {
             capabilities,
-            membership: Membership::new(config.membership, peers, now),
-            budget: RetryBudget::new(config.retry_ratio, config.retry_reserve_per_s),
+            membership: Membership::new(settings.membership, peers, now),
+            budget: RetryBudget::new(settings.retry_ratio, settings.retry_reserve_per_s),
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
             me: config.me,
-            nodes: config.nodes,
-            selection: config.selection,
-            failover: config.failover,
+            nodes: settings.nodes,
+            selection: settings.selection,
+            failover: settings.failover,
             tasks: BTreeMap::new(),
             next_handle: 0,
             local_load: Load::default(),

@@ -14,7 +14,8 @@ use super::network::{Message, Network};
 use super::NetworkConfig;
 use crate::failover::{FailoverConfig, TaskOutcome};
 use crate::federation::{
-    Capabilities, Capacity, Federation, FederationConfig, TaskAction, TaskEvent, TaskHandle,
+    Capabilities, Capacity, Federation, FederationConfig, Reconfiguration, TaskAction, TaskEvent,
+    TaskHandle,
 };
 use crate::json::RawJson;
 use crate::membership::{Load, MembershipConfig, MembershipEvent, PeerView};
@@ -128,12 +129,14 @@ impl Cluster {
         Federation::new(
             FederationConfig {
                 me: ids[index].clone(),
-                nodes: ids.iter().map(|id| (id.clone(), capacity)).collect(),
-                membership: config.membership,
-                failover: FailoverConfig::default(),
-                selection: SelectionPolicy::default(),
-                retry_ratio: 0.5,
-                retry_reserve_per_s: 20,
+                settings: Reconfiguration {
+                    nodes: ids.iter().map(|id| (id.clone(), capacity)).collect(),
+                    membership: config.membership,
+                    failover: FailoverConfig::default(),
+                    selection: SelectionPolicy::default(),
+                    retry_ratio: 0.5,
+                    retry_reserve_per_s: 20,
+                },
                 rng_seed: config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 capabilities: Self::capabilities(),
             },

@@ -15,26 +15,38 @@ use super::routes::{authenticate, body_or_error, remember};
 use super::{ApiError, ClientAddr};
 use crate::node::{Node, ReloadError};
 
+/// A control request's signer, once its signature is checked and remembered (a control
+/// changes something, so a replay is refused).
+fn signed_once(
+    node: &Node,
+    from: ClientAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<triforce_core::node::NodeId, ApiError> {
+    let body = body_or_error(body)?;
+    let request = authenticate(node, headers, &body, from.0)?;
+    remember(node, &request, from.0)?;
+    Ok(request.node)
+}
+
 pub async fn reload(
     State(node): State<Node>,
-    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    ConnectInfo(from): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(&node, &headers, &body, from)?;
-    if request.node != *node.id() {
+    let signer = signed_once(&node, from, &headers, body)?;
+    if signer != *node.id() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_this_node",
             format!(
                 "only {} itself may reload its config (signed as {}); run `triforce reload` on its machine",
                 node.id(),
-                request.node
+                signer
             ),
         ));
     }
-    remember(&node, &request, from)?;
     match node.reload_from_files().await {
         Ok(summary) => Ok(Json(json!({
             "reloaded": true,
@@ -58,16 +70,14 @@ pub async fn reload(
 
 pub async fn drain(
     State(node): State<Node>,
-    ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
+    ConnectInfo(from): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(&node, &headers, &body, from)?;
-    remember(&node, &request, from)?;
+    let signer = signed_once(&node, from, &headers, body)?;
     let already = node.is_draining();
     node.drain();
-    tracing::warn!(asked_by = %request.node, "draining: no new tasks; running ones finish");
+    tracing::warn!(asked_by = %signer, "draining: no new tasks; running ones finish");
     let load = node.shared.runner.load();
     Ok(Json(json!({
         "draining": true,

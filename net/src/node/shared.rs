@@ -81,16 +81,10 @@ impl Shared {
         observer: Option<Arc<dyn super::Observer>>,
     ) -> Self {
         let (authenticator, replay) = verifier(&config).into_parts();
-        let machine = machine_config(&config);
         let federation = Federation::new(
             FederationConfig {
                 me: config.me.clone(),
-                nodes: machine.nodes,
-                membership: machine.membership,
-                failover: machine.failover,
-                selection: machine.selection,
-                retry_ratio: machine.retry_ratio,
-                retry_reserve_per_s: machine.retry_reserve_per_s,
+                settings: machine_config(&config),
                 rng_seed,
                 capabilities: runner.capabilities(),
             },
