@@ -104,6 +104,23 @@ fn main() -> ExitCode {
     report(result)
 }
 
+/// Keeps the allocator's arenas in 4 KiB pages. mimalloc asks for transparent huge pages on
+/// them (`MADV_HUGEPAGE`), so the first byte touched in a 2 MiB stretch makes all of it
+/// resident: an idle node measured 29 MB RSS, 18 MB of it huge pages it barely uses, against
+/// 12 MB without. A node's heap is small and short-lived; the TLB savings do not pay for that.
+///
+/// It runs as a load-time constructor, before the Rust runtime's first allocation, because
+/// pages faulted before the flag is set stay huge.
+extern "C" fn no_huge_pages() {
+    // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag on this process; no pointers. On
+    // a kernel without the option (before 3.15) it fails, and the process runs as before.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static NO_HUGE_PAGES: extern "C" fn() = no_huge_pages;
+
 /// The exit code of a command, with its error on stderr.
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
