@@ -137,6 +137,11 @@ impl Checker {
             Fault::Latency(..) | Fault::Rotate(..) => {}
             // A node that forgot another refuses it: for the pair it is a cut until the
             // node knows it again (the forgetting side has no view of it meanwhile).
+            // A backend is no node: its faults change no link between nodes.
+            Fault::BackendDown(_)
+            | Fault::BackendUp(_)
+            | Fault::BackendHang(_)
+            | Fault::BackendRelease(_) => {}
             Fault::Forget(a, b) => self.cut(now, a, b, "config"),
             Fault::Readd(a, b) => self.uncut(now, a, b, "config"),
         }

@@ -14,6 +14,7 @@
 //! - [`check`]: the invariants.
 //! - [`run`]: one scenario for one seed, with its report.
 
+pub mod backend;
 pub mod check;
 pub mod clock;
 pub mod core_tier;

@@ -106,6 +106,22 @@ impl Log {
         };
         let node = answer["node"].as_str().and_then(|n| NodeId::new(n).ok());
         let attempts = answer["attempts"].as_array().map_or(0, Vec::len);
+        // A hub runs chat through its backend host: the answer must be that host's.
+        let chat = self
+            .submitted
+            .get(task_id)
+            .is_some_and(|(_, t)| t == "chat");
+        if let (true, "completed", Some(hub)) = (chat, status, &node) {
+            let expected = crate::backend::backend_host(hub.as_str());
+            let on_master = hub.as_str() == "hetzner";
+            if !on_master && answer["result"]["backend"] != expected.as_str() {
+                self.violation(format!(
+                    "{}: chat task {task_id} completed on {hub} without its backend: {}",
+                    at.as_secs_f64(),
+                    answer["result"]
+                ));
+            }
+        }
         self.record_end(
             task_id,
             Ended {

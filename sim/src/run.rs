@@ -6,6 +6,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use triforce_core::node::NodeId;
 
+use crate::backend::backend_host;
 use crate::check::Checker;
 use crate::scenario::{ConfigState, Fault, Scenario};
 use crate::world::{derive_seed, scaled_topology, Load, World};
@@ -212,6 +213,18 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
         Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
         Fault::Latency(a, b, latency) => sim.set_link_latency(a.as_str(), b.as_str(), *latency),
+        Fault::BackendDown(node) => {
+            let backend = backend_host(node);
+            sim.crash(backend.as_str());
+            crashed.push(backend);
+        }
+        Fault::BackendUp(node) => {
+            let backend = backend_host(node);
+            sim.bounce(backend.as_str());
+            crashed.retain(|n| *n != backend);
+        }
+        Fault::BackendHang(node) => sim.hold(node.as_str(), backend_host(node).as_str()),
+        Fault::BackendRelease(node) => sim.release(node.as_str(), backend_host(node).as_str()),
         // The node's host applies these (see `world::apply_config_changes`).
         Fault::Rotate(node, step) => change_config(world, node, |c| c.keys = *step),
         Fault::Forget(node, gone) => change_config(world, node, |c| {
@@ -247,6 +260,15 @@ fn heal(
     for node in crashed.drain(..) {
         world.sim.bounce(node.as_str());
         checker.apply(now, &Fault::Restart(node));
+    }
+    let hubs: Vec<String> = world
+        .nodes
+        .iter()
+        .filter(|def| !def.master)
+        .map(|def| def.id.clone())
+        .collect();
+    for hub in hubs {
+        world.sim.release(hub.as_str(), backend_host(&hub).as_str());
     }
     for a in ids {
         for b in ids.iter().filter(|b| a < *b) {

@@ -1,7 +1,8 @@
 //! The fault plans, drawn from the seed's world: a node dies and comes back, the master loses a
 //! hub both ways or one way, links hold packets and release them late, latency spikes, bursty
 //! loss, links clogged one by one, rolling restarts; and config rollouts where nodes disagree
-//! for a while: a PSK rotation mid-partition, a hub leaving and rejoining.
+//! for a while: a PSK rotation mid-partition, a hub leaving and rejoining; and backends that
+//! fail while their nodes run.
 
 use std::time::Duration;
 
@@ -30,6 +31,13 @@ pub enum Fault {
     Forget(String, String),
     /// The first node reloads a nodes file with the second again.
     Readd(String, String),
+    /// The node's backend host crashes (connections refused from then on).
+    BackendDown(String),
+    /// The node's backend host starts again.
+    BackendUp(String),
+    /// The link between the node and its backend holds every packet: calls hang.
+    BackendHang(String),
+    BackendRelease(String),
 }
 
 /// What one node's config files say, as far as a scenario changes them.
@@ -106,7 +114,7 @@ fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step>
         .collect()
 }
 
-pub const SCENARIOS: [Scenario; 11] = [
+pub const SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
@@ -348,6 +356,44 @@ pub const SCENARIOS: [Scenario; 11] = [
                 });
             }
             steps
+        },
+    },
+    Scenario {
+        name: "backend_faults",
+        about: "hubs' backends crash, hang and come back while the hubs themselves run on",
+        // A backend's failure is no evidence against its node: nobody may go offline.
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let crashed = hub(rng);
+            let hung = if crashed == "backup" {
+                s("zombie-pc")
+            } else {
+                s("backup")
+            };
+            let down = between(rng, 20, 60);
+            let up = down + between(rng, 20, 60);
+            let hang = between(rng, 60, 120);
+            let release = hang + between(rng, 10, 40);
+            vec![
+                Step {
+                    at: down,
+                    fault: Fault::BackendDown(crashed.clone()),
+                },
+                Step {
+                    at: up,
+                    fault: Fault::BackendUp(crashed),
+                },
+                Step {
+                    at: hang,
+                    fault: Fault::BackendHang(hung.clone()),
+                },
+                Step {
+                    at: release,
+                    fault: Fault::BackendRelease(hung),
+                },
+            ]
         },
     },
 ];

@@ -5,6 +5,7 @@
 //! benchmark rates. A backend is a local inference server called with one POST, so none of that
 //! is needed; what stays is pooling, a timeout over the whole exchange and a cap on the answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +13,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::dial::{Connector, Dial};
 
 /// How long an unused pooled connection to a backend is kept.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,7 +45,31 @@ impl std::fmt::Display for CallError {
 /// A pooled HTTP/1 client for executor backends; cheap to clone.
 #[derive(Clone)]
 pub struct HttpBackends {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport,
+}
+
+/// The OS's TCP through hyper's own connector (production), or a [`Dial`] (the simulator).
+#[derive(Clone)]
+enum Transport {
+    Os(Client<HttpConnector, Full<Bytes>>),
+    Dialed(Client<Connector, Full<Bytes>>),
+}
+
+impl Transport {
+    fn request(&self, request: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Transport::Os(client) => client.request(request),
+            Transport::Dialed(client) => client.request(request),
+        }
+    }
+}
+
+fn pooled() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT);
+    builder
 }
 
 impl Default for HttpBackends {
@@ -50,11 +77,18 @@ impl Default for HttpBackends {
         let mut connector = HttpConnector::new();
         // Requests are small and answered at once: Nagle would only add delay.
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
-            .build(connector);
-        HttpBackends { client }
+        HttpBackends {
+            client: Transport::Os(pooled().build(connector)),
+        }
+    }
+}
+
+impl HttpBackends {
+    /// A client whose connections `dial` opens.
+    pub fn with_dial(dial: Arc<dyn Dial>) -> Self {
+        HttpBackends {
+            client: Transport::Dialed(pooled().build(Connector(dial))),
+        }
     }
 }
 

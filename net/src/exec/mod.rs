@@ -4,6 +4,7 @@
 //! `triforce_core::failover::ErrorCode`: one list, each code with its retryability.
 
 mod backends;
+mod dial;
 mod executors;
 mod http_backend;
 mod openai;
@@ -13,6 +14,7 @@ mod scheduler;
 mod stream;
 
 pub use backends::Backends;
+pub use dial::{Dial, Dialing, Stream};
 pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]
 pub(crate) use http_backend::error_chain;

@@ -75,6 +75,7 @@ impl Runner {
         cores: u32,
         ram_gb: u32,
         gpu: bool,
+        http: HttpBackends,
         observer: Option<Arc<dyn crate::node::Observer>>,
     ) -> Arc<Self> {
         let workers = workers(settings.limits.workers_max, cores);
@@ -92,7 +93,7 @@ impl Runner {
             streams: Mutex::new(BTreeMap::new()),
             ledger,
             waiters: Mutex::new(BTreeMap::new()),
-            http: HttpBackends::default(),
+            http,
             backends,
             shutting_down: AtomicBool::new(false),
             cores,

@@ -32,7 +32,7 @@ pub use shared::Shared;
 pub use status::{health_json, status_json};
 
 use crate::clock::Clock;
-use crate::exec::Runner;
+use crate::exec::{HttpBackends, Runner};
 use crate::load::NodeConfig;
 use crate::metrics::Metrics;
 use crate::quic::{client_config, server_config, Peers};
@@ -54,6 +54,8 @@ pub struct NodeIo {
     pub quic_seed: Option<[u8; 32]>,
     /// Sees the node's decisions (simulator, tests); `None` in production.
     pub observer: Option<Arc<dyn Observer>>,
+    /// How executors reach their backends; `None` is the OS's TCP (production).
+    pub dial: Option<Arc<dyn crate::exec::Dial>>,
 }
 
 /// Why a node could not start.
@@ -81,6 +83,7 @@ impl Node {
             rng_seed,
             quic_seed: None,
             observer: None,
+            dial: None,
         };
         Self::start_on(config, io)
     }
@@ -95,6 +98,7 @@ impl Node {
             rng_seed,
             quic_seed,
             observer,
+            dial,
         } = io;
         let timing = config.settings.timing.clone();
         let idle_ms = (timing.heartbeat_interval_ms * 3).clamp(1_000, 60_000);
@@ -118,6 +122,7 @@ impl Node {
             spec.cores,
             spec.ram,
             spec.has_gpu(),
+            dial.map_or_else(HttpBackends::default, HttpBackends::with_dial),
             observer.clone(),
         );
         let (shutdown, _) = watch::channel(false);
