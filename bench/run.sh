@@ -21,7 +21,8 @@ if ! command -v nginx >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
 fi
 cargo build --release -p triforce --quiet
-T="$PWD/target/release/triforce"
+# TRIFORCE_BIN measures another build (an A/B of one change against the previous binary).
+T="${TRIFORCE_BIN:-$PWD/target/release/triforce}"
 work=$(mktemp -d /tmp/triforce-bench.XXXXXX)
 pids=()
 cleanup() {
