@@ -48,6 +48,21 @@ pub fn signed(psk: &[u8], node: &str, body: &[u8]) -> Vec<(&'static str, String)
     ]
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Kept-alive connections from this host to one target, as a client's pool keeps them: a
+/// burst of 80 tasks opens 80 connections once, and later bursts reuse them.
+#[derive(Clone, Default)]
+pub struct Pool {
+    /// Each with when it was last answered.
+    idle: std::sync::Arc<std::sync::Mutex<Vec<(Sender, tokio::time::Instant)>>>,
+}
+
+/// Longest a connection is kept idle for reuse: well under the server's request read timeout
+/// (10 s), after which it closes an idle connection, so a reused one is never closing under
+/// the request (the race every keep-alive client must stay clear of).
+const IDLE_REUSE_MAX: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// One request on a fresh connection from this host to `target`.
 pub async fn exchange(
     target: SocketAddr,
@@ -56,12 +71,38 @@ pub async fn exchange(
     headers: &[(&'static str, String)],
     body: Vec<u8>,
 ) -> io::Result<Answer> {
+    exchange_in(&Pool::default(), target, method, path, headers, body).await
+}
+
+/// One request on a connection of `pool` (a new one when none is idle); the connection goes
+/// back to the pool once answered.
+pub async fn exchange_in(
+    pool: &Pool,
+    target: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> io::Result<Answer> {
     let failed = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
-    let stream = turmoil::net::TcpStream::connect(target).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| failed(&e))?;
-    tokio::spawn(connection);
+    let idle = {
+        let mut idle = pool.idle.lock().expect("pool lock");
+        let now = tokio::time::Instant::now();
+        std::iter::from_fn(|| idle.pop())
+            .find(|(sender, at)| !sender.is_closed() && now.duration_since(*at) < IDLE_REUSE_MAX)
+            .map(|(sender, _)| sender)
+    };
+    let mut sender = match idle {
+        Some(sender) => sender,
+        None => {
+            let stream = turmoil::net::TcpStream::connect(target).await?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(&e))?;
+            tokio::spawn(connection);
+            sender
+        }
+    };
     let mut request = Request::builder()
         .method(method)
         .uri(path)
@@ -81,5 +122,10 @@ pub async fn exchange(
         .await
         .map_err(|e| failed(&e))?
         .to_bytes();
+    let answered = tokio::time::Instant::now();
+    pool.idle
+        .lock()
+        .expect("pool lock")
+        .push((sender, answered));
     Ok(Answer { status, body })
 }

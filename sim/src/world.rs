@@ -270,13 +270,15 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
     tokio::spawn(apply_config_changes(node.clone(), log.clone(), base, state));
     if def.master {
         let me = SocketAddr::new(ip, PORT);
+        let pool = http::Pool::default();
         tokio::spawn(generate_load(
             me,
+            pool.clone(),
             log.clone(),
             derive_seed(seed, "load"),
             load,
         ));
-        tokio::spawn(read_status(me, log.clone(), load));
+        tokio::spawn(read_status(me, pool, log.clone(), load));
     }
     if def.id == "backup" {
         let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
@@ -362,7 +364,13 @@ fn simulated_federation(sim: &turmoil::Sim<'_>, nodes: &[NodeDef]) -> Federation
 /// of `load.burst` chat tasks every `load.burst_every`, which fills the master's workers so
 /// that work spreads to the hubs (and failover has something to do when one dies). Records
 /// every outcome.
-async fn generate_load(master: SocketAddr, log: SharedLog, seed: u64, load: Load) {
+async fn generate_load(
+    master: SocketAddr,
+    pool: http::Pool,
+    log: SharedLog,
+    seed: u64,
+    load: Load,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut n = 0u64;
     let mut next_burst = load.burst_every;
@@ -387,6 +395,7 @@ async fn generate_load(master: SocketAddr, log: SharedLog, seed: u64, load: Load
             let ms = 500 + rng.next_u64() % 4_000;
             submit(
                 master,
+                &pool,
                 &log,
                 format!("t{n}"),
                 task_type,
@@ -401,6 +410,7 @@ async fn generate_load(master: SocketAddr, log: SharedLog, seed: u64, load: Load
 /// load runs on its host, so the request comes from its address), and records the answer.
 fn submit(
     master: SocketAddr,
+    pool: &http::Pool,
     log: &SharedLog,
     task_id: String,
     task_type: &str,
@@ -419,9 +429,11 @@ fn submit(
             .insert(task_id.clone(), (at, task_type.to_string()));
     }
     let log = log.clone();
+    let pool = pool.clone();
     tokio::spawn(async move {
         let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", &body);
-        let answer = http::exchange(master, "POST", "/v1/federation/task", &headers, body).await;
+        let answer =
+            http::exchange_in(&pool, master, "POST", "/v1/federation/task", &headers, body).await;
         let mut log = log.lock().expect("log lock");
         match answer {
             Ok(answer) => log.record_answer(&task_id, sim_now(), answer.status, &answer.body),
@@ -451,12 +463,19 @@ fn signing_key(log: &SharedLog, node: &str) -> &'static [u8] {
 
 /// Reads the master's status over HTTP every 30 s while the load runs: it must answer, in the
 /// seed's shape, with the master in it.
-async fn read_status(master: SocketAddr, log: SharedLog, load: Load) {
+async fn read_status(master: SocketAddr, pool: http::Pool, log: SharedLog, load: Load) {
     while sim_now() < load.until {
         tokio::time::sleep(Duration::from_secs(30)).await;
         let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", b"");
-        let answer =
-            http::exchange(master, "GET", "/v1/federation/status", &headers, Vec::new()).await;
+        let answer = http::exchange_in(
+            &pool,
+            master,
+            "GET",
+            "/v1/federation/status",
+            &headers,
+            Vec::new(),
+        )
+        .await;
         let status: Option<serde_json::Value> = answer
             .as_ref()
             .ok()
