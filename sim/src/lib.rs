@@ -9,16 +9,24 @@
 //! - [`socket`]: quinn's `AsyncUdpSocket` over turmoil's UDP.
 //! - [`clock`]: the node's clock on simulated time.
 //! - [`record`]: what the nodes decide, as it happens (an `Observer`).
-//! - [`world`]: hosts, nodes, the task load and the adversary.
+//! - [`world`]: hosts and their nodes, each serving its HTTP shim on turmoil's TCP.
+//! - [`http`]: the shim's listener seam and a client over turmoil's TCP.
+//! - [`backend`]: each hub's backend host, and the executors' dial seam.
+//! - [`load`]: the task load through the master's shim.
+//! - [`adversary`]: what must be refused, over QUIC and HTTP.
+//! - [`config_changes`]: reloads in the middle of a run (key rotation, nodes leaving).
 //! - [`scenario`]: the fault plans.
 //! - [`check`]: the invariants.
 //! - [`run`]: one scenario for one seed, with its report.
 
+pub mod adversary;
 pub mod backend;
 pub mod check;
 pub mod clock;
+pub mod config_changes;
 pub mod core_tier;
 pub mod http;
+pub mod load;
 pub mod record;
 pub mod run;
 pub mod scenario;
