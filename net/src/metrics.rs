@@ -5,7 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,88 +79,69 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("triforce");
-        let tasks = Family::<TaskLabels, Counter>::default();
-        registry.register(
+        let tasks: Family<TaskLabels, Counter> = registered(
+            &mut registry,
             "tasks",
             "Tasks submitted to this node, by type and outcome",
-            tasks.clone(),
         );
-        let attempts = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
+        let attempts: Family<OutcomeLabel, Counter> = registered(
+            &mut registry,
             "task_attempts",
             "Attempts made by this node, by outcome",
-            attempts.clone(),
         );
-        let failovers = Counter::default();
-        registry.register(
+        let failovers: Counter = registered(
+            &mut registry,
             "failovers",
             "Attempts that moved a task to another node",
-            failovers.clone(),
         );
-        let auth_rejections = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let auth_rejections: Family<ReasonLabel, Counter> = registered(
+            &mut registry,
             "auth_rejections",
             "Refused signed requests, by reason",
-            auth_rejections.clone(),
         );
         for reason in triforce_core::auth::Rejection::CODES {
             let _ = auth_rejections.get_or_create(&ReasonLabel {
                 reason: reason.into(),
             });
         }
-        let connection_refusals = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let connection_refusals: Family<ReasonLabel, Counter> = registered(
+            &mut registry,
             "connection_refusals",
             "Connections closed or dropped before any request was read, by reason",
-            connection_refusals.clone(),
         );
         for reason in CONNECTION_REFUSALS {
             let _ = connection_refusals.get_or_create(&ReasonLabel {
                 reason: reason.into(),
             });
         }
-        let peer_online = Family::<PeerLabel, Gauge>::default();
-        registry.register(
+        let peer_online: Family<PeerLabel, Gauge> = registered(
+            &mut registry,
             "peer_online",
             "1 when the peer is online, else 0",
-            peer_online.clone(),
         );
-        let peer_rtt_seconds = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register(
+        let peer_rtt_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>> = registered(
+            &mut registry,
             "peer_rtt_seconds",
             "Smoothed heartbeat round-trip time",
-            peer_rtt_seconds.clone(),
         );
-        let tasks_running = Gauge::default();
-        registry.register(
-            "tasks_running",
-            "Tasks running on this node",
-            tasks_running.clone(),
-        );
-        let queue_depth = Gauge::default();
-        registry.register(
+        let tasks_running: Gauge =
+            registered(&mut registry, "tasks_running", "Tasks running on this node");
+        let queue_depth: Gauge = registered(
+            &mut registry,
             "queue_depth",
             "Tasks waiting for a worker on this node",
-            queue_depth.clone(),
         );
-        let backend_up = Family::<BackendLabel, Gauge>::default();
-        registry.register(
+        let backend_up: Family<BackendLabel, Gauge> = registered(
+            &mut registry,
             "backend_up",
             "1 when the relaying executor's backend is up (probes and outcomes), else 0",
-            backend_up.clone(),
         );
-        let backend_probe_seconds = Family::<BackendLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register(
+        let backend_probe_seconds: Family<BackendLabel, Gauge<f64, AtomicU64>> = registered(
+            &mut registry,
             "backend_probe_seconds",
             "How long the backend's last health probe took",
-            backend_probe_seconds.clone(),
         );
-        let reloads = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "reloads",
-            "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched",
-            reloads.clone(),
-        );
+        let reloads: Family::<OutcomeLabel, Counter> = registered(&mut registry, "reloads", "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched");
         for outcome in ["applied", "refused"] {
             let _ = reloads.get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
@@ -189,6 +170,14 @@ impl Metrics {
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+}
+
+/// A new metric, registered under `name` with `help`; the registry keeps a handle to the same
+/// values.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {
