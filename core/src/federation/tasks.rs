@@ -216,7 +216,8 @@ impl Federation {
             Offer::NoType => Some(ExhaustedReason::NoNodeRunsType),
             Offer::NoModel => Some(ExhaustedReason::NoNodeHasModel),
             Offer::Unhealthy => Some(ExhaustedReason::BackendsDown),
-            // Every node that could is draining: the failover finds no candidate and says so.
+            // A draining node may not get work, so it is filtered out above and never offers
+            // here; the arm is for completeness.
             Offer::Draining | Offer::Cold | Offer::Warm => None,
         }
     }

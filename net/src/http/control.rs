@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::routes::{authenticate, body_or_error, remember};
+use super::routes::{remember, signed};
 use super::{ApiError, ClientAddr};
 use crate::node::{Node, ReloadError};
 
@@ -23,8 +23,7 @@ fn signed_once(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<triforce_core::node::NodeId, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(node, headers, &body, from.0)?;
+    let (_, request) = signed(node, headers, body, from.0)?;
     remember(node, &request, from.0)?;
     Ok(request.node)
 }

@@ -16,7 +16,7 @@ use axum::{Extension, Json};
 use tokio::task::AbortHandle;
 use triforce_core::task::TaskRequest;
 
-use super::routes::{answer_task, authenticate, body_or_error, remember};
+use super::routes::{answer_task, remember, signed};
 use super::{ApiError, ClientAddr};
 use crate::node::Node;
 
@@ -199,8 +199,7 @@ pub(super) async fn long_task_state(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    authenticate(&node, &headers, &body, from)?;
+    signed(&node, &headers, body, from)?;
     long_task_answer(&task_id, long_tasks.get(&task_id))
 }
 
@@ -214,8 +213,7 @@ pub(super) async fn long_task_cancel(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(&node, &headers, &body, from)?;
+    let (body, request) = signed(&node, &headers, body, from)?;
     let named: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["task_id"].as_str().map(str::to_string));

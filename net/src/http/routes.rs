@@ -60,8 +60,20 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-/// Every check but the replay cache, outside any lock (the MAC runs over the whole body).
-pub(super) fn authenticate(
+/// A signed request's body, read within its limit, and its signer: every check but the replay
+/// cache, outside any lock (the MAC runs over the whole body).
+pub(super) fn signed(
+    node: &Node,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    from: SocketAddr,
+) -> Result<(Bytes, Authenticated), ApiError> {
+    let body = body_or_error(body)?;
+    let request = authenticate(node, headers, &body, from)?;
+    Ok((body, request))
+}
+
+fn authenticate(
     node: &Node,
     headers: &HeaderMap,
     body: &[u8],
@@ -115,7 +127,7 @@ fn refused(node: &Node, from: SocketAddr, rejection: &Rejection) -> ApiError {
     ApiError::from(rejection)
 }
 
-pub(super) fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -155,8 +167,7 @@ fn read_only(
     body: Result<Bytes, BytesRejection>,
     render: fn(&Node) -> serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    authenticate(node, headers, &body, from)?;
+    signed(node, headers, body, from)?;
     Ok(Json(render(node)).into_response())
 }
 
@@ -167,8 +178,7 @@ async fn task(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(&node, &headers, &body, from)?;
+    let (body, request) = signed(&node, &headers, body, from)?;
     // Parsed and checked before the signature is remembered: a signer sending garbage (validly
     // signed) gets 400 for each and spends none of the replay cache.
     let task = TaskRequest::parse(&body)

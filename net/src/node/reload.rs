@@ -243,7 +243,7 @@ pub(super) fn identity(clock: &Arc<dyn Clock>, config: &NodeConfig) -> Identity 
 }
 
 /// How long a peer may take to prove itself: a heartbeat interval, within 0.5 to 10 s.
-pub(super) fn handshake_timeout(config: &NodeConfig) -> std::time::Duration {
+fn handshake_timeout(config: &NodeConfig) -> std::time::Duration {
     let interval_ms = config.settings.timing.heartbeat_interval_ms;
     std::time::Duration::from_millis(interval_ms.clamp(500, 10_000))
 }
