@@ -684,6 +684,38 @@ async fn requests_go_where_their_model_is() {
     assert_eq!(zombie_backend.stats().await["requests"], 4);
     assert_eq!(backup_backend.stats().await["requests"], 4);
 
+    // The seed's API routes a relay-shaped task by the model its body names, as the door does.
+    let seed_api = federation.client("hetzner", "hetzner");
+    for model in ["qwen", "qwen", "llama3"] {
+        let payload = serde_json::json!({"path": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]}});
+        let reply = seed_api
+            .post("/v1/federation/task", &support::task_body("chat", payload))
+            .await
+            .unwrap();
+        let answer = reply.body;
+        let expected = if model == "qwen" {
+            "backup"
+        } else {
+            "zombie-pc"
+        };
+        assert_eq!(answer["node"], expected, "{answer}");
+        assert_eq!(answer["attempts"].as_array().unwrap().len(), 1, "{answer}");
+    }
+    assert_eq!(backup_backend.stats().await["requests"], 6);
+    // Each node counts what it relayed, by outcome.
+    let metrics = reqwest::get(format!("http://{}/metrics", federation.addr("backup")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"triforce_backend_requests_total{task_type="chat",outcome="answered"} 6"#),
+        "{metrics}"
+    );
+
     // zombie-pc's backend stops: llama3 only a down backend has is 503 with the reason, asked
     // of no one; qwen goes on.
     let mut zombie_backend = zombie_backend;

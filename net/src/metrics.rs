@@ -35,6 +35,31 @@ pub struct BackendLabel {
     pub task_type: String,
 }
 
+/// A backend and how one relayed request to it ended (`triforce_backend_requests_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendRequestLabels {
+    pub task_type: String,
+    pub outcome: String,
+}
+
+/// How a relayed request to a backend ended (the `outcome` label of
+/// `triforce_backend_requests_total`).
+pub mod relay_outcome {
+    /// The backend answered (any status below 500); its answer went to the client.
+    pub const ANSWERED: &str = "answered";
+    /// Refused, unreachable, or a 5xx before any byte: the task may run elsewhere.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// No answer in time, or the exchange broke.
+    pub const FAILED: &str = "failed";
+    /// Everyone waiting went away before the backend answered; the request was dropped.
+    pub const CANCELLED: &str = "cancelled";
+    /// Not sent: the backend's last probe did not list the model.
+    pub const NO_MODEL: &str = "no_model";
+}
+
+/// Counts of relayed requests per backend; the runner holds a handle to the registered family.
+pub type BackendRequests = Family<BackendRequestLabels, Counter>;
+
 /// Why a connection was turned away before a request was read (the `reason` label of
 /// `triforce_connection_refusals_total`).
 pub mod refusal {
@@ -72,6 +97,7 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub backend_up: Family<BackendLabel, Gauge>,
     pub backend_probe_seconds: Family<BackendLabel, Gauge<f64, AtomicU64>>,
+    pub backend_requests: BackendRequests,
     /// Reloads by outcome: `applied` or `refused`.
     pub reloads: Family<OutcomeLabel, Counter>,
 }
@@ -141,6 +167,11 @@ impl Metrics {
             "backend_probe_seconds",
             "How long the backend's last health probe took",
         );
+        let backend_requests: BackendRequests = registered(
+            &mut registry,
+            "backend_requests",
+            "Requests relayed to the backends, by task type and outcome",
+        );
         let reloads: Family::<OutcomeLabel, Counter> = registered(&mut registry, "reloads", "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched");
         for outcome in ["applied", "refused"] {
             let _ = reloads.get_or_create(&OutcomeLabel {
@@ -151,6 +182,7 @@ impl Metrics {
             reloads,
             backend_up,
             backend_probe_seconds,
+            backend_requests,
             registry,
             tasks,
             attempts,

@@ -8,9 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::StatusCode;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use triforce_core::node::NodeId;
 use triforce_net::exec::{Dial, Dialing, Stream};
+
+use crate::record::{sim_now, SharedLog};
 
 /// The port every backend host listens on.
 pub const BACKEND_PORT: u16 = 8000;
@@ -20,16 +25,24 @@ pub fn backend_host(node: &str) -> String {
     format!("{node}-llm")
 }
 
-/// Serves the backend until its host crashes: each POST sleeps the payload's `ms`, then
-/// answers `{"slept_ms": ms, "backend": HOST}`.
-pub async fn serve_backend(host: String) -> turmoil::Result {
+/// Serves the backend until its host crashes. `POST /` (the `http` executor's call) sleeps the
+/// payload's `ms`, then answers `{"slept_ms": ms, "backend": HOST}`. It also speaks enough of
+/// Ollama's API for an `openai` executor: `GET /api/tags` and `/api/ps` list its models (the
+/// first one loaded), and `POST /v1/chat/completions` for a model it serves sleeps the body's
+/// `ms` and answers `{"backend", "model", "slept_ms"}`; for one it does not, 404, as Ollama does.
+pub async fn serve_backend(host: String, node: NodeId, log: SharedLog) -> turmoil::Result {
     let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), BACKEND_PORT);
     let listener = turmoil::net::TcpListener::bind(any).await?;
     loop {
         let (stream, _) = listener.accept().await?;
-        let host = host.clone();
+        let backend = Backend {
+            host: host.clone(),
+            node: node.clone(),
+            log: log.clone(),
+        };
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| answer(host.clone(), request));
+            let service =
+                hyper::service::service_fn(move |request| backend.clone().answer(request));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -37,21 +50,60 @@ pub async fn serve_backend(host: String) -> turmoil::Result {
     }
 }
 
-async fn answer(
+#[derive(Clone)]
+struct Backend {
     host: String,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = match request.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
-    let ms = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|payload| payload["ms"].as_u64())
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    let answer = serde_json::json!({ "slept_ms": ms, "backend": host }).to_string();
-    Ok(Response::new(Full::new(Bytes::from(answer))))
+    node: NodeId,
+    log: SharedLog,
+}
+
+impl Backend {
+    async fn answer(self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = request.uri().path().to_string();
+        let body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let ms = payload["ms"].as_u64().unwrap_or(0);
+        let answer = match path.as_str() {
+            "/api/tags" => json!({ "models": self.models_named() }),
+            "/api/ps" => json!({ "models": self.models_named().get(..1) }),
+            "/v1/chat/completions" => {
+                let model = payload["model"].as_str().unwrap_or_default();
+                let task_id = payload["task_id"].as_str().unwrap_or_default();
+                if !self.serves(model, task_id) {
+                    let error = json!({"error": {"message": format!("model {model:?} not found")}});
+                    let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    return Ok(response);
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json!({ "backend": self.host, "model": model, "slept_ms": ms })
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json!({ "slept_ms": ms, "backend": self.host })
+            }
+        };
+        Ok(Response::new(Full::new(Bytes::from(answer.to_string()))))
+    }
+
+    fn models_named(&self) -> Vec<Value> {
+        let mut log = self.log.lock().expect("log lock");
+        let models = log.models.now(&self.host);
+        models.iter().map(|m| json!({ "name": m })).collect()
+    }
+
+    /// Whether it serves `model` now; a request for one it does not goes to the checker.
+    fn serves(&self, model: &str, task_id: &str) -> bool {
+        let mut log = self.log.lock().expect("log lock");
+        if log.models.now(&self.host).iter().any(|m| m == model) {
+            return true;
+        }
+        log.check_backend_asked(&self.node, task_id, model, sim_now());
+        false
+    }
 }
 
 /// The executors' way to their backends in the simulator: turmoil's TCP.

@@ -141,7 +141,8 @@ impl Checker {
             Fault::BackendDown(_)
             | Fault::BackendUp(_)
             | Fault::BackendHang(_)
-            | Fault::BackendRelease(_) => {}
+            | Fault::BackendRelease(_)
+            | Fault::Models(..) => {}
             Fault::Forget(a, b) => self.cut(now, a, b, "config"),
             Fault::Readd(a, b) => self.uncut(now, a, b, "config"),
         }

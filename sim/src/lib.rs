@@ -13,6 +13,7 @@
 //! - [`http`]: the shim's listener seam and a client over turmoil's TCP.
 //! - [`backend`]: each hub's backend host, and the executors' dial seam.
 //! - [`load`]: the task load through the master's shim.
+//! - [`models`]: the backends' model lists as they change, and how stale routing may be.
 //! - [`adversary`]: what must be refused, over QUIC and HTTP.
 //! - [`config_changes`]: reloads in the middle of a run (key rotation, nodes leaving).
 //! - [`scenario`]: the fault plans.
@@ -27,6 +28,7 @@ pub mod config_changes;
 pub mod core_tier;
 pub mod http;
 pub mod load;
+pub mod models;
 pub mod record;
 pub mod run;
 pub mod scenario;

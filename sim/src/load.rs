@@ -10,10 +10,12 @@ use serde_json::json;
 
 use crate::config_changes::signing_key;
 use crate::http;
+use crate::models::{ASKED, LLM_TASK_TYPE};
 use crate::record::{sim_now, SharedLog};
 use crate::world::Load;
 
-/// Submits a task every `load.every` on average (seeded), each with a fresh id, plus a burst
+/// Submits a task every `load.every` on average (seeded), each with a fresh id (some for a GPU,
+/// some naming a model for the hubs' backends, the rest chat), plus a burst
 /// of `load.burst` chat tasks every `load.burst_every`, which fills the master's workers so
 /// that work spreads to the hubs (and failover has something to do when one dies). Records
 /// every outcome.
@@ -43,18 +45,33 @@ pub async fn generate_load(
         };
         for _ in 0..count {
             n += 1;
-            let gpu = count == 1 && rng.next_u64() % 10 < 3;
-            let task_type = if gpu { "gpu_inference" } else { "chat" };
+            // Three in ten single tasks need a GPU, two name a model for the hubs' backends; a
+            // quarter of a burst names a model, the rest is chat.
+            let kind = match (count, rng.next_u64()) {
+                (1, draw) => draw % 10,
+                (_, draw) if draw % 4 == 0 => 3,
+                _ => 9,
+            };
             let ms = 500 + rng.next_u64() % 4_000;
-            submit(
-                master,
-                &pool,
-                &log,
-                format!("t{n}"),
-                task_type,
-                ms,
-                (rng.next_u64() % 3) as i32,
-            );
+            let task_id = format!("t{n}");
+            let (task_type, payload) = match kind {
+                0..=2 => ("gpu_inference", json!({ "ms": ms })),
+                3..=4 => {
+                    let model = ASKED[(rng.next_u64() % ASKED.len() as u64) as usize];
+                    log.lock()
+                        .expect("log lock")
+                        .asked_models
+                        .insert(task_id.clone(), model.to_string());
+                    let body = json!({ "model": model, "ms": ms, "task_id": task_id });
+                    (
+                        LLM_TASK_TYPE,
+                        json!({ "path": "/v1/chat/completions", "body": body }),
+                    )
+                }
+                _ => ("chat", json!({ "ms": ms })),
+            };
+            let priority = (rng.next_u64() % 3) as i32;
+            submit(master, &pool, &log, task_id, task_type, payload, priority);
         }
     }
 }
@@ -67,11 +84,11 @@ fn submit(
     log: &SharedLog,
     task_id: String,
     task_type: &str,
-    ms: u64,
+    payload: serde_json::Value,
     priority: i32,
 ) {
     let body =
-        json!({"task_id": task_id, "type": task_type, "payload": {"ms": ms}, "priority": priority})
+        json!({"task_id": task_id, "type": task_type, "payload": payload, "priority": priority})
             .to_string()
             .into_bytes();
     {

@@ -44,6 +44,17 @@ pub struct Log {
     /// What each node's config files say now; its host reloads the node when this changes.
     pub configs: BTreeMap<NodeId, crate::scenario::ConfigState>,
     pub violations: Vec<String>,
+    /// Each hub backend's model list over time.
+    pub models: crate::models::ModelLists,
+    /// The model each model-naming task asks for.
+    pub asked_models: BTreeMap<String, String>,
+    /// The nodes that relay model-naming tasks to a backend (the hubs).
+    pub relay_nodes: Vec<NodeId>,
+    /// When each node last started.
+    pub started: BTreeMap<NodeId, Duration>,
+    pub model_rules: Option<crate::models::ModelRules>,
+    /// Backends asked for a model they had just dropped (allowed within the probe interval).
+    pub stale_asks: u64,
     trace: Sha256,
     /// The trace's lines, kept only when asked for (to diff two runs of one seed).
     pub trace_lines: Option<Vec<String>>,
@@ -106,6 +117,11 @@ impl Log {
         };
         let node = answer["node"].as_str().and_then(|n| NodeId::new(n).ok());
         let attempts = answer["attempts"].as_array().map_or(0, Vec::len);
+        if let (Some(model), "completed", Some(node)) =
+            (self.asked_models.get(task_id).cloned(), status, &node)
+        {
+            self.check_model_answer(task_id, &model, node, &answer["result"], at);
+        }
         // A hub runs chat through its backend host: the answer must be that host's.
         let chat = self
             .submitted
@@ -200,6 +216,7 @@ impl Observer for NodeObserver {
             .entry(task_id.to_string())
             .or_default()
             .push((at, node.clone()));
+        log.check_model_dispatch(task_id, node, at);
     }
 
     fn membership(&self, _at: Instant, event: &MembershipEvent) {

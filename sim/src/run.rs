@@ -225,6 +225,15 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
         }
         Fault::BackendHang(node) => sim.hold(node.as_str(), backend_host(node).as_str()),
         Fault::BackendRelease(node) => sim.release(node.as_str(), backend_host(node).as_str()),
+        Fault::Models(node, models) => {
+            let mut log = world.log.lock().expect("log lock");
+            log.trace(format!(
+                "{} models {node} {models:?}",
+                sim.elapsed().as_millis()
+            ));
+            log.models
+                .set(&backend_host(node), sim.elapsed(), models.clone());
+        }
         // The node's host applies these (see `world::apply_config_changes`).
         Fault::Rotate(node, step) => change_config(world, node, |c| c.keys = *step),
         Fault::Forget(node, gone) => change_config(world, node, |c| {

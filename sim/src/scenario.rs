@@ -2,7 +2,7 @@
 //! hub both ways or one way, links hold packets and release them late, latency spikes, bursty
 //! loss, links clogged one by one, rolling restarts; and config rollouts where nodes disagree
 //! for a while: a PSK rotation mid-partition, a hub leaving and rejoining; and backends that
-//! fail while their nodes run.
+//! fail while their nodes run, or change the models they serve.
 
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub enum Fault {
     /// The link between the node and its backend holds every packet: calls hang.
     BackendHang(String),
     BackendRelease(String),
+    /// The node's backend serves these models from now on.
+    Models(String, Vec<String>),
 }
 
 /// What one node's config files say, as far as a scenario changes them.
@@ -114,7 +116,7 @@ fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step>
         .collect()
 }
 
-pub const SCENARIOS: [Scenario; 12] = [
+pub const SCENARIOS: [Scenario; 13] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
@@ -393,6 +395,29 @@ pub const SCENARIOS: [Scenario; 12] = [
                     at: release,
                     fault: Fault::BackendRelease(hung),
                 },
+            ]
+        },
+    },
+    Scenario {
+        name: "model_churn",
+        about: "models appear on and leave the hubs' backends, which also crash and hang, while tasks name models",
+        // Nothing here is a fault of a node or a link: nobody may go offline.
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        plan: |rng| {
+            let models = |hub: &str, names: &[&str]| Fault::Models(s(hub), names.iter().map(|m| s(m)).collect());
+            let down = between(rng, 60, 100);
+            let hang = between(rng, 150, 180);
+            vec![
+                Step { at: between(rng, 20, 60), fault: models("backup", &["mistral"]) },
+                Step { at: between(rng, 30, 80), fault: models("zombie-pc", &["llama3", "qwen", "mistral"]) },
+                Step { at: down, fault: Fault::BackendDown(s("zombie-pc")) },
+                Step { at: down + between(rng, 15, 40), fault: Fault::BackendUp(s("zombie-pc")) },
+                Step { at: between(rng, 100, 140), fault: models("backup", &["llama3", "mistral", "qwen"]) },
+                Step { at: between(rng, 120, 170), fault: models("zombie-pc", &["llama3", "mistral"]) },
+                Step { at: hang, fault: Fault::BackendHang(s("backup")) },
+                Step { at: hang + between(rng, 5, 15), fault: Fault::BackendRelease(s("backup")) },
             ]
         },
     },

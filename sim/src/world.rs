@@ -22,6 +22,7 @@ use crate::clock::SimClock;
 use crate::config_changes::{apply_config_changes, configured, PSK};
 use crate::http::{self, SimTcpListener};
 use crate::load::{generate_load, read_status};
+use crate::models::{ModelRules, Staleness, LLM_TASK_TYPE};
 use crate::record::{Log, NodeObserver, SharedLog};
 use crate::socket::SimUdpSocket;
 
@@ -38,14 +39,15 @@ kind = "sleep"
 "#;
 
 /// A node's settings: the master runs its chat tasks itself (`sleep`); a hub's `http` executor
-/// calls its backend host.
+/// calls its backend host, and its `openai` executor relays `llm` tasks to the same host.
 fn settings_for(def: &NodeDef) -> Settings {
     let text = if def.master {
         SETTINGS.to_string()
     } else {
+        let host = backend_host(&def.id);
         let backend = format!(
-            "[executors.chat]\nkind = \"http\"\nurl = \"http://{}:{BACKEND_PORT}/\"\ntimeout_ms = 30000",
-            backend_host(&def.id)
+            "[executors.{LLM_TASK_TYPE}]\nkind = \"openai\"\nbase_url = \"http://{host}:{BACKEND_PORT}\"\ntimeout_ms = 30000\n\
+             [executors.chat]\nkind = \"http\"\nurl = \"http://{host}:{BACKEND_PORT}/\"\ntimeout_ms = 30000",
         );
         SETTINGS.replace("[executors.chat]\nkind = \"sleep\"", &backend)
     };
@@ -164,13 +166,33 @@ impl World {
         for def in nodes.iter().filter(|def| !def.master) {
             let host = backend_host(&def.id);
             let name = host.clone();
-            sim.host(host, move || serve_backend(name.clone()));
+            let node = NodeId::new(def.id.clone()).expect("valid");
+            let log = log.clone();
+            sim.host(host, move || {
+                serve_backend(name.clone(), node.clone(), log.clone())
+            });
         }
         federation
             .set(simulated_federation(&sim, &nodes))
             .expect("set once");
         // Every node has the same timing.
         let timing = settings_for(&nodes[0]).timing;
+        {
+            let mut log = log.lock().expect("log lock");
+            log.relay_nodes = nodes
+                .iter()
+                .filter(|def| !def.master)
+                .map(|def| NodeId::new(def.id.clone()).expect("valid"))
+                .collect();
+            log.model_rules = Some(ModelRules {
+                staleness: Staleness {
+                    probe: Duration::from_millis(timing.backend_probe_interval_ms),
+                    heartbeats: timing.heartbeat_interval() * timing.misses_max,
+                    slack: Duration::from_millis(1_500),
+                },
+                interval: timing.heartbeat_interval(),
+            });
+        }
         World {
             sim,
             log,
@@ -229,6 +251,10 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
         .cloned()
         .unwrap_or_default();
     let config = configured(&base, &state);
+    log.lock()
+        .expect("log lock")
+        .started
+        .insert(me.clone(), crate::record::sim_now());
     let ip = turmoil::lookup(def.id.as_str());
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), PORT)).await?;
     let stream = format!("{}#{incarnation}", def.id);

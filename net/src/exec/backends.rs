@@ -87,6 +87,18 @@ impl Backends {
         }
     }
 
+    /// Whether the backend of `task_type` listed models at its last probe and `model` was not
+    /// among them. A backend that lists none (not probed yet, or a server without a list)
+    /// lacks nothing.
+    pub fn lacks_model(&self, task_type: &str, model: &str) -> bool {
+        let backends = self.backends.lock().expect("backends lock");
+        backends.iter().any(|b| {
+            b.task_type == task_type
+                && !b.state.models.is_empty()
+                && !b.state.models.iter().any(|m| m == model)
+        })
+    }
+
     /// A relay could not reach the backend at `base_url` (refused, or a 5xx before any byte).
     pub fn handle_unreachable(&self, base_url: &str, error: &str) {
         let mut changed = false;
@@ -270,4 +282,46 @@ fn configured(settings: &Settings) -> Vec<Backend> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relaying_chat() -> Settings {
+        Settings::parse(
+            "[executors.chat]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:11434\"\n",
+        )
+        .expect("test settings parse")
+    }
+
+    #[test]
+    fn a_model_is_lacking_only_against_a_probed_list() {
+        let backends = Backends::new(&relaying_chat());
+        let base_url = "http://127.0.0.1:11434";
+        // Not probed yet: it might have anything.
+        assert!(!backends.lacks_model("chat", "llama3"));
+        let up = |models: &[&str]| Probe::Up {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            loaded: Vec::new(),
+        };
+        backends.record("chat", base_url, up(&["llama3", "qwen"]), Duration::ZERO);
+        assert!(!backends.lacks_model("chat", "qwen"));
+        assert!(backends.lacks_model("chat", "mistral"));
+        // Another type's backend says nothing about this one.
+        assert!(!backends.lacks_model("embeddings", "mistral"));
+        // A server that answers with an empty list is one we know nothing about.
+        backends.record("chat", base_url, up(&[]), Duration::ZERO);
+        assert!(!backends.lacks_model("chat", "mistral"));
+        // Down, it keeps the models it listed last.
+        backends.record("chat", base_url, up(&["qwen"]), Duration::ZERO);
+        backends.record(
+            "chat",
+            base_url,
+            Probe::Refused("refused".into()),
+            Duration::ZERO,
+        );
+        assert!(backends.lacks_model("chat", "llama3"));
+        assert!(!backends.capabilities().backends[0].healthy);
+    }
 }

@@ -48,7 +48,12 @@ impl tower::Service<Uri> for Connector {
         };
         let port = uri.port_u16().unwrap_or(80);
         let dialing = self.0.dial(host, port);
-        Box::pin(async move { Ok(Dialed(TokioIo::new(dialing.await?))) })
+        Box::pin(async move {
+            let stream = tokio::time::timeout(super::http_backend::CONNECT_TIMEOUT, dialing)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            Ok(Dialed(TokioIo::new(stream)))
+        })
     }
 }
 

@@ -20,6 +20,12 @@ use super::dial::{Connector, Dial};
 
 /// How long an unused pooled connection to a backend is kept.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a backend to accept a connection. A backend is on this machine or its LAN,
+/// where a connection is accepted in well under a millisecond even when the server is busy
+/// (the kernel answers the handshake); one not accepted by then sits on a host that is gone
+/// or cut off. Without this, a relay would wait out its whole answer timeout before the task
+/// could run elsewhere.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a call to a backend produced no answer.
 #[derive(Debug)]
@@ -77,6 +83,7 @@ impl Default for HttpBackends {
         let mut connector = HttpConnector::new();
         // Requests are small and answered at once: Nagle would only add delay.
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         HttpBackends {
             client: Transport::Os(pooled().build(connector)),
         }

@@ -33,6 +33,32 @@ struct Relayed<'a> {
     body: Option<&'a RawValue>,
 }
 
+/// The part of a relayed payload that routing reads: the model its body names.
+#[derive(Deserialize)]
+struct RelayedModel<'a> {
+    #[serde(borrow)]
+    path: &'a str,
+    #[serde(default)]
+    body: Option<BodyModel>,
+}
+
+#[derive(Deserialize)]
+struct BodyModel {
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// The model a relay-shaped payload (`{"path", "body": {"model", ...}}`) asks for, so a task
+/// sent through the seed's API routes by model as one through the door does. `None` for any
+/// other payload.
+pub fn requested_model(payload: &RawJson) -> Option<String> {
+    let relayed: RelayedModel = serde_json::from_str(payload.get()).ok()?;
+    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
+        return None;
+    }
+    relayed.body?.model.filter(|m| !m.is_empty())
+}
+
 /// Sends the relayed request to `base_url` and waits for the answer's head, within `timeout`.
 /// Connection refused and 5xx answers are `executor_unavailable` (nothing was answered; another
 /// node may try); any other status is the answer, passed on with its body.
@@ -149,5 +175,35 @@ async fn read_some(body: Incoming, bytes_max: usize) -> String {
     match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
         Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
         _ => "(no readable body)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_of(payload: &str) -> Option<String> {
+        requested_model(&RawJson::parse_str(payload).expect("test payloads are JSON"))
+    }
+
+    #[test]
+    fn the_model_of_a_relayed_request() {
+        let chat =
+            r#"{"path": "/v1/chat/completions", "body": {"model": "llama3", "messages": []}}"#;
+        assert_eq!(model_of(chat).as_deref(), Some("llama3"));
+        let generate = r#"{"method": "POST", "path": "/api/generate", "body": {"model": "qwen"}}"#;
+        assert_eq!(model_of(generate).as_deref(), Some("qwen"));
+        // Not relay-shaped, or no model named: routing by type alone.
+        assert_eq!(model_of(r#"{"ms": 5, "model": "llama3"}"#), None);
+        assert_eq!(
+            model_of(r#"{"path": "/etc/passwd", "body": {"model": "x"}}"#),
+            None
+        );
+        assert_eq!(model_of(r#"{"path": "/v1/models"}"#), None);
+        assert_eq!(
+            model_of(r#"{"path": "/v1/chat/completions", "body": {"model": ""}}"#),
+            None
+        );
+        assert_eq!(model_of("null"), None);
     }
 }

@@ -15,6 +15,8 @@ use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
+use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
+
 use super::{
     answer_channel, openai, run_executor, Admission, AnswerStream, Backends, HttpBackends,
     Scheduler, TaskResult,
@@ -67,6 +69,8 @@ pub struct Runner {
     ram_gb: u32,
     gpu: bool,
     observer: Option<Arc<dyn crate::node::Observer>>,
+    /// How relayed requests ended, per backend (a handle to the node's metric).
+    backend_requests: BackendRequests,
 }
 
 impl Runner {
@@ -77,6 +81,7 @@ impl Runner {
         gpu: bool,
         http: HttpBackends,
         observer: Option<Arc<dyn crate::node::Observer>>,
+        backend_requests: BackendRequests,
     ) -> Arc<Self> {
         let workers = workers(settings.limits.workers_max, cores);
         let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
@@ -100,7 +105,17 @@ impl Runner {
             ram_gb,
             gpu,
             observer,
+            backend_requests,
         })
+    }
+
+    fn count_relay(&self, task_type: &str, outcome: &str) {
+        self.backend_requests
+            .get_or_create(&BackendRequestLabels {
+                task_type: task_type.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Takes `task` for execution here. Never blocks; the result comes through the receiver.
@@ -141,6 +156,12 @@ impl Runner {
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
+        if let ExecutorSpec::Openai { .. } = spec {
+            if let Some(refusal) = self.model_refusal(&task) {
+                ledger.forget(&task.task_id);
+                return Started::Refused(refusal);
+            }
+        }
         let slots = match spec {
             ExecutorSpec::Openai { .. } => &self.relays,
             _ => &self.scheduler,
@@ -173,9 +194,7 @@ impl Runner {
             } = &spec
             {
                 let timeout = Duration::from_millis(*timeout_ms);
-                runner
-                    .relay(&task.task_id, base_url, timeout, &task.payload)
-                    .await;
+                runner.relay(&task, base_url, timeout).await;
                 return;
             }
             let result_bytes_max = settings.limits.body_bytes_max;
@@ -185,20 +204,35 @@ impl Runner {
         Started::Accepted(receiver)
     }
 
+    /// A relayed task naming a model its backend did not list at its last probe: refused as
+    /// having no executor for it, so the task moves on to a node that has the model without
+    /// spending the retry budget. The sender chose this node from a capability seen up to a
+    /// heartbeat and a probe ago; this node's own view is fresher.
+    fn model_refusal(&self, task: &TaskRequest) -> Option<RemoteError> {
+        let model = openai::requested_model(&task.payload)?;
+        if !self.backends.lacks_model(&task.task_type, &model) {
+            return None;
+        }
+        self.count_relay(&task.task_type, relay_outcome::NO_MODEL);
+        Some(RemoteError::new(
+            ErrorCode::NoExecutor,
+            format!(
+                "the backend for {:?} here does not have model {model:?}",
+                task.task_type
+            ),
+        ))
+    }
+
     /// Runs a relayed task: its head is the task's result; its body streams to whoever takes it
     /// with [`Self::take_stream`], while this task holds its slot.
-    async fn relay(
-        &self,
-        task_id: &str,
-        base_url: &str,
-        timeout: Duration,
-        payload: &triforce_core::json::RawJson,
-    ) {
+    async fn relay(&self, task: &TaskRequest, base_url: &str, timeout: Duration) {
+        let task_id = task.task_id.as_str();
         let deadline = tokio::time::Instant::now() + timeout;
         let opened = tokio::select! {
-            opened = openai::open(base_url, payload, &self.http, timeout) => opened,
+            opened = openai::open(base_url, &task.payload, &self.http, timeout) => opened,
             () = self.abandoned(task_id) => {
                 // Dropping the request closes its connection: the backend stops generating.
+                self.count_relay(&task.task_type, relay_outcome::CANCELLED);
                 let error = RemoteError::new(ErrorCode::ExecutorFailed, "cancelled: no one waits for the answer any more");
                 self.finish(task_id, Err(error));
                 return;
@@ -207,11 +241,15 @@ impl Runner {
         match opened {
             Err(error) => {
                 if error.code == ErrorCode::ExecutorUnavailable {
+                    self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
                     self.backends.handle_unreachable(base_url, &error.message);
+                } else {
+                    self.count_relay(&task.task_type, relay_outcome::FAILED);
                 }
                 self.finish(task_id, Err(error));
             }
             Ok((head, body)) => {
+                self.count_relay(&task.task_type, relay_outcome::ANSWERED);
                 let (chunks, stream) = answer_channel();
                 let (taken, was_taken) = oneshot::channel();
                 self.streams

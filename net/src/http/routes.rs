@@ -194,7 +194,9 @@ async fn task(
 /// client that asked for one.
 pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
     let task_id = task.task_id.clone();
-    let Submitted { outcome, stream } = node.submit_streaming(task, None).await;
+    // A relay-shaped payload naming a model routes by it, as the door's requests do.
+    let model = crate::exec::requested_model(&task.payload);
+    let Submitted { outcome, stream } = node.submit_streaming(task, model.as_deref()).await;
     let outcome = match (outcome, stream) {
         (
             TaskOutcome::Completed {

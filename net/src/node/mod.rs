@@ -117,6 +117,7 @@ impl Node {
         let identity = reload::identity(&clock, &config);
         let peers = Peers::new(endpoint.clone(), identity, reload::peer_addrs(&config));
         let spec = config.my_spec().clone();
+        let metrics = Metrics::new();
         let runner = Runner::new(
             config.settings.clone(),
             spec.cores,
@@ -124,6 +125,7 @@ impl Node {
             spec.has_gpu(),
             dial.map_or_else(HttpBackends::default, HttpBackends::with_dial),
             observer.clone(),
+            metrics.backend_requests.clone(),
         );
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared::new(
@@ -133,7 +135,7 @@ impl Node {
             runner,
             peers,
             endpoint,
-            Metrics::new(),
+            metrics,
             shutdown,
             Notify::new(),
             observer,
