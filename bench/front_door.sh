@@ -68,7 +68,8 @@ wait_port() {
 # The backends: a fast one (answers at once) and a slow one for the long streams (50 tokens,
 # 100 ms apart: a 5 s answer, the pace of a local 7B model).
 start FAST "$T" backend --llm --listen 127.0.0.13:18080 --name fast --gap-ms 0 --tokens 8 --models tiny-llm
-start SLOW "$T" backend --llm --listen 127.0.0.14:18080 --name slow --gap-ms 100 --tokens 50 --models slow-llm
+# The slow one stamps each token with its send time, for each chunk's delay to the client.
+start SLOW "$T" backend --llm --listen 127.0.0.14:18080 --name slow --gap-ms 100 --tokens 50 --models slow-llm --stamp
 
 cat >"$work/nginx.conf" <<CONF
 worker_processes 2;
@@ -175,6 +176,7 @@ bench() {
 
 chat='{"model": "tiny-llm", "messages": [{"role": "user", "content": "hi"}]}'
 stream='{"model": "tiny-llm", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+slow='{"model": "slow-llm", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
 direct=(--url http://127.0.0.13:18080/v1/chat/completions)
 via_nginx=(--url http://127.0.0.20:18001/v1/chat/completions)
 via_fed=(--url http://127.0.0.3:18100/v1/chat/completions --api-key "$key")
@@ -204,9 +206,17 @@ for _ in $(seq "$ROUNDS"); do
   bench ttft_direct "$FAST" -- --mode stream "${direct[@]}" --body "$stream" --connections 1
   bench ttft_fed "$I1 $I2" -- --mode stream "${via_fed[@]}" --body "$stream" --connections 1
 done
+echo "== streams: each chunk from the backend's write to the client, 1 and 20 concurrent slow streams"
+for _ in $(seq "$ROUNDS"); do
+  for n in 1 20; do
+    bench "chunks${n}_direct" "$SLOW" -- --mode stream --url http://127.0.0.14:18080/v1/chat/completions \
+      --body "$slow" --connections "$n"
+    bench "chunks${n}_fed" "$I1 $I3" -- --mode stream --url http://127.0.0.3:18100/v1/chat/completions \
+      --api-key "$key" --body "$slow" --connections "$n"
+  done
+done
 fi
 echo "== $SLOW_STREAMS concurrent slow streams (50 tokens, 100 ms apart) through I1 and I3"
-slow='{"model": "slow-llm", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
 SECONDS_PER_RUN=8 bench slow_streams "$I1 $I3" -- --mode stream --url http://127.0.0.3:18100/v1/chat/completions \
   --api-key "$key" --body "$slow" --connections "$SLOW_STREAMS"
 python3 -c "import json; print(json.dumps({'label': 'slow_rss', 'door_kb': $(peak_rss_kb "$I1"), 'relay_kb': $(peak_rss_kb "$I3"), 'fast_relay_kb': $(peak_rss_kb "$I2")}))" >>"$work/results"

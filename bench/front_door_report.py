@@ -65,6 +65,17 @@ lines.append(
     f"{fmt(ttft_fed, '%.2f ms')} (p50; +{fmt(None if ttft_fed is None else ttft_fed - ttft_direct, '%.2f ms')}, target at most 1 ms), "
     f"p99 {fmt(median('ttft_fed', 'p99_ms'), '%.2f ms')}."
 )
+for n in (1, 20):
+    direct_label, fed_label = f"chunks{n}_direct", f"chunks{n}_fed"
+    chunk_direct, chunk_fed = median(direct_label, "chunk_p99_ms"), median(fed_label, "chunk_p99_ms")
+    lines.append(
+        f"- Each streamed chunk from the backend's write to the client's read, {n} stream{'s' if n > 1 else ''} of 50 "
+        f"stamped tokens 100 ms apart{' (in phase: 20 chunks arrive at once)' if n > 1 else ''}: direct p50 "
+        f"{fmt(median(direct_label, 'chunk_p50_ms'), '%.2f ms')}, p99 {fmt(chunk_direct, '%.2f ms')}; through the "
+        f"federation p50 {fmt(median(fed_label, 'chunk_p50_ms'), '%.2f ms')}, p99 {fmt(chunk_fed, '%.2f ms')} "
+        f"(added at p99: {fmt(None if chunk_fed is None or chunk_direct is None else chunk_fed - chunk_direct, '%+.2f ms')}; "
+        f"target: within 1 ms p99)."
+    )
 slow = runs.get("slow_streams", [None])[0]
 rss = runs.get("slow_rss", [None])[0]
 if slow and rss:
@@ -72,7 +83,8 @@ if slow and rss:
         f"- {slow_streams} concurrent slow streams (50 tokens 100 ms apart, 5 s each) through the door and one relay: "
         f"{slow['requests']} streams started in the measured 8 s, {slow['errors']} errors, time to first token p50 "
         f"{slow['p50_ms']:.1f} ms, p99 {slow['p99_ms']:.1f} ms; peak RSS: door {rss['door_kb'] / 1024:.0f} MB, "
-        f"relay {rss['relay_kb'] / 1024:.0f} MB (target: at most 100 MB per node)."
+        f"relay {rss['relay_kb'] / 1024:.0f} MB (target: at most 100 MB per node); each chunk from the backend to "
+        f"the client {fmt(slow.get('chunk_p50_ms'), '%.2f ms')} p50, {fmt(slow.get('chunk_p99_ms'), '%.2f ms')} p99."
     )
 section = "\n".join(lines) + "\n"
 

@@ -23,7 +23,9 @@ use crate::sockets::{client, load};
 #[derive(clap::Args)]
 pub struct Args {
     /// `plain`: POST the payload (or --body) to --url. `stream`: the same, recording the time
-    /// to the answer's first byte (a streamed answer's first token) and reading it to its end.
+    /// to the answer's first byte (a streamed answer's first token) and reading it to its end;
+    /// tokens stamped by `triforce backend --llm --stamp` also give each chunk's delay from
+    /// the backend's write to its arrival here.
     /// `task`: POST a signed task to --target's node.
     #[arg(long, default_value = "task")]
     mode: String,
@@ -88,8 +90,8 @@ static FIRST_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl Sender {
     /// Sends request `n`; whether it succeeded, and when its answer's first byte came if that
-    /// is what is measured.
-    async fn send(&self, n: u64) -> (bool, Option<Instant>) {
+    /// is what is measured (with the delays of its stamped chunks).
+    async fn send(&self, n: u64) -> (bool, Option<Streamed>) {
         let payload = json!({"prompt": "bench", "n": n});
         let failure = match self {
             Sender::Plain {
@@ -144,22 +146,66 @@ impl Sender {
     }
 }
 
-/// Reads an answer to its end; when `first_byte`, when its first bytes came.
+/// How a streamed answer arrived.
+struct Streamed {
+    /// When its first bytes came.
+    first: Instant,
+    /// Per stamped token: microseconds from the backend's write to its arrival here.
+    chunk_delays_us: Vec<u64>,
+}
+
+/// Reads an answer to its end; when `first_byte`, how it arrived.
 async fn read_answer(
     mut response: reqwest::Response,
     first_byte: bool,
-) -> reqwest::Result<Option<Instant>> {
+) -> reqwest::Result<Option<Streamed>> {
     if !first_byte {
         response.bytes().await?;
         return Ok(None);
     }
-    let mut first = None;
+    let mut streamed: Option<Streamed> = None;
     while let Some(chunk) = response.chunk().await? {
-        if first.is_none() && !chunk.is_empty() {
-            first = Some(Instant::now());
+        if chunk.is_empty() {
+            continue;
         }
+        let arrived_us = unix_us();
+        let streamed = streamed.get_or_insert_with(|| Streamed {
+            first: Instant::now(),
+            chunk_delays_us: Vec::new(),
+        });
+        streamed.chunk_delays_us.extend(
+            stamps(&chunk)
+                .into_iter()
+                .map(|sent_us| arrived_us.saturating_sub(sent_us)),
+        );
     }
-    Ok(first)
+    Ok(streamed)
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The send times in the `tok<i>@<µs> ` tokens of `chunk` (`triforce backend --llm --stamp`).
+/// A token split across two chunks is left out, never misread.
+fn stamps(chunk: &[u8]) -> Vec<u64> {
+    let text = String::from_utf8_lossy(chunk);
+    text.split("tok")
+        .skip(1)
+        .filter_map(|rest| {
+            let (index, after) = rest.split_once('@')?;
+            if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            if after.as_bytes().get(digits) != Some(&b' ') {
+                return None;
+            }
+            after[..digits].parse().ok()
+        })
+        .collect()
 }
 
 struct Results {
@@ -168,14 +214,22 @@ struct Results {
     requests: u64,
     errors: u64,
     latency_us: Histogram<u64>,
+    /// Stamped chunks: from the backend's write to their arrival.
+    chunk_delay_us: Histogram<u64>,
     /// Per 100 ms window: (ok, errors, max latency in µs).
     windows: Vec<(u64, u64, u64)>,
 }
 
 impl Results {
-    fn record(&mut self, started: Instant, latency: Duration, ok: bool) {
+    /// Records a request started at `started` that ended now (or, streamed, whose answer
+    /// started as `streamed` says).
+    fn record(&mut self, started: Instant, streamed: Option<Streamed>, ok: bool) {
         if started < self.measure_from {
             return;
+        }
+        let latency = streamed.as_ref().map_or_else(Instant::now, |s| s.first) - started;
+        for delay in streamed.iter().flat_map(|s| &s.chunk_delays_us) {
+            let _ = self.chunk_delay_us.record((*delay).max(1));
         }
         self.requests += 1;
         self.errors += u64::from(!ok);
@@ -208,6 +262,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         requests: 0,
         errors: 0,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        chunk_delay_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         windows: Vec::new(),
     }));
     // Numbers the payloads, so no two requests are alike.
@@ -221,9 +276,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     while Instant::now() < until {
                         let n = sent.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
-                        let (ok, first_byte) = sender.send(n).await;
-                        let latency = first_byte.unwrap_or_else(Instant::now) - started;
-                        results.lock().expect("lock").record(started, latency, ok);
+                        let (ok, streamed) = sender.send(n).await;
+                        results.lock().expect("lock").record(started, streamed, ok);
                     }
                 });
             }
@@ -241,10 +295,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 let slot = slots.clone().acquire_owned().await?;
                 let (sender, results) = (sender.clone(), results.clone());
                 tasks.spawn(async move {
-                    let (ok, first_byte) = sender.send(n).await;
+                    let (ok, streamed) = sender.send(n).await;
                     // Latency from the scheduled time: waiting for a slot counts.
-                    let latency = first_byte.unwrap_or_else(Instant::now) - scheduled;
-                    results.lock().expect("lock").record(scheduled, latency, ok);
+                    results.lock().expect("lock").record(scheduled, streamed, ok);
                     drop(slot);
                 });
                 n += 1;
@@ -325,7 +378,9 @@ fn print_summary(results: &Results, measure_from: Instant, timeline: bool) {
             );
         }
     }
-    let summary = json!({
+    let chunks = &results.chunk_delay_us;
+    let chunk_ms = |q: f64| chunks.value_at_quantile(q) as f64 / 1000.0;
+    let mut summary = json!({
         "requests": requests,
         "errors": errors,
         "seconds": elapsed,
@@ -337,5 +392,26 @@ fn print_summary(results: &Results, measure_from: Instant, timeline: bool) {
         "worst_window_ms": results.windows.iter().map(|w| w.2).max().unwrap_or(0) as f64 / 1000.0,
         "first_error": FIRST_ERROR.get(),
     });
+    if !chunks.is_empty() {
+        summary["chunks"] = json!(chunks.len());
+        summary["chunk_p50_ms"] = json!(chunk_ms(0.50));
+        summary["chunk_p99_ms"] = json!(chunk_ms(0.99));
+        summary["chunk_max_ms"] = json!(chunks.max() as f64 / 1000.0);
+    }
     println!("{summary}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamps;
+
+    #[test]
+    fn stamps_are_read_whole_or_not_at_all() {
+        let chunk = b"data: {\"content\":\"tok0@1700000000000001 \"}\n\ndata: {\"content\":\"tok1@1700000000000002 \"}\n\n";
+        assert_eq!(stamps(chunk), [1_700_000_000_000_001, 1_700_000_000_000_002]);
+        // Cut by the transport: the part before the cut is no stamp.
+        assert!(stamps(b"{\"content\":\"tok7@17000").is_empty());
+        // Tokens without stamps, or other text with an @.
+        assert!(stamps(b"tok0 tok1 user@example.org tokyo@5 ").is_empty());
+    }
 }

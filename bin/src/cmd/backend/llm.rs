@@ -47,6 +47,11 @@ pub struct LlmArgs {
     /// model list still answers).
     #[arg(long, value_name = "STATUS")]
     fail_status: Option<u16>,
+    /// Write into each streamed token the wall-clock time it was sent (`tok3@<µs since the
+    /// epoch>`), so a client on this machine can tell how long each chunk took to reach it
+    /// (`triforce bench --mode stream` reports it).
+    #[arg(long)]
+    stamp: bool,
 }
 
 impl LlmArgs {
@@ -60,6 +65,7 @@ impl LlmArgs {
             loaded: vec!["tiny-llm".into()],
             nothing_loaded: false,
             fail_status: None,
+            stamp: false,
         }
     }
 }
@@ -170,6 +176,14 @@ fn token(i: u32) -> String {
     format!("tok{i} ")
 }
 
+/// Token `i` with the time it is sent, in microseconds since the epoch.
+fn stamped_token(i: u32) -> String {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("tok{i}@{now_us} ")
+}
+
 fn unix_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -193,6 +207,7 @@ fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
     released.mark_unchanged();
     let gap = Duration::from_millis(backend.args.gap_ms);
     let tokens = backend.args.tokens;
+    let stamp = backend.args.stamp;
     let content_type = shape.content_type;
     let ending = Ending {
         backend: backend.clone(),
@@ -218,6 +233,8 @@ fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
             let bytes = if i == tokens {
                 ending.finished = true;
                 shape.end.clone()
+            } else if stamp {
+                (shape.token)(&stamped_token(i))
             } else {
                 (shape.token)(&token(i))
             };
