@@ -297,7 +297,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 tasks.spawn(async move {
                     let (ok, streamed) = sender.send(n).await;
                     // Latency from the scheduled time: waiting for a slot counts.
-                    results.lock().expect("lock").record(scheduled, streamed, ok);
+                    results
+                        .lock()
+                        .expect("lock")
+                        .record(scheduled, streamed, ok);
                     drop(slot);
                 });
                 n += 1;
@@ -408,7 +411,10 @@ mod tests {
     #[test]
     fn stamps_are_read_whole_or_not_at_all() {
         let chunk = b"data: {\"content\":\"tok0@1700000000000001 \"}\n\ndata: {\"content\":\"tok1@1700000000000002 \"}\n\n";
-        assert_eq!(stamps(chunk), [1_700_000_000_000_001, 1_700_000_000_000_002]);
+        assert_eq!(
+            stamps(chunk),
+            [1_700_000_000_000_001, 1_700_000_000_000_002]
+        );
         // Cut by the transport: the part before the cut is no stamp.
         assert!(stamps(b"{\"content\":\"tok7@17000").is_empty());
         // Tokens without stamps, or other text with an @.

@@ -194,7 +194,9 @@ impl Runner {
             } = &spec
             {
                 let timeout = Duration::from_millis(*timeout_ms);
-                runner.relay(&task, base_url, timeout).await;
+                // Boxed, as each executor kind is (see `run_executor`): the relay's future is
+                // large, and this spawned one stays small to move.
+                Box::pin(runner.relay(&task, base_url, timeout)).await;
                 return;
             }
             let result_bytes_max = settings.limits.body_bytes_max;
