@@ -52,6 +52,11 @@ struct BodyModel {
 /// sent through the seed's API routes by model as one through the door does. `None` for any
 /// other payload.
 pub fn requested_model(payload: &RawJson) -> Option<String> {
+    // Most payloads are not relayed requests: a byte search spares them a parse that would
+    // fail at the end with an allocated error (1% of a node's CPU per task at saturation).
+    if !payload.get().contains("\"path\"") {
+        return None;
+    }
     let relayed: RelayedModel = serde_json::from_str(payload.get()).ok()?;
     if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
         return None;
