@@ -78,12 +78,7 @@ async fn health_status_and_tasks_round_trip() {
         "no node advertises the type: none is tried"
     );
 
-    let metrics = reqwest::get(format!("http://{}/metrics", federation.addr("hetzner")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = federation.metrics("hetzner").await;
     assert!(
         metrics.contains("triforce_tasks_total{type=\"gpu_inference\",outcome=\"completed\"} 4"),
         "{metrics}"

@@ -704,12 +704,7 @@ async fn requests_go_where_their_model_is() {
     }
     assert_eq!(backup_backend.stats().await["requests"], 6);
     // Each node counts what it relayed, by outcome.
-    let metrics = reqwest::get(format!("http://{}/metrics", federation.addr("backup")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = federation.metrics("backup").await;
     assert!(
         metrics
             .contains(r#"triforce_backend_requests_total{task_type="chat",outcome="answered"} 6"#),

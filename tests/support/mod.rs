@@ -293,6 +293,16 @@ impl Federation {
         self.client_from(as_node, &ip, target)
     }
 
+    /// Node `id`'s Prometheus text (`GET /metrics`, unsigned).
+    pub async fn metrics(&self, id: &str) -> String {
+        reqwest::get(format!("http://{}/metrics", self.addr(id)))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Polls `target`'s status until `done` holds; panics with the last status after `limit`.
     pub async fn wait_status(
         &self,

@@ -95,35 +95,31 @@ async fn run_openai_whole(
     http: &HttpBackends,
     result_bytes_max: usize,
 ) -> TaskResult {
-    {
-        {
-            let timeout = Duration::from_millis(timeout_ms);
-            let deadline = tokio::time::Instant::now() + timeout;
-            let (head, body) = super::openai::open(base_url, payload, http, timeout).await?;
-            let (chunks, stream) = super::answer_channel();
-            let (_, body) = tokio::join!(
-                super::openai::pump(body, chunks, deadline),
-                stream.collect(result_bytes_max)
-            );
-            let body = body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?;
-            if head.status >= 400 {
-                return Err(RemoteError::new(
-                    ErrorCode::ExecutorFailed,
-                    format!(
-                        "{base_url} answered {}: {}",
-                        head.status,
-                        tail(&String::from_utf8_lossy(&body))
-                    ),
-                ));
-            }
-            RawJson::parse(&body).map_err(|e| {
-                RemoteError::new(
-                    ErrorCode::ExecutorFailed,
-                    format!("{base_url} did not answer JSON: {e}"),
-                )
-            })
-        }
+    let timeout = Duration::from_millis(timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (head, body) = super::openai::open(base_url, payload, http, timeout).await?;
+    let (chunks, stream) = super::answer_channel();
+    let (_, body) = tokio::join!(
+        super::openai::pump(body, chunks, deadline),
+        stream.collect(result_bytes_max)
+    );
+    let body = body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?;
+    if head.status >= 400 {
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!(
+                "{base_url} answered {}: {}",
+                head.status,
+                tail(&String::from_utf8_lossy(&body))
+            ),
+        ));
     }
+    RawJson::parse(&body).map_err(|e| {
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("{base_url} did not answer JSON: {e}"),
+        )
+    })
 }
 
 fn too_large(what: &str, limit: usize) -> RemoteError {
