@@ -145,7 +145,6 @@ impl Log {
         if self.models.now(&host).iter().any(|m| m == model) {
             return;
         }
-        self.stale_asks += 1;
         let Some(rules) = self.model_rules else {
             return;
         };

@@ -53,8 +53,6 @@ pub struct Log {
     /// When each node last started.
     pub started: BTreeMap<NodeId, Duration>,
     pub model_rules: Option<crate::models::ModelRules>,
-    /// Backends asked for a model they had just dropped (allowed within the probe interval).
-    pub stale_asks: u64,
     trace: Sha256,
     /// The trace's lines, kept only when asked for (to diff two runs of one seed).
     pub trace_lines: Option<Vec<String>>,
