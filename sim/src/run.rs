@@ -67,11 +67,9 @@ impl RunReport {
     }
 }
 
-pub fn run(config: RunConfig) -> RunReport {
+/// The world for one run: the topology, the load, turmoil's loss rates, and what the log keeps.
+fn build_world(config: &RunConfig) -> World {
     let scenario = config.scenario;
-    let mut plan_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, "plan"));
-    let mut plan = (scenario.plan)(&mut plan_rng);
-    plan.sort_by_key(|step| step.at);
     let topology = scaled_topology(config.nodes);
     let load = Load {
         every: Duration::from_secs(4),
@@ -79,7 +77,7 @@ pub fn run(config: RunConfig) -> RunReport {
         burst: 80,
         burst_every: Duration::from_secs(25),
     };
-    let mut world = World::build(
+    let world = World::build(
         topology,
         config.seed,
         config.tick,
@@ -95,19 +93,28 @@ pub fn run(config: RunConfig) -> RunReport {
     if config.keep_trace {
         world.log.lock().expect("log lock").trace_lines = Some(Vec::new());
     }
-    let ids: Vec<NodeId> = world
-        .nodes
-        .iter()
-        .map(|n| NodeId::new(n.id.clone()).expect("valid"))
-        .collect();
-    let lossy = scenario.fail_rate > 0.0;
-    if lossy {
+    if scenario.fail_rate > 0.0 {
         // Random loss hits the hubs' links to their backends too: a hub's probe may take any
         // number of retransmissions to come back, and until it does the hub rightly advertises
         // and relays any model. The staleness bounds of the model checks assume probes that
         // return; every other scenario keeps them.
         world.log.lock().expect("log lock").model_rules = None;
     }
+    world
+}
+
+pub fn run(config: RunConfig) -> RunReport {
+    let scenario = config.scenario;
+    let mut plan_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, "plan"));
+    let mut plan = (scenario.plan)(&mut plan_rng);
+    plan.sort_by_key(|step| step.at);
+    let mut world = build_world(&config);
+    let ids: Vec<NodeId> = world
+        .nodes
+        .iter()
+        .map(|n| NodeId::new(n.id.clone()).expect("valid"))
+        .collect();
+    let lossy = scenario.fail_rate > 0.0;
     let mut checker = Checker::new(
         &ids,
         world.interval,
