@@ -311,6 +311,32 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     let rest = read_until(&mut stream, "[DONE]", Duration::from_secs(10)).await;
     assert!(rest.contains("tok7"), "{rest}");
 
+    // An unstreamed answer keeps the backend's length through both nodes: the door writes it
+    // whole, not as a chunked stream.
+    let mut stream = open(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &key,
+        &chat_body("hi", false),
+    )
+    .await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within 20 s")
+        .expect("the answer reads");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header end");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(body.contains("tok7"), "{body}");
+
     // A client that leaves mid-stream cancels the task down to the backend's request.
     let cancelled_before = backend.stats().await["cancelled"].as_u64().unwrap();
     let mut stream = open(port, "POST", "/api/chat", &key, &chat_body("[hold]", true)).await;

@@ -10,6 +10,7 @@ use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
 
 use super::http_backend::{CallError, HttpBackends};
+use super::openai::AnswerBody;
 
 /// What running a task produced: its result as the executor wrote it, or the error.
 pub type TaskResult = Result<RawJson, RemoteError>;
@@ -98,12 +99,24 @@ async fn run_openai_whole(
     let timeout = Duration::from_millis(timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     let (head, body) = super::openai::open(base_url, payload, http, timeout).await?;
-    let (chunks, stream) = super::answer_channel();
-    let (_, body) = tokio::join!(
-        super::openai::pump(body, chunks, deadline),
-        stream.collect(result_bytes_max)
-    );
-    let body = body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?;
+    let body = match body {
+        AnswerBody::Whole(body) if body.len() > result_bytes_max => {
+            return Err(too_large(
+                &format!("the answer of {base_url}"),
+                result_bytes_max,
+            ))
+        }
+        AnswerBody::Whole(body) => body,
+        AnswerBody::Streaming(body) => {
+            let (chunks, stream) = super::answer_channel();
+            let (_, body) = tokio::join!(
+                super::openai::pump(body, chunks, deadline),
+                stream.collect(result_bytes_max)
+            );
+            body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?
+                .into()
+        }
+    };
     if head.status >= 400 {
         return Err(RemoteError::new(
             ErrorCode::ExecutorFailed,

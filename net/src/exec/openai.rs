@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +22,21 @@ use super::stream::{Chunk, ChunkSender, StreamHead};
 
 /// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
 const PATH_PREFIXES: [&str; 2] = ["/v1/", "/api/"];
+
+/// An answer with a `Content-Length` up to this is read whole at the relay and passed on in one
+/// piece: head and body then cross QUIC in one packet and reach the client in one write with
+/// the backend's length, where relaying it chunk by chunk cost a packet and a write per piece and
+/// reached the client chunked. Such an answer is not a stream: its client waits for all of it
+/// anyway. Longer answers, and any without a length (SSE, NDJSON), pass on as they come.
+pub const WHOLE_ANSWER_MAX: u64 = 64 * 1024;
+
+/// The body of a backend's answer as the relay has it.
+pub enum AnswerBody {
+    /// Read whole: the backend gave a length of at most [`WHOLE_ANSWER_MAX`].
+    Whole(Bytes),
+    /// To be passed on as it comes, by [`pump`].
+    Streaming(Incoming),
+}
 
 /// The payload of a task the ingress made.
 #[derive(Deserialize)]
@@ -64,7 +79,8 @@ pub fn requested_model(payload: &RawJson) -> Option<String> {
     relayed.body?.model.filter(|m| !m.is_empty())
 }
 
-/// Sends the relayed request to `base_url` and waits for the answer's head, within `timeout`.
+/// Sends the relayed request to `base_url` and waits for the answer's head (and for a short
+/// answer with a length, its body: [`WHOLE_ANSWER_MAX`]), within `timeout`.
 /// Connection refused and 5xx answers are `executor_unavailable` (nothing was answered; another
 /// node may try); any other status is the answer, passed on with its body.
 pub async fn open(
@@ -72,7 +88,8 @@ pub async fn open(
     payload: &RawJson,
     http: &HttpBackends,
     timeout: Duration,
-) -> Result<(StreamHead, Incoming), RemoteError> {
+) -> Result<(StreamHead, AnswerBody), RemoteError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let relayed: Relayed = serde_json::from_str(payload.get()).map_err(|e| {
         RemoteError::new(
             ErrorCode::ExecutorFailed,
@@ -103,7 +120,7 @@ pub async fn open(
         .body
         .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()));
     let call = http.send(method, &url, body);
-    let response: Response<Incoming> = tokio::time::timeout(timeout, call)
+    let response: Response<Incoming> = tokio::time::timeout_at(deadline, call)
         .await
         .map_err(|_| {
             RemoteError::new(
@@ -134,17 +151,61 @@ pub async fn open(
             format!("{url} answered {status}: {text}"),
         ));
     }
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+    };
+    let content_type = header(CONTENT_TYPE)
         .unwrap_or("application/json")
         .to_string();
+    let length = header(CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|length| *length <= WHOLE_ANSWER_MAX);
     let head = StreamHead {
         status: status.as_u16(),
         content_type,
+        length,
     };
-    Ok((head, response.into_body()))
+    let body = match length {
+        Some(length) => {
+            AnswerBody::Whole(read_whole(response.into_body(), length, deadline, &url).await?)
+        }
+        None => AnswerBody::Streaming(response.into_body()),
+    };
+    Ok((head, body))
+}
+
+/// A body of `length` bytes (as its head said), read by `deadline`. hyper ends it with an error
+/// if the backend closes before `length` bytes.
+async fn read_whole(
+    body: Incoming,
+    length: u64,
+    deadline: tokio::time::Instant,
+    url: &str,
+) -> Result<Bytes, RemoteError> {
+    let limited = http_body_util::Limited::new(body, length as usize);
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) => Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("{url}: the answer broke off: {error}"),
+        )),
+        Err(_) => Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("{url}: the answer did not end in time"),
+        )),
+    }
+}
+
+/// Hands a whole answer to its reader: the body and its end, at once. The channel is new, so it
+/// has room for both.
+pub fn send_whole(body: Bytes, chunks: &ChunkSender) {
+    if !body.is_empty() {
+        let _ = chunks.try_send(Chunk::Data(body));
+    }
+    let _ = chunks.try_send(Chunk::End);
 }
 
 /// Moves the answer's body into `chunks` as it arrives, until it ends, fails, passes

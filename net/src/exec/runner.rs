@@ -18,8 +18,8 @@ use triforce_core::task::TaskRequest;
 use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
 
 use super::{
-    answer_channel, openai, run_executor, Admission, AnswerStream, Backends, HttpBackends,
-    Scheduler, TaskResult,
+    answer_channel, openai, openai::AnswerBody, run_executor, Admission, AnswerStream, Backends,
+    HttpBackends, Scheduler, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -253,6 +253,15 @@ impl Runner {
             Ok((head, body)) => {
                 self.count_relay(&task.task_type, relay_outcome::ANSWERED);
                 let (chunks, stream) = answer_channel();
+                // A whole answer is in the channel before its head is out, so the reader finds
+                // head, body and end together.
+                let streaming = match body {
+                    AnswerBody::Whole(body) => {
+                        openai::send_whole(body, &chunks);
+                        None
+                    }
+                    AnswerBody::Streaming(body) => Some(body),
+                };
                 let (taken, was_taken) = oneshot::channel();
                 self.streams
                     .lock()
@@ -266,7 +275,9 @@ impl Runner {
                     self.streams.lock().expect("streams lock").remove(task_id);
                     return;
                 }
-                openai::pump(body, chunks, deadline).await;
+                if let Some(body) = streaming {
+                    openai::pump(body, chunks, deadline).await;
+                }
             }
         }
     }

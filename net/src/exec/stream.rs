@@ -17,6 +17,12 @@ pub const CHUNKS_BUFFERED: usize = 8;
 pub struct StreamHead {
     pub status: u16,
     pub content_type: String,
+    /// The body's length when the backend gave one and the relay read the body whole (see
+    /// `openai::WHOLE_ANSWER_MAX`): the door answers with the same length, head and body in one
+    /// write, where a streamed body would go out chunked. Absent for streams (and from peers
+    /// that predate it, which the door then streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
 }
 
 impl StreamHead {

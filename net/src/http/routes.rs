@@ -209,6 +209,7 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
             let head = StreamHead::from_json(&result).unwrap_or(StreamHead {
                 status: 200,
                 content_type: "application/json".into(),
+                length: None,
             });
             if stream_wanted {
                 // The backend's answer as it comes, in its own framing.

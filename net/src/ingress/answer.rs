@@ -13,11 +13,11 @@ use triforce_core::node::NodeId;
 
 use super::body::StreamedBody;
 use super::shape::{Api, Framing, IngressError};
-use crate::exec::{AnswerStream, StreamHead};
+use crate::exec::{AnswerStream, StreamHead, WHOLE_ANSWER_MAX};
 use crate::node::Submitted;
 
 /// The client's answer to a task of `task_type` asking for `model`.
-pub(super) fn answer(
+pub(super) async fn answer(
     api: Api,
     task_type: &str,
     model: Option<&str>,
@@ -25,7 +25,7 @@ pub(super) fn answer(
 ) -> Result<Response, IngressError> {
     let Submitted { outcome, stream } = submitted;
     match outcome {
-        TaskOutcome::Completed { node, result, .. } => completed(api, &node, &result, stream),
+        TaskOutcome::Completed { node, result, .. } => completed(api, &node, &result, stream).await,
         TaskOutcome::Failed { node, error, .. } => {
             let (status, code) = match error.code {
                 ErrorCode::ResultTooLarge | ErrorCode::RequestTooLarge => {
@@ -47,14 +47,17 @@ pub(super) fn answer(
 }
 
 /// A completed task's answer: the backend's, streaming, or a non-relaying executor's JSON.
-fn completed(
+async fn completed(
     api: Api,
     node: &NodeId,
     result: &RawJson,
     stream: Option<AnswerStream>,
 ) -> Result<Response, IngressError> {
     match (StreamHead::from_json(result), stream) {
-        (Some(head), Some(stream)) => Ok(streamed_response(&head, stream, node)),
+        (Some(head), Some(stream)) => match head.length.filter(|n| *n <= WHOLE_ANSWER_MAX) {
+            Some(length) => whole_response(api, &head, length, stream, node).await,
+            None => Ok(streamed_response(&head, stream, node)),
+        },
         (Some(_), None) => Err(IngressError::new(
             api,
             StatusCode::BAD_GATEWAY,
@@ -76,6 +79,43 @@ fn completed(
             Ok(response)
         }
     }
+}
+
+/// An answer the relay read whole (the backend gave its length): passed on with that length,
+/// so hyper writes head and body at once. An answer shorter or longer than its head said is
+/// the backend's or the relay's fault, never passed off as whole.
+async fn whole_response(
+    api: Api,
+    head: &StreamHead,
+    length: u64,
+    stream: AnswerStream,
+    ran_on: &NodeId,
+) -> Result<Response, IngressError> {
+    let broken = |message: String| {
+        IngressError::new(
+            api,
+            StatusCode::BAD_GATEWAY,
+            "backend_error",
+            format!("{ran_on}: {message}"),
+        )
+    };
+    let body = stream.collect(length as usize).await.map_err(broken)?;
+    if body.len() as u64 != length {
+        return Err(broken(format!(
+            "the answer ended after {} of its {length} bytes",
+            body.len()
+        )));
+    }
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&head.content_type) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(ran_on.as_str()) {
+        headers.insert("x-triforce-node", value);
+    }
+    Ok(response)
 }
 
 /// A streamed answer as the backend began it (its status and content type), its body passed
@@ -148,5 +188,60 @@ fn unserved(
                 format!("no node could serve the request ({reason:?}); last: {last}"),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{answer_channel, Chunk};
+    use bytes::Bytes;
+
+    fn head(length: u64) -> StreamHead {
+        StreamHead {
+            status: 200,
+            content_type: "application/json".into(),
+            length: Some(length),
+        }
+    }
+
+    /// A whole answer of `body`, ending with `end`, answered as one of `length` bytes.
+    async fn answered(
+        length: u64,
+        body: &'static str,
+        end: Chunk,
+    ) -> Result<Response, IngressError> {
+        let (chunks, stream) = answer_channel();
+        chunks.try_send(Chunk::Data(Bytes::from(body))).unwrap();
+        chunks.try_send(end).unwrap();
+        let node = NodeId::new("relay").unwrap();
+        whole_response(Api::OpenAi, &head(length), length, stream, &node).await
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_keeps_its_length() {
+        let response = answered(11, "{\"ok\":true}", Chunk::End).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"{\"ok\":true}");
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_of_another_length_is_a_bad_gateway() {
+        let short = answered(20, "{\"ok\":true}", Chunk::End).await.unwrap_err();
+        assert_eq!(short.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            short.message.contains("ended after 11 of its 20 bytes"),
+            "{}",
+            short.message
+        );
+        let long = answered(4, "{\"ok\":true}", Chunk::End).await.unwrap_err();
+        assert_eq!(long.status, StatusCode::BAD_GATEWAY);
+        let cut = answered(11, "{\"ok\":true}", Chunk::Failed("relay died".into()))
+            .await
+            .unwrap_err();
+        assert!(cut.message.contains("relay died"), "{}", cut.message);
     }
 }

@@ -221,21 +221,23 @@ async fn submit(
         priority: 0,
     };
     let limit = Duration::from_millis(ingress.node.config().settings.ingress.first_byte_timeout_ms);
-    // Past the limit the task is dropped, which cancels it wherever it runs.
-    let submitted = tokio::time::timeout(limit, ingress.node.submit_streaming(task, model))
-        .await
-        .map_err(|_| {
-            IngressError::new(
-                api,
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "no answer started within {} ms (ingress.first_byte_timeout_ms)",
-                    limit.as_millis()
-                ),
-            )
-        })?;
-    super::answer::answer(api, endpoint.task_type, model, submitted)
+    // Past the limit the task is dropped, which cancels it wherever it runs. A whole answer
+    // (one with a length) is read within the limit too: its first byte goes out with its last.
+    let answered = async {
+        let submitted = ingress.node.submit_streaming(task, model).await;
+        super::answer::answer(api, endpoint.task_type, model, submitted).await
+    };
+    tokio::time::timeout(limit, answered).await.map_err(|_| {
+        IngressError::new(
+            api,
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "no answer started within {} ms (ingress.first_byte_timeout_ms)",
+                limit.as_millis()
+            ),
+        )
+    })?
 }
 
 /// The dashboard's state behind an API key (the page sends the key from its URL fragment).
