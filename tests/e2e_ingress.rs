@@ -336,6 +336,19 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     );
     assert!(!head.contains("transfer-encoding"), "{head}");
     assert!(body.contains("tok7"), "{body}");
+    // Such an answer cut halfway by the backend is a 502 in the API's shape, not half a body
+    // passed off as whole.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &key,
+        &chat_body("[break]", false),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("\"code\":\"backend_error\""), "{body}");
+    assert!(body.contains("broke off"), "{body}");
 
     // A client that leaves mid-stream cancels the task down to the backend's request.
     let cancelled_before = backend.stats().await["cancelled"].as_u64().unwrap();

@@ -4,7 +4,8 @@
 //! What a test can ask for in the last message (or prompt):
 //! - `[hold]`: the stream stops after its first token until `POST /control/release`, which
 //!   proves nothing between the backend and the client buffers the answer;
-//! - `[break]`: the connection is cut after the first token (a backend dying mid-stream).
+//! - `[break]`: the connection is cut after the first token (a backend dying mid-stream); for
+//!   an unstreamed OpenAI chat, halfway through a body whose full length the head announced.
 //!
 //! `GET /control/stats` counts requests, streams that ran to their end, and streams whose
 //! reader went away before the end (cancellations that reached the backend).
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -320,10 +321,36 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
     }
     let text = whole_text(&backend, &request).await;
     let tokens = backend.args.tokens;
-    Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+    let answer = Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}}))
-    .into_response()
+    .into_response();
+    if prompt(&request).contains("[break]") {
+        return cut_whole(answer).await;
+    }
+    answer
+}
+
+/// `[break]` for a whole answer: the head promises the answer's full length, and the connection
+/// is cut halfway through its body (a backend dying mid-answer).
+async fn cut_whole(answer: Response) -> Response {
+    let (parts, body) = answer.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("a JSON answer is in memory");
+    let half = bytes.slice(..bytes.len() / 2);
+    // The cut waits a moment, so the head and the first half are on the wire before it.
+    let cut = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::other("the backend cut the answer"))
+    });
+    let pieces =
+        futures_util::StreamExt::chain(futures_util::stream::once(async { Ok(half) }), cut);
+    let mut response = Response::from_parts(parts, Body::from_stream(pieces));
+    response
+        .headers_mut()
+        .insert(CONTENT_LENGTH, bytes.len().into());
+    response
 }
 
 async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Response {
