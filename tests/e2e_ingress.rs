@@ -88,24 +88,28 @@ fn wait_listening(port: u16) {
 
 /// One HTTP/1.1 request over a fresh connection; the status and the whole (de-chunked) body.
 async fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let (head, rest) = exchange(port, method, path, key, body).await;
+    let status = head[9..12].parse().expect("a status line");
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(&rest)
+    } else {
+        rest
+    };
+    (status, body)
+}
+
+/// One HTTP/1.1 request over a fresh connection; the answer's head (lowercased) and its body as
+/// it came on the wire.
+async fn exchange(port: u16, method: &str, path: &str, key: &str, body: &str) -> (String, String) {
     let mut stream = open(port, method, path, key, body).await;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
         .await
         .expect("an answer within 20 s")
         .expect("the answer reads");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text[9..12].parse().expect("a status line");
+    let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").expect("a header end");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    (status, body)
+    (head.to_ascii_lowercase(), rest.to_string())
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -313,7 +317,7 @@ async fn openai_and_ollama_clients_through_two_nodes() {
 
     // An unstreamed answer keeps the backend's length through both nodes: the door writes it
     // whole, not as a chunked stream.
-    let mut stream = open(
+    let (head, body) = exchange(
         port,
         "POST",
         "/v1/chat/completions",
@@ -321,14 +325,6 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         &chat_body("hi", false),
     )
     .await;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer within 20 s")
-        .expect("the answer reads");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a header end");
-    let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(
         head.contains(&format!("content-length: {}", body.len())),
