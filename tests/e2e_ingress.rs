@@ -508,6 +508,27 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         })
         .await;
     assert_eq!(status["nodes"]["hetzner"]["in_flight"], 0);
+
+    // API keys reload with the rest of the config, without a restart: a key added while the
+    // node runs works after `triforce reload`, and a removed one stops working.
+    let dir = federation.config_dir("hetzner");
+    let second = apikey_add(&dir, "second");
+    assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 401);
+    let (reloaded, stdout, stderr) = federation.cli("hetzner", &["reload"]);
+    assert!(reloaded, "{stdout}{stderr}");
+    assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
+    let removed = Command::new(env!("CARGO_BIN_EXE_triforce"))
+        .args(["apikey", "remove", "--name", "tests", "--config"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let (reloaded, stdout, stderr) = federation.cli("hetzner", &["reload"]);
+    assert!(reloaded, "{stdout}{stderr}");
+    let (status, answer) = http(port, "GET", "/v1/models", &key, "").await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("invalid_api_key"), "{answer}");
+    assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
