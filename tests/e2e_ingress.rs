@@ -529,6 +529,18 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     assert_eq!(status, 401, "{answer}");
     assert!(answer.contains("invalid_api_key"), "{answer}");
     assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
+    // A keys file that does not parse is refused whole: the keys in use stay.
+    let keys_file = dir.join("api_keys");
+    let mut broken = std::fs::read_to_string(&keys_file).unwrap();
+    broken.push_str("[[keys]]\nname = \"half\"\n");
+    std::fs::write(&keys_file, broken).unwrap();
+    let (reloaded, stdout, stderr) = federation.cli("hetzner", &["reload"]);
+    assert!(!reloaded, "a broken keys file was accepted: {stdout}");
+    assert!(
+        stderr.contains("api_keys"),
+        "the refusal names the file: {stderr}"
+    );
+    assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
