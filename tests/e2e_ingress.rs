@@ -315,85 +315,9 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     let rest = read_until(&mut stream, "[DONE]", Duration::from_secs(10)).await;
     assert!(rest.contains("tok7"), "{rest}");
 
-    // An unstreamed answer keeps the backend's length through both nodes: the door writes it
-    // whole, not as a chunked stream.
-    let (head, body) = exchange(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        &key,
-        &chat_body("hi", false),
-    )
-    .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(
-        head.contains(&format!("content-length: {}", body.len())),
-        "{head}"
-    );
-    assert!(!head.contains("transfer-encoding"), "{head}");
-    assert!(body.contains("tok7"), "{body}");
-    // Such an answer cut halfway by the backend is a 502 in the API's shape, not half a body
-    // passed off as whole.
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        &key,
-        &chat_body("[break]", false),
-    )
-    .await;
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("\"code\":\"backend_error\""), "{body}");
-    assert!(body.contains("broke off"), "{body}");
+    whole_answers_stay_whole(port, &key).await;
 
-    // A client that leaves mid-stream cancels the task down to the backend's request.
-    let cancelled_before = backend.stats().await["cancelled"].as_u64().unwrap();
-    let mut stream = open(port, "POST", "/api/chat", &key, &chat_body("[hold]", true)).await;
-    read_until(&mut stream, "tok0", Duration::from_secs(10)).await;
-    drop(stream);
-    let until = Instant::now() + Duration::from_secs(3);
-    loop {
-        let cancelled = backend.stats().await["cancelled"].as_u64().unwrap();
-        if cancelled > cancelled_before {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the backend's request was not dropped within 3 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    backend.release().await;
-
-    // Before the first byte too: a client that gives up on a whole (unstreamed) answer while
-    // the backend still works on it cancels the backend's request, and the task counts as
-    // cancelled.
-    let stats = backend.stats().await;
-    let cancelled_before = stats["cancelled"].as_u64().unwrap();
-    let stream = open(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        &key,
-        &chat_body("[hold]", false),
-    )
-    .await;
-    let until = Instant::now() + Duration::from_secs(5);
-    while backend.stats().await["requests"] == stats["requests"] {
-        assert!(
-            Instant::now() < until,
-            "the held request reached no backend"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(stream);
-    wait_cancelled(&backend, cancelled_before).await;
-    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
-    assert!(
-        metrics.contains("triforce_tasks_total{type=\"chat\",outcome=\"cancelled\"} 1"),
-        "{metrics}"
-    );
-    backend.release().await;
+    cancellation_reaches_the_backend(&federation, &backend, port, &key).await;
 
     // The seed's task API reaches the same backends: a relayed answer comes back whole, as
     // `{status, content_type, body}`.
@@ -426,7 +350,111 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         true
     );
 
-    // Bad input: each answer in the API's own shape, naming the cause.
+    bad_input_is_answered_in_the_apis_shape(port, &key).await;
+
+    // Every request above left the ingress with nothing running.
+    let status = federation
+        .wait_status("hetzner", Duration::from_secs(5), |s| {
+            s["nodes"]["zombie-pc"]["in_flight"] == 0
+        })
+        .await;
+    assert_eq!(status["nodes"]["hetzner"]["in_flight"], 0);
+
+    api_keys_reload_live(&federation, port, &key).await;
+}
+
+/// A client that leaves cancels its task down to the backend's request: mid-stream, and while
+/// the backend still works on a whole answer (the task then counts as cancelled).
+async fn cancellation_reaches_the_backend(
+    federation: &Federation,
+    backend: &Backend,
+    port: u16,
+    key: &str,
+) {
+    let cancelled_before = backend.stats().await["cancelled"].as_u64().unwrap();
+    let mut stream = open(port, "POST", "/api/chat", key, &chat_body("[hold]", true)).await;
+    read_until(&mut stream, "tok0", Duration::from_secs(10)).await;
+    drop(stream);
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let cancelled = backend.stats().await["cancelled"].as_u64().unwrap();
+        if cancelled > cancelled_before {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the backend's request was not dropped within 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    backend.release().await;
+
+    // Before the first byte too: a client that gives up on a whole (unstreamed) answer while
+    // the backend still works on it cancels the backend's request, and the task counts as
+    // cancelled.
+    let stats = backend.stats().await;
+    let cancelled_before = stats["cancelled"].as_u64().unwrap();
+    let stream = open(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        key,
+        &chat_body("[hold]", false),
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(5);
+    while backend.stats().await["requests"] == stats["requests"] {
+        assert!(
+            Instant::now() < until,
+            "the held request reached no backend"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+    wait_cancelled(backend, cancelled_before).await;
+    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+    assert!(
+        metrics.contains("triforce_tasks_total{type=\"chat\",outcome=\"cancelled\"} 1"),
+        "{metrics}"
+    );
+    backend.release().await;
+}
+
+/// An unstreamed answer keeps the backend's length through both nodes: the door writes it
+/// whole, not as a chunked stream; one the backend cuts halfway is a 502, not half a body.
+async fn whole_answers_stay_whole(port: u16, key: &str) {
+    let (head, body) = exchange(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        key,
+        &chat_body("hi", false),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(body.contains("tok7"), "{body}");
+    // Such an answer cut halfway by the backend is a 502 in the API's shape, not half a body
+    // passed off as whole.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        key,
+        &chat_body("[break]", false),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("\"code\":\"backend_error\""), "{body}");
+    assert!(body.contains("broke off"), "{body}");
+}
+
+/// Bad input: each answer in the API's own shape, naming the cause.
+async fn bad_input_is_answered_in_the_apis_shape(port: u16, key: &str) {
     let cases: [(&str, &str, &str, &str, u16, &str); 8] = [
         (
             "POST",
@@ -473,11 +501,7 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         ("GET", "/v1/chat/completions", "KEY", "", 405, ""),
     ];
     for (method, path, case_key, body, status, code) in cases {
-        let case_key = if case_key == "KEY" {
-            key.as_str()
-        } else {
-            case_key
-        };
+        let case_key = if case_key == "KEY" { key } else { case_key };
         let (got, answer) = http(port, method, path, case_key, body).await;
         assert_eq!(got, status, "{method} {path} {body}: {answer}");
         if !code.is_empty() {
@@ -498,19 +522,14 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         "{{\"model\": \"tiny-llm\", \"prompt\": \"{}\"}}",
         "a".repeat(70_000)
     );
-    let (status, _) = http(port, "POST", "/v1/completions", &key, &big).await;
+    let (status, _) = http(port, "POST", "/v1/completions", key, &big).await;
     assert_eq!(status, 413);
+}
 
-    // Every request above left the ingress with nothing running.
-    let status = federation
-        .wait_status("hetzner", Duration::from_secs(5), |s| {
-            s["nodes"]["zombie-pc"]["in_flight"] == 0
-        })
-        .await;
-    assert_eq!(status["nodes"]["hetzner"]["in_flight"], 0);
-
-    // API keys reload with the rest of the config, without a restart: a key added while the
-    // node runs works after `triforce reload`, and a removed one stops working.
+/// API keys reload with the rest of the config, without a restart: a key added while the node
+/// runs works after `triforce reload`, a removed one stops working, and a keys file that does
+/// not parse is refused whole.
+async fn api_keys_reload_live(federation: &Federation, port: u16, key: &str) {
     let dir = federation.config_dir("hetzner");
     let second = apikey_add(&dir, "second");
     assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 401);
@@ -525,7 +544,7 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     assert!(removed.status.success(), "{removed:?}");
     let (reloaded, stdout, stderr) = federation.cli("hetzner", &["reload"]);
     assert!(reloaded, "{stdout}{stderr}");
-    let (status, answer) = http(port, "GET", "/v1/models", &key, "").await;
+    let (status, answer) = http(port, "GET", "/v1/models", key, "").await;
     assert_eq!(status, 401, "{answer}");
     assert!(answer.contains("invalid_api_key"), "{answer}");
     assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
