@@ -412,7 +412,7 @@ async fn cancellation_reaches_the_backend(
     }
     drop(stream);
     wait_cancelled(backend, cancelled_before).await;
-    let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+    let metrics = federation.metrics("hetzner").await;
     assert!(
         metrics.contains("triforce_tasks_total{type=\"chat\",outcome=\"cancelled\"} 1"),
         "{metrics}"
@@ -611,7 +611,7 @@ async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_
     };
     ask().await;
     let unavailable = || async {
-        let (_, metrics) = http(federation.port, "GET", "/metrics", "", "").await;
+        let metrics = federation.metrics("hetzner").await;
         metrics
             .lines()
             .find(|l| {

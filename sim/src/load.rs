@@ -15,10 +15,10 @@ use crate::record::{sim_now, SharedLog};
 use crate::world::Load;
 
 /// Submits a task every `load.every` on average (seeded), each with a fresh id (some for a GPU,
-/// some naming a model for the hubs' backends, the rest chat), plus a burst
-/// of `load.burst` tasks (a quarter naming a model, the rest chat) every `load.burst_every`, which fills the master's workers so
-/// that work spreads to the hubs (and failover has something to do when one dies). Records
-/// every outcome.
+/// some naming a model for the hubs' backends, the rest chat), plus a burst of `load.burst`
+/// tasks (a quarter naming a model, the rest chat) every `load.burst_every`, which fills the
+/// master's workers so that work spreads to the hubs (and failover has something to do when one
+/// dies). Records every outcome.
 pub async fn generate_load(
     master: SocketAddr,
     pool: http::Pool,
