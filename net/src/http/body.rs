@@ -18,10 +18,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
@@ -135,32 +135,49 @@ pub async fn read_bounded(
         || Instant::now() + Duration::from_secs(10),
         RequestClock::deadline,
     );
+    let (parts, body) = request.into_parts();
+    match read_whole(&parts.headers, body, limits, deadline).await {
+        Ok(body) => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// Reads `body` whole within `limits` and by `deadline`; or the 413, 408 or 400 that answers
+/// it. The middleware above and the task route's direct path ([`super::front`]) share it.
+pub async fn read_whole<B>(
+    headers: &HeaderMap,
+    mut body: B,
+    limits: BodyLimits,
+    deadline: Instant,
+) -> Result<Bytes, Response>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
     let started = Instant::now();
-    let (parts, mut body) = request.into_parts();
     let mut bounds = BodyRead::new(
         limits.bytes_max,
         deadline.saturating_duration_since(started).as_millis() as u64,
     );
-    let declared = parts
-        .headers
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| bounds.handle_declared(len) == Verdict::TooLarge) {
-        return too_large(body, limits, deadline);
+        return Err(too_large(body, limits, deadline));
     }
     let mut collected = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return timed_out(),
+            Err(_) => return Err(timed_out()),
             Ok(None) => break,
             Ok(Some(Err(error))) => {
-                return ApiError::new(
+                return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_body",
                     format!("reading the body: {error}"),
                 )
-                .into_response()
+                .into_response())
             }
             Ok(Some(Ok(frame))) => frame,
         };
@@ -168,17 +185,19 @@ pub async fn read_bounded(
             let at_ms = started.elapsed().as_millis() as u64;
             match bounds.handle_chunk(at_ms, data.len()) {
                 Verdict::Continue => collected.extend_from_slice(&data),
-                Verdict::TooLarge => return too_large(body, limits, deadline),
-                Verdict::TimedOut => return timed_out(),
+                Verdict::TooLarge => return Err(too_large(body, limits, deadline)),
+                Verdict::TimedOut => return Err(timed_out()),
             }
         }
     }
-    let request = Request::from_parts(parts, Body::from(collected.freeze()));
-    next.run(request).await
+    Ok(collected.freeze())
 }
 
 /// 413, and the rest of `body` drained in the background so the client can read it.
-fn too_large(body: Body, limits: BodyLimits, deadline: Instant) -> Response {
+fn too_large<B>(body: B, limits: BodyLimits, deadline: Instant) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
     let drain_until = deadline.max(Instant::now() + DRAIN_TIME_MIN);
     tokio::spawn(drain(body, drain_until));
     let mut response = ApiError::new(
@@ -197,7 +216,10 @@ fn too_large(body: Body, limits: BodyLimits, deadline: Instant) -> Response {
 }
 
 /// Reads and drops what is left of a refused body, within [`DRAIN_BYTES_MAX`] and `until`.
-async fn drain(mut body: Body, until: Instant) {
+async fn drain<B>(mut body: B, until: Instant)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
     let mut drained = 0u64;
     while drained < DRAIN_BYTES_MAX {
         match tokio::time::timeout_at(until, body.frame()).await {

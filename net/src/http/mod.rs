@@ -6,10 +6,10 @@
 pub mod body;
 mod control;
 mod error;
+mod front;
 mod long_tasks;
 mod routes;
 mod server;
 
 pub use error::ApiError;
-pub use routes::router;
 pub use server::{serve, ClientAddr, Listener};

@@ -30,12 +30,9 @@ use crate::exec::{AnswerStream, StreamHead};
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
 
-/// The API's router for `node`.
-pub fn router(node: Node) -> Router {
+/// The API's router for `node`, its long tasks kept in `long_tasks`.
+pub fn router(node: Node, long_tasks: Arc<LongTasks>) -> Router {
     let body_max = node.config().settings.limits.body_bytes_max;
-    let long_tasks = Arc::new(LongTasks::new(
-        node.config().settings.limits.ledger_entries_max,
-    ));
     let limits = BodyLimits {
         bytes_max: body_max,
     };
@@ -178,16 +175,29 @@ async fn task(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (body, request) = signed(&node, &headers, body, from)?;
+    let body = body_or_error(body)?;
+    run_task(&node, &long_tasks, from, &headers, body).await
+}
+
+/// `POST /v1/federation/task` with its body read: authenticate, parse, remember, run. Called by
+/// the router's handler above and by the direct path ([`super::front`]).
+pub(super) async fn run_task(
+    node: &Node,
+    long_tasks: &Arc<LongTasks>,
+    from: SocketAddr,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = authenticate(node, headers, &body, from)?;
     // Parsed and checked before the signature is remembered: a signer sending garbage (validly
     // signed) gets 400 for each and spends none of the replay cache.
     let task = TaskRequest::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_task", e.to_string()))?;
-    remember(&node, &request, from)?;
-    if prefers_async(&headers) {
-        return start_long_task(node, long_tasks, task);
+    remember(node, &request, from)?;
+    if prefers_async(headers) {
+        return start_long_task(node.clone(), long_tasks.clone(), task);
     }
-    Ok(answer_task(&node, task, wants_stream(&headers)).await)
+    Ok(answer_task(node, task, wants_stream(headers)).await)
 }
 
 /// Runs `task` and answers as the seed's API does: the outcome, or a streamed answer for a

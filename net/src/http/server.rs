@@ -13,20 +13,18 @@
 //! On shutdown, requests in progress may finish within the drain time.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::ServiceExt as _;
 
 use super::body::RequestClock;
-use super::router;
+use super::front::Front;
 use crate::metrics::refusal;
 use crate::node::Node;
 
@@ -67,7 +65,7 @@ pub async fn serve<L: Listener>(node: Node, listener: L) -> std::io::Result<()> 
     let read_timeout = Duration::from_millis(limits.request_read_timeout_ms);
     let slots = Arc::new(Semaphore::new(limits.http_connections_max));
     let per_source = Arc::new(SourceCounts::new(limits.http_connections_per_source()));
-    let app = router(node.clone());
+    let front = Arc::new(Front::new(node.clone()));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, from) = tokio::select! {
@@ -104,27 +102,22 @@ pub async fn serve<L: Listener>(node: Node, listener: L) -> std::io::Result<()> 
         };
         L::no_delay(&stream);
         let clock = RequestClock::new(read_timeout);
-        let service = app
-            .clone()
-            .map_request({
-                let clock = clock.clone();
-                move |request: hyper::Request<hyper::body::Incoming>| {
-                    let mut request = request.map(axum::body::Body::new);
-                    let extensions = request.extensions_mut();
-                    extensions.insert(ConnectInfo(ClientAddr(from)));
-                    extensions.insert(clock.clone());
-                    request
+        let service = hyper::service::service_fn({
+            let front = front.clone();
+            move |request| {
+                let (front, clock) = (front.clone(), clock.clone());
+                async move {
+                    let response = front.answer(request, from, &clock).await;
+                    // The next request on this connection gets a full read time from here.
+                    clock.restart();
+                    Ok::<_, Infallible>(response)
                 }
-            })
-            .map_response(move |response| {
-                // The next request on this connection gets a full read time from here.
-                clock.restart();
-                response
-            });
+            }
+        });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
