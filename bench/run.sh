@@ -6,6 +6,7 @@
 #        non_idempotent) -> backend
 #   (c)  client -> node A (HTTP shim) -> QUIC -> node B -> http executor -> backend
 #   (c') client -> node A -> http executor on A -> backend
+#   (f)  client -> a minimal tokio + hyper proxy -> backend (saturation only: the stack's floor)
 # Then the failover race (kill -9 of a backend host mid-run) and the idle cost of a node.
 # Writes its figures into BENCHMARKS.md between the bench markers. Traffic stays on 127.0.0.0/8.
 set -euo pipefail
@@ -21,6 +22,8 @@ if ! command -v nginx >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
 fi
 cargo build --release -p triforce --quiet
+# The stack's floor, path (f): a minimal tokio + hyper proxy (bench/floor_proxy.rs).
+cargo build --release -p triforce --example floor_proxy --quiet
 # TRIFORCE_BIN measures another build (an A/B of one change against the previous binary).
 T="${TRIFORCE_BIN:-$PWD/target/release/triforce}"
 work=$(mktemp -d /tmp/triforce-bench.XXXXXX)
@@ -43,7 +46,7 @@ trap cleanup EXIT
 
 # The addresses the bench listens on: a stale process on any of them would be measured in place
 # of this run's (or take its port), so the bench refuses to start.
-tcp_ports="127.0.0.11:18080 127.0.0.12:18080 127.0.0.20:18000 127.0.0.1:19000 127.0.0.2:19000 127.0.0.5:19100 127.0.0.6:19100 127.0.0.7:19100"
+tcp_ports="127.0.0.11:18080 127.0.0.12:18080 127.0.0.20:18000 127.0.0.21:18000 127.0.0.1:19000 127.0.0.2:19000 127.0.0.5:19100 127.0.0.6:19100 127.0.0.7:19100"
 listening() {
   ss -Htln "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .
 }
@@ -98,6 +101,7 @@ http {
 }
 CONF
 start NGINX nginx -c "$work/nginx.conf" -p "$work" -g 'daemon off;'
+start FLOOR target/release/examples/floor_proxy 127.0.0.21:18000 http://127.0.0.11:18080/
 
 # The federation: A (no GPU, many cores: it keeps chat local) and B (the only GPU node, so
 # gpu_inference sent to A goes to B over QUIC). Each node's executor calls its own host's
@@ -183,6 +187,7 @@ bench() {
 
 plain_a=(--mode plain --url http://127.0.0.11:18080/)
 plain_b=(--mode plain --url http://127.0.0.20:18000/)
+plain_f=(--mode plain --url http://127.0.0.21:18000/)
 task_c=(--mode task --config "$work/a" --node A --type gpu_inference)
 task_c2=(--mode task --config "$work/a" --node A --type chat)
 
@@ -192,6 +197,7 @@ for _ in $(seq "$ROUNDS"); do
   bench sat_b "$NGINX" -- "${plain_b[@]}" --connections "$CONNECTIONS"
   bench sat_c "$NODE_A $NODE_B" -- "${task_c[@]}" --connections "$CONNECTIONS"
   bench sat_c2 "$NODE_A" -- "${task_c2[@]}" --connections "$CONNECTIONS"
+  bench sat_f "$FLOOR" -- "${plain_f[@]}" --connections "$CONNECTIONS"
 done
 
 rate=$(python3 - "$work/results" <<'PY'
