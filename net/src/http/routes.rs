@@ -168,6 +168,8 @@ fn read_only(
     Ok(Json(render(node)).into_response())
 }
 
+/// The router's task route. A node's connections reach [`run_task`] through
+/// [`super::front`] without the router; this handler keeps the router whole on its own.
 async fn task(
     State(node): State<Node>,
     Extension(long_tasks): Extension<Arc<LongTasks>>,
