@@ -55,7 +55,7 @@ impl Front {
     /// must have arrived whole by `clock`'s deadline.
     pub async fn answer(
         &self,
-        request: hyper::Request<Incoming>,
+        mut request: hyper::Request<Incoming>,
         from: SocketAddr,
         clock: &RequestClock,
     ) -> Response {
@@ -69,7 +69,6 @@ impl Front {
                 .await
                 .unwrap_or_else(IntoResponse::into_response);
         }
-        let mut request = request;
         let extensions = request.extensions_mut();
         extensions.insert(ConnectInfo(ClientAddr(from)));
         extensions.insert(clock.clone());
