@@ -41,7 +41,8 @@ pub struct Federation {
     pub(super) rng: ChaCha8Rng,
     pub(super) selection: SelectionPolicy,
     pub(super) failover: FailoverConfig,
-    pub(super) tasks: BTreeMap<TaskHandle, TaskEntry>,
+    /// Boxed: an entry is large, and the map moves its values when it inserts and removes.
+    pub(super) tasks: BTreeMap<TaskHandle, Box<TaskEntry>>,
     pub(super) next_handle: u64,
     /// What this node's runner last said it holds.
     pub(super) local_load: Load,

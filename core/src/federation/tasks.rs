@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Federation, Offer};
+use super::{Federation, NodeView, Offer};
 use crate::failover::{Action, ExhaustedReason, RemoteError, Target, TaskFailover, TaskOutcome};
 use crate::json::RawJson;
 use crate::node::NodeId;
@@ -62,20 +62,22 @@ impl Federation {
         let handle = TaskHandle(self.next_handle);
         self.next_handle += 1;
         let mut actions = VecDeque::new();
-        let failover = match self.unroutable(task_type, model) {
+        // Once for both: the views are built fresh (each node's id copied) on every call.
+        let views = self.nodes();
+        let failover = match self.unroutable_among(&views, task_type, model) {
             Some(reason) => TaskFailover::refused(self.failover, reason, now),
             None => {
-                let order = self.failover_order(task_type, model, &[], &mut actions);
+                let order = self.failover_order(&views, task_type, model, &[], &mut actions);
                 TaskFailover::new(self.failover, order, now, &mut self.budget)
             }
         };
-        let entry = TaskEntry {
+        let entry = Box::new(TaskEntry {
             task_type: task_type.to_string(),
             model: model.map(str::to_string),
             failover,
             running: Vec::new(),
             actions,
-        };
+        });
         self.tasks.insert(handle, entry);
         self.pump(now, handle);
         handle
@@ -180,7 +182,9 @@ impl Federation {
                 Action::Reselect { tried } => {
                     // The nodes that failed this task are out, whatever their heartbeats last
                     // said (a node may answer a probe and die a moment later).
+                    let views = self.nodes();
                     let order = self.failover_order(
+                        &views,
                         &entry.task_type,
                         entry.model.as_deref(),
                         &tried,
@@ -205,8 +209,16 @@ impl Federation {
     /// Why no node that may get work can run the task, if none can: the best offer among
     /// them decides what was missing.
     pub fn unroutable(&self, task_type: &str, model: Option<&str>) -> Option<ExhaustedReason> {
-        let best = self
-            .nodes()
+        self.unroutable_among(&self.nodes(), task_type, model)
+    }
+
+    fn unroutable_among(
+        &self,
+        views: &[NodeView],
+        task_type: &str,
+        model: Option<&str>,
+    ) -> Option<ExhaustedReason> {
+        let best = views
             .iter()
             .filter(|view| view.may_get_work())
             .map(|view| self.offer(&view.id, task_type, model))
@@ -226,12 +238,12 @@ impl Federation {
     /// RTT (which sets its accept timeout). Only nodes that can run the task are candidates.
     fn failover_order(
         &mut self,
+        views: &[NodeView],
         task_type: &str,
         model: Option<&str>,
         unavailable: &[NodeId],
         actions: &mut VecDeque<TaskAction>,
     ) -> Vec<Target> {
-        let views = self.nodes();
         let candidates: Vec<Candidate> = views
             .iter()
             .map(|view| {

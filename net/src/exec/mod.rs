@@ -10,6 +10,7 @@ mod http_backend;
 mod openai;
 mod report;
 mod runner;
+mod running;
 mod scheduler;
 mod stream;
 
@@ -22,5 +23,6 @@ pub use http_backend::{CallError, HttpBackends};
 pub use openai::{requested_model, WHOLE_ANSWER_MAX};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
+pub use running::Running;
 pub use scheduler::{Admission, Permit, Scheduler};
 pub use stream::{answer_channel, AnswerStream, Chunk, ChunkSender, StreamHead};

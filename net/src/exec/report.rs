@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use triforce_core::failover::{ErrorCode, RemoteError};
-
-use super::{Started, TaskResult};
+use super::{Running, Started, TaskResult};
 
 /// What the node running a task tells the node that sent it.
 #[derive(Debug)]
@@ -33,8 +30,8 @@ enum State {
     /// Refused or already done: the answer is known.
     Known(TaskResult),
     /// Taken; `Accepted` not reported yet.
-    Taken(oneshot::Receiver<TaskResult>),
-    Running(oneshot::Receiver<TaskResult>),
+    Taken(Running),
+    Running(Running),
     Ended,
 }
 
@@ -64,7 +61,7 @@ impl Reports {
                 if !self.accept_grace.is_zero() {
                     if let Ok(done) = tokio::time::timeout(self.accept_grace, result).await {
                         self.state = State::Ended;
-                        return Some(Report::Done(finished(done)));
+                        return Some(Report::Done(done));
                     }
                 }
                 let State::Taken(result) = std::mem::replace(&mut self.state, State::Ended) else {
@@ -80,7 +77,7 @@ impl Reports {
                     biased;
                     done = result => {
                         self.state = State::Ended;
-                        Some(Report::Done(finished(done)))
+                        Some(Report::Done(done))
                     }
                     _ = tokio::time::sleep(self.progress_interval) => Some(Report::Progress),
                 }
@@ -89,19 +86,12 @@ impl Reports {
     }
 }
 
-fn finished(done: Result<TaskResult, oneshot::error::RecvError>) -> TaskResult {
-    done.unwrap_or_else(|_| {
-        Err(RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            "the task's worker ended without a result",
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use tokio::sync::oneshot;
+    use triforce_core::failover::{ErrorCode, RemoteError};
 
     const PROGRESS: Duration = Duration::from_millis(10);
     const GRACE: Duration = Duration::from_millis(5);
@@ -114,7 +104,7 @@ mod tests {
     async fn a_quick_task_is_acknowledged_by_its_answer() {
         let (tx, rx) = oneshot::channel();
         tx.send(Ok(json!(1).into())).unwrap();
-        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
         assert!(is_done_with(reports.next().await, json!(1)));
         assert!(reports.next().await.is_none());
     }
@@ -123,7 +113,11 @@ mod tests {
     async fn without_grace_the_acknowledgement_comes_first() {
         let (tx, rx) = oneshot::channel();
         tx.send(Ok(json!(2).into())).unwrap();
-        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, Duration::ZERO);
+        let mut reports = Reports::new(
+            Started::Accepted(Running::elsewhere(rx)),
+            PROGRESS,
+            Duration::ZERO,
+        );
         assert!(matches!(reports.next().await, Some(Report::Accepted)));
         assert!(is_done_with(reports.next().await, json!(2)));
         assert!(reports.next().await.is_none());
@@ -132,7 +126,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_task_is_acknowledged_then_reports_progress_then_its_result() {
         let (tx, rx) = oneshot::channel();
-        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
         assert!(matches!(reports.next().await, Some(Report::Accepted)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
@@ -145,7 +139,7 @@ mod tests {
     async fn a_lost_worker_and_a_refusal_end_with_an_error() {
         let (tx, rx) = oneshot::channel::<TaskResult>();
         drop(tx);
-        let mut reports = Reports::new(Started::Accepted(rx), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
         let Some(Report::Done(Err(error))) = reports.next().await else {
             panic!("a worker that vanished is an executor failure")
         };

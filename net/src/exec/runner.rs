@@ -19,7 +19,7 @@ use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
 
 use super::{
     answer_channel, openai, openai::AnswerBody, run_executor, Admission, AnswerStream, Backends,
-    HttpBackends, Scheduler, TaskResult,
+    HttpBackends, Permit, Running, Scheduler, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -41,7 +41,7 @@ struct WaitingStream {
 #[derive(Debug)]
 pub enum Started {
     /// Accepted (running or queued, or joined a run of the same task id): the result follows.
-    Accepted(oneshot::Receiver<TaskResult>),
+    Accepted(Running),
     /// This task id already ran here: its result.
     AlreadyDone(TaskResult),
     /// Not taken; nothing ran.
@@ -130,7 +130,9 @@ impl Runner {
         let mut ledger = self.ledger.lock().expect("ledger lock");
         match ledger.begin(&task.task_id, digest) {
             Begin::Done(result) => return Started::AlreadyDone(result),
-            Begin::Join => return Started::Accepted(self.wait_for(&task.task_id)),
+            Begin::Join => {
+                return Started::Accepted(Running::elsewhere(self.wait_for(&task.task_id)))
+            }
             Begin::Conflict => {
                 return Started::Refused(RemoteError::new(
                     ErrorCode::TaskIdConflict,
@@ -172,38 +174,40 @@ impl Runner {
             return Started::Refused(RemoteError::new(ErrorCode::Busy, "queue is full"));
         }
         drop(ledger);
-        let receiver = self.wait_for(&task.task_id);
         let runner = self.clone();
         let slots = slots.clone();
-        tokio::spawn(async move {
-            let _permit = match admission {
-                Admission::Now(permit) => permit,
-                Admission::Queued(woken) => {
-                    // The sender lives in the scheduler until a slot is handed over.
-                    let _ = woken.await;
-                    slots.permit_for_woken()
-                }
-                Admission::Busy => unreachable!("refused above"),
-            };
-            if let Some(observer) = &runner.observer {
-                observer.executed(&task.task_id, &task.task_type);
-            }
-            if let ExecutorSpec::Openai {
-                base_url,
-                timeout_ms,
-            } = &spec
-            {
-                let timeout = Duration::from_millis(*timeout_ms);
+        if let ExecutorSpec::Openai {
+            base_url,
+            timeout_ms,
+        } = spec
+        {
+            // A relay's answer body streams on after its head (the result) is out, while the
+            // task holds its slot: it keeps a task of its own.
+            let receiver = self.wait_for(&task.task_id);
+            tokio::spawn(async move {
+                let _permit = slot(admission, &slots).await;
+                runner.executing(&task);
+                let timeout = Duration::from_millis(timeout_ms);
                 // Boxed, as each executor kind is (see `run_executor`): the relay's future is
                 // large, and this spawned one stays small to move.
-                Box::pin(runner.relay(&task, base_url, timeout)).await;
-                return;
-            }
+                Box::pin(runner.relay(&task, &base_url, timeout)).await;
+            });
+            return Started::Accepted(Running::elsewhere(receiver));
+        }
+        Started::Accepted(Running::here(Box::pin(async move {
+            let _permit = slot(admission, &slots).await;
+            runner.executing(&task);
             let result_bytes_max = settings.limits.body_bytes_max;
             let result = run_executor(&spec, &task.payload, &runner.http, result_bytes_max).await;
-            runner.finish(&task.task_id, result);
-        });
-        Started::Accepted(receiver)
+            runner.finish(&task.task_id, &result);
+            result
+        })))
+    }
+
+    fn executing(&self, task: &TaskRequest) {
+        if let Some(observer) = &self.observer {
+            observer.executed(&task.task_id, &task.task_type);
+        }
     }
 
     /// A relayed task naming a model its backend did not list at its last probe: refused as
@@ -236,7 +240,7 @@ impl Runner {
                 // Dropping the request closes its connection: the backend stops generating.
                 self.count_relay(&task.task_type, relay_outcome::CANCELLED);
                 let error = RemoteError::new(ErrorCode::ExecutorFailed, "cancelled: no one waits for the answer any more");
-                self.finish(task_id, Err(error));
+                self.finish(task_id, &Err(error));
                 return;
             }
         };
@@ -248,7 +252,7 @@ impl Runner {
                 } else {
                     self.count_relay(&task.task_type, relay_outcome::FAILED);
                 }
-                self.finish(task_id, Err(error));
+                self.finish(task_id, &Err(error));
             }
             Ok((head, body)) => {
                 self.count_relay(&task.task_type, relay_outcome::ANSWERED);
@@ -267,7 +271,7 @@ impl Runner {
                     .lock()
                     .expect("streams lock")
                     .insert(task_id.to_string(), WaitingStream { stream, taken });
-                self.finish(task_id, Ok(head.to_json()));
+                self.finish(task_id, &Ok(head.to_json()));
                 if !matches!(
                     tokio::time::timeout(STREAM_TAKE_TIMEOUT, was_taken).await,
                     Ok(Ok(()))
@@ -315,7 +319,8 @@ impl Runner {
         rx
     }
 
-    fn finish(&self, task_id: &str, result: TaskResult) {
+    /// Keeps `result` in the ledger and hands it to every waiter.
+    fn finish(&self, task_id: &str, result: &TaskResult) {
         // What a kept result costs: its bytes (an error's message), plus the id it is kept under.
         let bytes = task_id.len()
             + match &result {
@@ -401,6 +406,19 @@ impl Runner {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Waits for the worker slot `admission` promised.
+async fn slot(admission: Admission, slots: &Arc<Scheduler>) -> Permit {
+    match admission {
+        Admission::Now(permit) => permit,
+        Admission::Queued(woken) => {
+            // The sender lives in the scheduler until a slot is handed over.
+            let _ = woken.await;
+            slots.permit_for_woken()
+        }
+        Admission::Busy => unreachable!("a refused task does not run"),
     }
 }
 

@@ -27,7 +27,7 @@ use triforce_core::node::NodeId;
 pub use answer::outcome_body;
 pub use observer::Observer;
 pub use reload::{ReloadError, ReloadSummary};
-pub use route::{AttemptEvent, Submitted};
+pub use route::Submitted;
 pub use shared::Shared;
 pub use status::{health_json, status_json};
 

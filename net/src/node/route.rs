@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use triforce_core::failover::{AttemptError, ErrorCode, RemoteError, TaskOutcome};
 use triforce_core::federation::{TaskAction, TaskEvent, TaskHandle};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
-use super::attempts::Attempts;
+use super::attempts::{AttemptEvent, Attempts, EventSink};
 use super::{Node, Shared};
 use crate::dashboard::TaskEntry;
 use crate::exec::{answer_channel, AnswerStream, Chunk, ChunkSender, Report, Reports};
@@ -20,21 +19,14 @@ use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
 use super::serve::{FRAME_TOO_LARGE, STREAM_CANCELLED};
 
-/// What an attempt reports to its task's driver: an event for the federation machine, and with
-/// a streamed answer's head, its body (kept aside until the machine says which answer won).
-pub struct AttemptEvent {
-    pub node: NodeId,
-    pub event: TaskEvent,
-    pub stream: Option<AnswerStream>,
-}
+/// How long the task's timer is set for while the machine has no timeout for it.
+const NO_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A task's outcome, with the body of its answer when that streams.
 pub struct Submitted {
     pub outcome: TaskOutcome,
     pub stream: Option<AnswerStream>,
 }
-
-type Events = mpsc::UnboundedSender<AttemptEvent>;
 
 /// Tells the federation machine about a task whose future is dropped before its outcome (the
 /// client went away), so its attempts stop counting as load, and records it as cancelled.
@@ -87,10 +79,14 @@ impl Node {
             handle,
             ended: false,
         };
-        let (events_tx, mut events) = mpsc::unbounded_channel::<AttemptEvent>();
         let mut attempts = Attempts::default();
         // Streamed answers by node, until the outcome names the one that won.
         let mut streams: Vec<(NodeId, AnswerStream)> = Vec::new();
+        // One timer for the task's life, moved as the machine's next timeout moves: a new one
+        // for every turn of the loop would be registered and cancelled each time.
+        let mut wake_at = None;
+        let timer = tokio::time::sleep(NO_TIMEOUT);
+        tokio::pin!(timer);
         let outcome = loop {
             let (actions, outcome, timeout, woken) = {
                 let mut federation = shared.federation();
@@ -106,7 +102,7 @@ impl Node {
                 )
             };
             for action in actions {
-                self.perform(&task, action, &mut attempts, &events_tx);
+                self.perform(&task, action, &mut attempts);
             }
             if woken {
                 // A failed attempt counted as a miss: the heartbeat driver probes that peer now.
@@ -115,22 +111,29 @@ impl Node {
             if let Some(outcome) = outcome {
                 break outcome;
             }
-            let sleep = timeout.map_or(Duration::from_secs(3600), |at| {
-                at.saturating_since(shared.clock.now())
-            });
+            if timeout != wake_at {
+                wake_at = timeout;
+                let sleep =
+                    timeout.map_or(NO_TIMEOUT, |at| at.saturating_since(shared.clock.now()));
+                timer.as_mut().reset(tokio::time::Instant::now() + sleep);
+            }
             tokio::select! {
                 // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
                 // seed must give one run in the simulator.
                 biased;
-                Some(AttemptEvent { node, event, stream }) = events.recv() => {
-                    if let Some(stream) = stream {
-                        streams.push((node.clone(), stream));
+                // Attempts run inside this future.
+                events = attempts.events() => {
+                    let mut federation = shared.federation();
+                    for AttemptEvent { node, event, stream } in events {
+                        if let Some(stream) = stream {
+                            streams.push((node.clone(), stream));
+                        }
+                        federation.handle_task_event(shared.clock.now(), handle, &node, event);
                     }
-                    shared.federation().handle_task_event(shared.clock.now(), handle, &node, event);
                 }
-                // Attempts run inside this future; one that ended has sent its events already.
-                () = attempts.drive() => {}
-                _ = tokio::time::sleep(sleep) => {
+                () = &mut timer => {
+                    wake_at = None;
+                    timer.as_mut().reset(tokio::time::Instant::now() + NO_TIMEOUT);
                     shared.federation().handle_task_timeout(shared.clock.now(), handle);
                 }
             }
@@ -151,13 +154,7 @@ impl Node {
         Submitted { outcome, stream }
     }
 
-    fn perform(
-        &self,
-        task: &TaskRequest,
-        action: TaskAction,
-        attempts: &mut Attempts,
-        events: &Events,
-    ) {
+    fn perform(&self, task: &TaskRequest, action: TaskAction, attempts: &mut Attempts) {
         let shared = &self.shared;
         match action {
             TaskAction::Selected { order, gpu_online } => {
@@ -172,7 +169,8 @@ impl Node {
                 if let Some(observer) = &shared.observer {
                     observer.dispatched(&task.task_id, &node, attempt);
                 }
-                let run = attempt_on(shared.clone(), node.clone(), task.clone(), events.clone());
+                let sink = attempts.sink().clone();
+                let run = attempt_on(shared.clone(), node.clone(), task.clone(), sink);
                 attempts.start(node, run);
             }
             TaskAction::Abandon { node } => attempts.end(&node),
@@ -181,10 +179,10 @@ impl Node {
 }
 
 /// One attempt on `node`: locally through the runner, or over QUIC.
-async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events: Events) {
+async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events: EventSink) {
     let emit = |event, stream| {
         let node = node.clone();
-        let _ = events.send(AttemptEvent {
+        events.emit(AttemptEvent {
             node,
             event,
             stream,
