@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -244,12 +245,14 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
         }
         (outcome, _) => outcome,
     };
-    (
-        answer_status(&outcome),
-        [(CONTENT_TYPE, "application/json")],
-        outcome_body(&task_id, &outcome),
-    )
-        .into_response()
+    // Built directly: axum's tuple form copies the static content type into a new header value.
+    let mut response = Response::new(Body::from(outcome_body(&task_id, &outcome)));
+    *response.status_mut() = answer_status(&outcome);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Whether the client asked for the answer as a stream (`Accept: text/event-stream`).

@@ -142,8 +142,9 @@ impl Node {
         routing.ended = true;
         drop(routing);
         drop(attempts);
-        record(shared, &task, &outcome);
-        journal(shared, &task, &outcome, started);
+        let type_label = shared.type_label(&task.task_type);
+        record(shared, &task, &type_label, &outcome);
+        journal(shared, type_label, &outcome, started);
         let stream = match &outcome {
             TaskOutcome::Completed { node, .. } => streams
                 .into_iter()
@@ -326,7 +327,7 @@ async fn receive_stream(
 /// The dashboard's task feed.
 fn journal(
     shared: &Shared,
-    task: &TaskRequest,
+    type_label: String,
     outcome: &TaskOutcome,
     started: triforce_core::time::Instant,
 ) {
@@ -347,7 +348,7 @@ fn journal(
     shared.journal.task(TaskEntry {
         seq: 0,
         unix_s: shared.clock.unix_s(),
-        task_type: shared.type_label(&task.task_type),
+        task_type: type_label,
         status: outcome.status(),
         node,
         path,
@@ -355,12 +356,12 @@ fn journal(
     });
 }
 
-fn record(shared: &Shared, task: &TaskRequest, outcome: &TaskOutcome) {
+fn record(shared: &Shared, task: &TaskRequest, type_label: &str, outcome: &TaskOutcome) {
     let metrics = &shared.metrics;
     metrics
         .tasks
         .get_or_create(&TaskLabels {
-            r#type: shared.type_label(&task.task_type),
+            r#type: type_label.to_string(),
             outcome: outcome.status().into(),
         })
         .inc();
