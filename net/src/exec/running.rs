@@ -2,11 +2,12 @@
 //!
 //! A task used to run in a task of its own, spawned at its start, and hand its result over
 //! through a channel: a spawn, a channel, a map entry for the waiter and a cross-task wake per
-//! task, a tenth of a node's CPU per request at benchmark rates. Now a task whose executor is
-//! run to its end by the caller (the common case) runs inside the caller's future. What the
-//! spawned task guaranteed stays: a task that was taken runs to its end and leaves its result
-//! in the ledger even when its caller goes away first, because dropping an unfinished
-//! [`Running`] hands the rest of the run to a task of its own.
+//! task (with the attempt around it, about 10 of a node's 120-150 us per task in `perf` at
+//! benchmark rates). Now a task whose executor is run to its end by the caller (the common
+//! case) runs inside the caller's future. What the spawned task guaranteed stays: a task that
+//! was taken runs to its end and leaves its result in the ledger even when its caller goes away
+//! first, because dropping an unfinished [`Running`] hands the rest of the run to a task of its
+//! own.
 
 use std::future::Future;
 use std::pin::Pin;
