@@ -323,7 +323,7 @@ impl Runner {
     fn finish(&self, task_id: &str, result: &TaskResult) {
         // What a kept result costs: its bytes (an error's message), plus the id it is kept under.
         let bytes = task_id.len()
-            + match &result {
+            + match result {
                 Ok(value) => value.len(),
                 Err(error) => error.message.len(),
             };

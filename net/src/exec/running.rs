@@ -87,10 +87,12 @@ impl Future for Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let Source::Here(Some(run)) = &mut self.source else {
+        let Source::Here(run) = &mut self.source else {
             return;
         };
-        let run = std::mem::replace(run, Box::pin(std::future::pending()));
+        let Some(run) = run.take() else {
+            return;
+        };
         // Outside a runtime (it is shutting down) nothing can run any more; the task is lost
         // with the process, as it would have been in a task of its own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
