@@ -6,156 +6,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::ingress::{
+    apikey_add, apikey_add_with, exchange, http, open, read_until, wait_listening, Backend,
+};
 use support::Federation;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A `triforce backend --llm` process, killed on drop.
-struct Backend {
-    port: u16,
-    child: Child,
-}
-
-impl Backend {
-    fn start(name: &str, gap_ms: u64) -> Self {
-        Self::start_on(name, gap_ms, Federation::free_tcp_port(), &[])
-    }
-
-    /// A backend with nothing loaded: a node with the model loaded elsewhere goes first.
-    fn start_cold(name: &str, gap_ms: u64) -> Self {
-        Self::start_on(
-            name,
-            gap_ms,
-            Federation::free_tcp_port(),
-            &["--nothing-loaded"],
-        )
-    }
-
-    /// A backend on `port`, with `extra` arguments (`--fail-status 503`).
-    fn start_on(name: &str, gap_ms: u64, port: u16, extra: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_triforce"))
-            .args(["backend", "--llm", "--name", name, "--gap-ms"])
-            .arg(gap_ms.to_string())
-            .args(extra)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the backend starts");
-        let backend = Backend { port, child };
-        wait_listening(port);
-        backend
-    }
-
-    async fn stats(&self) -> Value {
-        let (_, body) = http(self.port, "GET", "/control/stats", "", "").await;
-        serde_json::from_str(&body).expect("stats are JSON")
-    }
-
-    async fn release(&self) {
-        http(self.port, "POST", "/control/release", "", "").await;
-    }
-}
-
-impl Backend {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_listening(port: u16) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "nothing listens on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection; the status and the whole (de-chunked) body.
-async fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
-    let (head, rest) = exchange(port, method, path, key, body).await;
-    let status = head[9..12].parse().expect("a status line");
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(&rest)
-    } else {
-        rest
-    };
-    (status, body)
-}
-
-/// One HTTP/1.1 request over a fresh connection; the answer's head (lowercased) and its body as
-/// it came on the wire.
-async fn exchange(port: u16, method: &str, path: &str, key: &str, body: &str) -> (String, String) {
-    let mut stream = open(port, method, path, key, body).await;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer within 20 s")
-        .expect("the answer reads");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("a header end");
-    (head.to_ascii_lowercase(), rest.to_string())
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    body
-}
-
-/// Sends a request with `Connection: close` and returns the open connection to read from.
-async fn open(port: u16, method: &str, path: &str, key: &str, body: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let auth = if key.is_empty() {
-        String::new()
-    } else {
-        format!("Authorization: Bearer {key}\r\n")
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream
-}
-
-/// Reads from `stream` until `seen` is in what arrived; everything read so far.
-async fn read_until(stream: &mut TcpStream, seen: &str, limit: Duration) -> String {
-    let mut text = String::new();
-    let until = tokio::time::Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    while !text.contains(seen) {
-        let n = tokio::time::timeout_at(until, stream.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("{seen:?} did not arrive within {limit:?}; got {text:?}"))
-            .unwrap();
-        assert!(n > 0, "the connection closed before {seen:?}; got {text:?}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    text
-}
+use tokio::io::AsyncReadExt;
 
 /// Waits until the backend has seen a request more than `before` cancelled: the client's
 /// departure reached it.
@@ -255,29 +114,6 @@ fn federation_with(
     (federation, ingress_port, key.into_inner())
 }
 
-/// `triforce apikey add`: the key is the last line of stdout.
-fn apikey_add(dir: &Path, name: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_triforce"))
-        .args(["apikey", "add", "--name", name, "--config"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let key = stdout.lines().last().unwrap().to_string();
-    assert!(key.starts_with("tf-") && key.len() == 67, "{key}");
-    let file = std::fs::read_to_string(dir.join("api_keys")).unwrap();
-    assert!(
-        !file.contains(&key),
-        "the file must hold only the key's hash"
-    );
-    key
-}
-
 fn chat_body(content: &str, stream: bool) -> String {
     serde_json::json!({"model": "tiny-llm", "stream": stream,
         "messages": [{"role": "user", "content": content}]})
@@ -337,12 +173,21 @@ async fn openai_and_ollama_clients_through_two_nodes() {
         "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "
     );
 
-    // The dashboard on the ingress: the page is public, its state needs a key.
+    // The dashboard on the ingress: the page is public, its state needs a key that may read
+    // the dashboard.
     let (status, page) = http(port, "GET", "/ui", "", "").await;
     assert_eq!(status, 200);
     assert!(page.contains("TriForce federation"));
     assert_eq!(http(port, "GET", "/ui/state", "", "").await.0, 401);
-    let (status, state) = http(port, "GET", "/ui/state", &key, "").await;
+    assert_eq!(http(port, "GET", "/ui/state", &key, "").await.0, 403);
+    let watcher = apikey_add_with(
+        &federation.config_dir("hetzner"),
+        "watcher",
+        &["--dashboard"],
+    );
+    let (reloaded, stdout, stderr) = federation.cli("hetzner", &["reload"]);
+    assert!(reloaded, "{stdout}{stderr}");
+    let (status, state) = http(port, "GET", "/ui/state", &watcher, "").await;
     assert_eq!(status, 200, "{state}");
     let state: Value = serde_json::from_str(&state).unwrap();
     assert_eq!(

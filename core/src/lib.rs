@@ -37,9 +37,12 @@
 //! - [`ledger`]: the executing side's memory of task ids, which makes retries idempotent.
 //! - [`json`]: payloads and results as the bytes that were written, never re-encoded.
 //! - [`config`]: `federation_nodes.json` and `federation.toml`, parsed and checked.
+//! - [`door`]: what the AI door reads of a client's body, refusing bodies two decoders would
+//!   read differently.
 
 pub mod auth;
 pub mod config;
+pub mod door;
 pub mod failover;
 pub mod federation;
 #[cfg(feature = "harness")]

@@ -12,7 +12,9 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use triforce_core::auth::{sign, HmacSha256Key, HEADER_NODE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use triforce_core::auth::{
+    sign, signed_payload, HmacSha256Key, HEADER_NODE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
 use triforce_core::node::NodeId;
 
 use crate::exec::error_chain;
@@ -130,7 +132,8 @@ impl SignedClient {
         let unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let signed = sign(&self.key, &self.node, unix_s, body);
+        let payload = signed_payload(method.as_str(), path, body);
+        let signed = sign(&self.key, &self.node, unix_s, &payload);
         let failed = |message: String| ClientError::Request {
             target: self.target,
             message,

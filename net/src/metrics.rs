@@ -73,14 +73,17 @@ pub mod refusal {
     pub const QUIC_HANDSHAKES_FULL: &str = "quic_handshakes_full";
     /// A QUIC peer that did not prove the PSK from its own address.
     pub const QUIC_PROOF: &str = "quic_proof";
+    /// An ingress client address that already holds its share of connections.
+    pub const INGRESS_SOURCE_CONNECTIONS: &str = "ingress_source_connections";
 }
 
-const CONNECTION_REFUSALS: [&str; 5] = [
+const CONNECTION_REFUSALS: [&str; 6] = [
     refusal::HTTP_UNKNOWN_ADDRESS,
     refusal::HTTP_SOURCE_CONNECTIONS,
     refusal::QUIC_UNKNOWN_ADDRESS,
     refusal::QUIC_HANDSHAKES_FULL,
     refusal::QUIC_PROOF,
+    refusal::INGRESS_SOURCE_CONNECTIONS,
 ];
 
 /// Every metric of a node.

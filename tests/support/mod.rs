@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ingress;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

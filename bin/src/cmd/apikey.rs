@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use triforce_core::config::{key_hash, ApiKey, ApiKeys, Settings, SETTINGS_FILE};
+use triforce_core::config::{
+    key_hash, key_name_is_valid, ApiKey, ApiKeys, Settings, KEY_NAME_RULE, SETTINGS_FILE,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,13 +32,18 @@ enum Command {
         /// Requests per minute the key may make; 0 = no limit.
         #[arg(long, default_value_t = 0)]
         requests_per_minute: u32,
+        /// The key may read the ingress's dashboard, which shows every node, model and task of
+        /// the federation (whatever `--model` limits it to).
+        #[arg(long)]
+        dashboard: bool,
     },
     /// List the keys' names and limits (never the keys).
     List {
         #[arg(long, value_name = "DIR")]
         config: PathBuf,
     },
-    /// Remove a key by name; clients using it are refused once the node has (re)started.
+    /// Remove a key by name; clients using it are refused from the node's next reload
+    /// (`triforce reload`, SIGHUP) on.
     Remove {
         #[arg(long, value_name = "DIR")]
         config: PathBuf,
@@ -52,8 +59,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             name,
             models,
             requests_per_minute,
+            dashboard,
         } => {
+            if !key_name_is_valid(&name) {
+                bail!("key name {name:?} must be {KEY_NAME_RULE}");
+            }
+            if let Some(model) = models.iter().find(|m| m.is_empty() || m.len() > 200) {
+                bail!("model {model:?} must be 1-200 bytes");
+            }
             let path = keys_path(&config)?;
+            let _lock = lock_keys(&path)?;
             let mut keys = read_keys(&path)?;
             if keys.keys.iter().any(|k| k.name == name) {
                 bail!(
@@ -67,6 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 sha256: key_hash(&key),
                 models,
                 requests_per_minute,
+                dashboard,
             });
             write_keys(&path, &keys)?;
             eprintln!(
@@ -91,11 +107,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     0 => "no rate limit".to_string(),
                     n => format!("{n} requests/min"),
                 };
-                println!("{}\t{models}\t{rate}", key.name);
+                let dashboard = if key.dashboard { "\tdashboard" } else { "" };
+                println!("{}\t{models}\t{rate}{dashboard}", key.name);
             }
         }
         Command::Remove { config, name } => {
             let path = keys_path(&config)?;
+            let _lock = lock_keys(&path)?;
             let mut keys = read_keys(&path)?;
             let before = keys.keys.len();
             keys.keys.retain(|k| k.name != name);
@@ -130,20 +148,58 @@ fn read_keys(path: &Path) -> Result<ApiKeys> {
     }
 }
 
-/// Writes the file whole or not at all: a temporary file (mode 0600) renamed over it.
-fn write_keys(path: &Path, keys: &ApiKeys) -> Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
+/// Holds `path`'s lock file (`<file>.lock`, exclusively) while a command reads, changes and
+/// writes the keys, so two `apikey add`s at once cannot lose one of the keys.
+fn lock_keys(path: &Path) -> Result<std::fs::File> {
+    let lock_path = sibling(path, ".lock");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(keys.to_toml().as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    Ok(lock)
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Writes the file whole or not at all: a new temporary file in the same directory (mode
+/// 0600, created exclusively and never through a symlink), synced, renamed over the old one,
+/// and the directory synced so the rename survives a crash.
+fn write_keys(path: &Path, keys: &ApiKeys) -> Result<()> {
+    let mut nonce = [0u8; 8];
+    getrandom::getrandom(&mut nonce).context("no OS randomness for a file name")?;
+    let temporary = sibling(path, &format!(".{}.tmp", hex::encode(nonce)));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)?;
+        file.write_all(keys.to_toml().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error).with_context(|| format!("cannot write {}", path.display()));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
     Ok(())
 }
 

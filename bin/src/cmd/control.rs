@@ -1,9 +1,13 @@
-//! `triforce reload` and `triforce drain`: the signed controls of a running node.
+//! `triforce reload` and `triforce drain [--undo]`: the signed controls of a running node. Each
+//! body names its action, the target node and a fresh nonce (see
+//! `triforce_core::auth::ControlRequest`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use triforce_core::auth::ControlRequest;
 
 use crate::sockets::{client, load};
 use crate::NodeArgs;
@@ -21,6 +25,9 @@ pub struct DrainArgs {
     /// The node to drain (this one if not given).
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// Undo a drain: the node takes tasks again, without a restart.
+    #[arg(long)]
+    undo: bool,
 }
 
 /// Asks the running node to read its files again; prints what changed, or why the node
@@ -30,9 +37,8 @@ pub async fn reload(args: ReloadArgs) -> Result<ExitCode> {
     // accepts it (each step accepts the key the next one signs with).
     let config = load(&args.node.config, &args.node.node)?;
     let client = client(&config, None, Duration::from_secs(30))?;
-    let reply = client
-        .post("/v1/federation/reload", &unique_body()?)
-        .await?;
+    let body = control_body("reload", config.me.as_str())?;
+    let reply = client.post("/v1/federation/reload", &body).await?;
     if reply.status != 200 {
         bail!(
             "{} did not reload ({}): {}",
@@ -58,30 +64,36 @@ pub async fn drain(args: DrainArgs) -> Result<ExitCode> {
         .unwrap_or(config.me.as_str())
         .to_string();
     let client = client(&config, Some(&target), Duration::from_secs(10))?;
-    let reply = client.post("/v1/federation/drain", &unique_body()?).await?;
+    let (action, path) = if args.undo {
+        ("undrain", "/v1/federation/undrain")
+    } else {
+        ("drain", "/v1/federation/drain")
+    };
+    let reply = client.post(path, &control_body(action, &target)?).await?;
     if reply.status != 200 {
         bail!(
-            "{target} did not drain ({}): {}",
+            "{target} did not {action} ({}): {}",
             reply.status,
             message(&reply.body)
         );
     }
-    println!(
-        "{target} is draining: {} running, {} queued; it takes no new tasks",
-        reply.body["running"], reply.body["queued"]
-    );
+    if args.undo {
+        println!("{target} takes tasks again");
+    } else {
+        println!(
+            "{target} is draining: {} running, {} queued; it takes no new tasks",
+            reply.body["running"], reply.body["queued"]
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A body that makes each request's signature new: two reloads within a second must not
-/// look like a replay of one.
-fn unique_body() -> Result<Vec<u8>> {
+/// A control call's body: its action, the node it is for, and a nonce that makes each call's
+/// signature new (two reloads within a second must not look like a replay of one).
+fn control_body(action: &str, node: &str) -> Result<Vec<u8>> {
     let mut nonce = [0u8; 16];
     getrandom::getrandom(&mut nonce).context("no OS randomness for a request nonce")?;
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(serde_json::json!({ "nonce": nonce })
-        .to_string()
-        .into_bytes())
+    Ok(ControlRequest::new(action, node, &hex::encode(nonce)).to_json())
 }
 
 fn message(body: &serde_json::Value) -> String {

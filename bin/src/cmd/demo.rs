@@ -453,6 +453,7 @@ fn write_config(dir: &Path, ports: &Ports) -> Result<()> {
                 sha256: triforce_core::config::key_hash(DEMO_KEY),
                 models: Vec::new(),
                 requests_per_minute: 0,
+                dashboard: true,
             }],
         };
         write_secret(&node_dir.join("api_keys"), &keys.to_toml())?;

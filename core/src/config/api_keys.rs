@@ -7,6 +7,7 @@
 //! sha256 = "9f86d0..."             # of the whole key, hex
 //! models = ["llama3.2"]            # optional: only these models; empty = any
 //! requests_per_minute = 600        # optional: 0 = no limit
+//! dashboard = true                 # optional: may read the whole federation's dashboard
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,10 @@ pub struct ApiKey {
     pub models: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub requests_per_minute: u32,
+    /// May read the dashboard (`/ui/state`), which shows every node, model and task of the
+    /// federation, whatever `models` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dashboard: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -44,6 +49,19 @@ fn is_zero(n: &u32) -> bool {
 pub fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
+
+/// Whether `name` may name a key: 1-64 of `A-Z a-z 0-9 - _ .` (it appears in logs, metric labels
+/// and the file, unquoted by anything that reads them).
+pub fn key_name_is_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= KEY_NAME_LEN_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// What a valid key name is, for error messages.
+pub const KEY_NAME_RULE: &str = "1-64 of A-Z a-z 0-9 - _ .";
 
 impl ApiKey {
     /// Whether this key may ask for `model`.
@@ -73,20 +91,11 @@ impl ApiKeys {
         }
         for (i, key) in self.keys.iter().enumerate() {
             let field = format!("keys[{i}]");
-            let name_ok = !key.name.is_empty()
-                && key.name.len() <= KEY_NAME_LEN_MAX
-                && key
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !name_ok {
+            if !key_name_is_valid(&key.name) {
                 return Err(ConfigError::invalid(
                     file,
                     field,
-                    format!(
-                        "name {:?} must be 1-{KEY_NAME_LEN_MAX} of A-Z a-z 0-9 - _ .",
-                        key.name
-                    ),
+                    format!("name {:?} must be {KEY_NAME_RULE}", key.name),
                 ));
             }
             let hash_ok = key.sha256.len() == 64
@@ -140,6 +149,7 @@ mod tests {
                 sha256: hash.clone(),
                 models: vec!["llama3".into()],
                 requests_per_minute: 60,
+                dashboard: true,
             }],
         };
         let parsed = ApiKeys::parse("api_keys", &keys.to_toml()).unwrap();

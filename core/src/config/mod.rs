@@ -8,7 +8,9 @@ mod error;
 mod nodes;
 mod settings;
 
-pub use api_keys::{key_hash, ApiKey, ApiKeys, API_KEYS_MAX, KEY_NAME_LEN_MAX};
+pub use api_keys::{
+    key_hash, key_name_is_valid, ApiKey, ApiKeys, API_KEYS_MAX, KEY_NAME_LEN_MAX, KEY_NAME_RULE,
+};
 pub use error::ConfigError;
 pub use nodes::Federation;
 pub use settings::{

@@ -39,10 +39,13 @@ pub struct IngressSettings {
     /// The API keys file (hashes only, written by `triforce apikey`), relative to the config
     /// directory.
     pub api_keys_file: PathBuf,
-    /// Largest request body a client may send.
+    /// Largest request body a client may send; 0 follows `limits.body_bytes_max`, and no more
+    /// is allowed: a request crosses to its backend's node in one frame of that size.
     pub body_bytes_max: usize,
     /// Client connections served at once.
     pub connections_max: usize,
+    /// Connections one client address may hold (0: a quarter of `connections_max`).
+    pub connections_per_source_max: usize,
     /// Longest one request may wait for its answer to start (the whole stream may take longer).
     pub first_byte_timeout_ms: u64,
     /// PEM certificate chain and private key (relative to the config directory): HTTPS when
@@ -56,8 +59,9 @@ impl Default for IngressSettings {
         IngressSettings {
             listen: None,
             api_keys_file: PathBuf::from("api_keys"),
-            body_bytes_max: 4 << 20,
+            body_bytes_max: 0,
             connections_max: 1024,
+            connections_per_source_max: 0,
             first_byte_timeout_ms: 120_000,
             tls_cert_file: None,
             tls_key_file: None,
@@ -66,8 +70,33 @@ impl Default for IngressSettings {
 }
 
 impl IngressSettings {
-    fn check(&self) -> Result<(), ConfigError> {
-        refuse_zero("ingress.body_bytes_max", self.body_bytes_max as u64)?;
+    /// The largest body the door takes, given the federation's frame-sized `limits`.
+    pub fn body_bytes_max(&self, limits: &Limits) -> usize {
+        match self.body_bytes_max {
+            0 => limits.body_bytes_max,
+            n => n,
+        }
+    }
+
+    /// Connections one client address may hold.
+    pub fn connections_per_source(&self) -> usize {
+        match self.connections_per_source_max {
+            0 => (self.connections_max / 4).max(1),
+            n => n,
+        }
+    }
+
+    fn check(&self, limits: &Limits) -> Result<(), ConfigError> {
+        if self.body_bytes_max > limits.body_bytes_max {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "ingress.body_bytes_max",
+                format!(
+                    "must be at most limits.body_bytes_max ({}): a request crosses to the node of its backend in one frame of that size; raise limits.body_bytes_max on every node to take larger bodies",
+                    limits.body_bytes_max
+                ),
+            ));
+        }
         refuse_zero("ingress.connections_max", self.connections_max as u64)?;
         refuse_zero("ingress.first_byte_timeout_ms", self.first_byte_timeout_ms)?;
         if self.first_byte_timeout_ms > TIMING_MS_MAX {
@@ -75,13 +104,6 @@ impl IngressSettings {
                 SETTINGS_FILE,
                 "ingress.first_byte_timeout_ms",
                 format!("must be at most {TIMING_MS_MAX}"),
-            ));
-        }
-        if self.body_bytes_max > (1 << 30) {
-            return Err(ConfigError::invalid(
-                SETTINGS_FILE,
-                "ingress.body_bytes_max",
-                "must be at most 1 GiB",
             ));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
@@ -182,6 +204,12 @@ pub struct Limits {
     pub ledger_entries_max: usize,
     /// Bytes of task results remembered for idempotent retries (oldest dropped first).
     pub ledger_bytes_max: usize,
+    /// Bytes the long tasks (`Prefer: respond-async`) may hold: the answers kept, plus the
+    /// payloads of those still running. Past it, the oldest kept answers are dropped, and a new
+    /// long task is refused (503) while running ones hold it all.
+    pub long_tasks_bytes_max: usize,
+    /// How long a long task's answer is kept after it ended (then `GET` answers 404).
+    pub long_task_keep_ms: u64,
     /// Relayed (`openai` executor) tasks running at once. They do not take one of the
     /// `workers_max` slots: the backend does the work and queues on its own.
     pub relays_max: usize,
@@ -216,6 +244,8 @@ impl Default for Limits {
             request_read_timeout_ms: 10_000,
             ledger_entries_max: 10_000,
             ledger_bytes_max: 64 << 20,
+            long_tasks_bytes_max: 64 << 20,
+            long_task_keep_ms: 3_600_000,
             relays_max: 1024,
             runtime_threads: 0,
         }
@@ -399,16 +429,29 @@ impl Limits {
             ("limits.ledger_entries_max", self.ledger_entries_max as u64),
             ("limits.ledger_bytes_max", self.ledger_bytes_max as u64),
             ("limits.relays_max", self.relays_max as u64),
+            (
+                "limits.long_tasks_bytes_max",
+                self.long_tasks_bytes_max as u64,
+            ),
+            ("limits.long_task_keep_ms", self.long_task_keep_ms),
         ];
         for (field, value) in positive {
             refuse_zero(field, value)?;
         }
-        if self.request_read_timeout_ms > TIMING_MS_MAX {
-            return Err(ConfigError::invalid(
-                SETTINGS_FILE,
+        for (field, value) in [
+            (
                 "limits.request_read_timeout_ms",
-                format!("must be at most {TIMING_MS_MAX}"),
-            ));
+                self.request_read_timeout_ms,
+            ),
+            ("limits.long_task_keep_ms", self.long_task_keep_ms),
+        ] {
+            if value > TIMING_MS_MAX {
+                return Err(ConfigError::invalid(
+                    SETTINGS_FILE,
+                    field,
+                    format!("must be at most {TIMING_MS_MAX}"),
+                ));
+            }
         }
         // Frames carry a body plus an envelope behind a 32-bit length.
         if self.body_bytes_max > (1 << 30) {
@@ -571,7 +614,7 @@ impl Settings {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.timing.check()?;
         self.limits.check()?;
-        self.ingress.check()?;
+        self.ingress.check(&self.limits)?;
         if self.psk.is_some() && self.psk_file.is_some() {
             return Err(ConfigError::invalid(
                 SETTINGS_FILE,
@@ -717,7 +760,9 @@ mod tests {
                 .contains("base_url")
         );
         assert!(e("[ingress]\nlisten = \"nowhere\"").contains("listen"));
-        assert!(e("[ingress]\nbody_bytes_max = 0").contains("ingress.body_bytes_max"));
+        assert!(e("[ingress]\nbody_bytes_max = 2000000").contains("at most limits.body_bytes_max"));
+        let follows = Settings::parse("[limits]\nbody_bytes_max = 3000000").unwrap();
+        assert_eq!(follows.ingress.body_bytes_max(&follows.limits), 3_000_000);
         assert!(e("[ingress]\nfirst_byte_timeout_ms = 0").contains("ingress.first_byte_timeout_ms"));
         assert!(e("[ingress]\ntls_cert_file = \"c.pem\"").contains("tls_key_file together"));
     }

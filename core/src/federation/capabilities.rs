@@ -87,8 +87,12 @@ impl Capabilities {
             return Offer::NoType;
         }
         let Some(backend) = self.backends.iter().find(|b| b.task_type == task_type) else {
-            // Not a relay (echo, http, command): models mean nothing to it.
-            return Offer::Cold;
+            // Not a relay (echo, http, command): a task naming a model is a request for a model
+            // server, which such an executor would answer with something else entirely.
+            return match model {
+                Some(_) => Offer::NoModel,
+                None => Offer::Cold,
+            };
         };
         let has_model =
             |model: &str| backend.models.is_empty() || backend.models.iter().any(|m| m == model);
@@ -123,7 +127,8 @@ mod tests {
     fn offers() {
         let up = node(true, &["llama3", "qwen"], &["qwen"]);
         assert_eq!(up.offer("gpu_inference", None), Offer::NoType);
-        assert_eq!(up.offer("echo", Some("llama3")), Offer::Cold);
+        assert_eq!(up.offer("echo", Some("llama3")), Offer::NoModel);
+        assert_eq!(up.offer("echo", None), Offer::Cold);
         assert_eq!(up.offer("chat", Some("mistral")), Offer::NoModel);
         assert_eq!(up.offer("chat", Some("llama3")), Offer::Cold);
         assert_eq!(up.offer("chat", Some("qwen")), Offer::Warm);

@@ -98,7 +98,9 @@ async fn run_openai_whole(
 ) -> TaskResult {
     let timeout = Duration::from_millis(timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
-    let (head, body) = super::openai::open(base_url, payload, http, timeout).await?;
+    let (head, body) = super::openai::open(base_url, payload, http, timeout)
+        .await
+        .map_err(RemoteError::from)?;
     let body = match body {
         AnswerBody::Whole(body) if body.len() > result_bytes_max => {
             return Err(too_large(

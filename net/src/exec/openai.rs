@@ -79,16 +79,47 @@ pub fn requested_model(payload: &RawJson) -> Option<String> {
     relayed.body?.model.filter(|m| !m.is_empty())
 }
 
+/// Why a relayed request got no answer to pass on.
+#[derive(Debug)]
+pub struct RelayError {
+    pub error: RemoteError,
+    /// The backend could not be reached at all: the one relay failure that marks it down. A
+    /// status it answered says something about the request (or a passing overload), not that
+    /// the server is gone; the probes decide that.
+    pub unreachable: bool,
+}
+
+impl From<RemoteError> for RelayError {
+    fn from(error: RemoteError) -> Self {
+        RelayError {
+            error,
+            unreachable: false,
+        }
+    }
+}
+
+impl From<RelayError> for RemoteError {
+    fn from(relay: RelayError) -> Self {
+        relay.error
+    }
+}
+
+/// Statuses that say "not now, ask elsewhere" (a gateway in front of the backend, or a server
+/// still loading its model or over its queue): another node may try, and nothing is marked down.
+fn overloaded(status: hyper::StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
 /// Sends the relayed request to `base_url` and waits for the answer's head (and for a short
 /// answer with a length, its body: [`WHOLE_ANSWER_MAX`]), within `timeout`.
-/// Connection refused and 5xx answers are `executor_unavailable` (nothing was answered; another
-/// node may try); any other status is the answer, passed on with its body.
+/// A refused connection and 502/503/504 are `executor_unavailable` (another node may try); any
+/// other status, 500 included, is the backend's answer to this request, passed on with its body.
 pub async fn open(
     base_url: &str,
     payload: &RawJson,
     http: &HttpBackends,
     timeout: Duration,
-) -> Result<(StreamHead, AnswerBody), RemoteError> {
+) -> Result<(StreamHead, AnswerBody), RelayError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let relayed: Relayed = serde_json::from_str(payload.get()).map_err(|e| {
         RemoteError::new(
@@ -103,7 +134,8 @@ pub async fn open(
                 "path {:?} is not an OpenAI or Ollama API path",
                 relayed.path
             ),
-        ));
+        )
+        .into());
     }
     let method = match relayed.method.unwrap_or("POST") {
         "POST" => Method::POST,
@@ -112,7 +144,8 @@ pub async fn open(
             return Err(RemoteError::new(
                 ErrorCode::ExecutorFailed,
                 format!("method {other:?} is not relayed"),
-            ))
+            )
+            .into())
         }
     };
     let url = format!("{base_url}{}", relayed.path);
@@ -130,26 +163,31 @@ pub async fn open(
         })?
         .map_err(|error| match error {
             // Never reached the backend: safe to run elsewhere.
-            CallError::Unreachable(e) => RemoteError::new(
-                ErrorCode::ExecutorUnavailable,
-                format!("cannot reach {url}: {e}"),
-            ),
+            CallError::Unreachable(e) => RelayError {
+                error: RemoteError::new(
+                    ErrorCode::ExecutorUnavailable,
+                    format!("cannot reach {url}: {e}"),
+                ),
+                unreachable: true,
+            },
             CallError::Failed(e) => {
-                RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}"))
+                RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}")).into()
             }
             CallError::TooLarge => RemoteError::new(
                 ErrorCode::ExecutorFailed,
                 format!("{url}: answer too large"),
-            ),
+            )
+            .into(),
         })?;
     let status = response.status();
-    if status.is_server_error() {
-        // Read a little of the body for the message; the backend is broken either way.
+    if overloaded(status) {
+        // A little of the body for the node's log; the client never sees it.
         let text = read_some(response.into_body(), 500).await;
         return Err(RemoteError::new(
             ErrorCode::ExecutorUnavailable,
             format!("{url} answered {status}: {text}"),
-        ));
+        )
+        .into());
     }
     let header = |name| {
         response

@@ -18,8 +18,8 @@ use triforce_core::task::TaskRequest;
 use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
 
 use super::{
-    answer_channel, openai, openai::AnswerBody, run_executor, Admission, AnswerStream, Backends,
-    HttpBackends, Permit, Running, Scheduler, TaskResult,
+    answer_channel, openai, openai::AnswerBody, openai::RelayError, run_executor, Admission,
+    AnswerStream, Backends, HttpBackends, Permit, Running, Scheduler, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -64,7 +64,10 @@ pub struct Runner {
     http: HttpBackends,
     /// The relaying executors' backends: health, models.
     backends: Backends,
+    /// The process is stopping: for good.
     shutting_down: AtomicBool,
+    /// An operator's drain (`triforce drain`): undone by `triforce drain --undo`.
+    drained: AtomicBool,
     cores: u32,
     ram_gb: u32,
     gpu: bool,
@@ -101,6 +104,7 @@ impl Runner {
             http,
             backends,
             shutting_down: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             cores,
             ram_gb,
             gpu,
@@ -120,10 +124,10 @@ impl Runner {
 
     /// Takes `task` for execution here. Never blocks; the result comes through the receiver.
     pub fn start(self: &Arc<Self>, task: TaskRequest) -> Started {
-        if self.shutting_down.load(Ordering::SeqCst) {
+        if self.is_draining() {
             return Started::Refused(RemoteError::new(
                 ErrorCode::ShuttingDown,
-                "node is shutting down",
+                "node is draining or shutting down",
             ));
         }
         let digest = task.digest();
@@ -158,11 +162,13 @@ impl Runner {
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
-        if let ExecutorSpec::Openai { .. } = spec {
-            if let Some(refusal) = self.model_refusal(&task) {
-                ledger.forget(&task.task_id);
-                return Started::Refused(refusal);
-            }
+        let refusal = match spec {
+            ExecutorSpec::Openai { .. } => self.model_refusal(&task),
+            _ => Self::not_a_relay(&task),
+        };
+        if let Some(refusal) = refusal {
+            ledger.forget(&task.task_id);
+            return Started::Refused(refusal);
         }
         let slots = match spec {
             ExecutorSpec::Openai { .. } => &self.relays,
@@ -229,6 +235,20 @@ impl Runner {
         ))
     }
 
+    /// A request for a model (a relay-shaped payload naming one) to an executor that relays to
+    /// no model server: refused as having no executor for it, so it moves on to a node whose
+    /// executor is a relay, rather than answering a chat with an echo or a script's output.
+    fn not_a_relay(task: &TaskRequest) -> Option<RemoteError> {
+        let model = openai::requested_model(&task.payload)?;
+        Some(RemoteError::new(
+            ErrorCode::NoExecutor,
+            format!(
+                "the executor for {:?} here relays to no model server (model {model:?})",
+                task.task_type
+            ),
+        ))
+    }
+
     /// Runs a relayed task: its head is the task's result; its body streams to whoever takes it
     /// with [`Self::take_stream`], while this task holds its slot.
     async fn relay(&self, task: &TaskRequest, base_url: &str, timeout: Duration) {
@@ -245,12 +265,14 @@ impl Runner {
             }
         };
         match opened {
-            Err(error) => {
+            Err(RelayError { error, unreachable }) => {
                 if error.code == ErrorCode::ExecutorUnavailable {
                     self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
-                    self.backends.handle_unreachable(base_url, &error.message);
                 } else {
                     self.count_relay(&task.task_type, relay_outcome::FAILED);
+                }
+                if unreachable {
+                    self.backends.handle_unreachable(base_url, &error.message);
                 }
                 self.finish(task_id, &Err(error));
             }
@@ -345,7 +367,7 @@ impl Runner {
     /// What this node can run now, and whether it is draining.
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
-            draining: self.shutting_down.load(Ordering::SeqCst),
+            draining: self.is_draining(),
             ..self.backends.capabilities()
         }
     }
@@ -383,14 +405,26 @@ impl Runner {
         }
     }
 
-    /// Refuses new tasks from now on; running and queued ones go on. Peers learn it from the
-    /// next heartbeat answer (the capabilities say draining) and send no more.
+    /// Refuses new tasks from now on, for good (the process stops); running and queued ones go
+    /// on. Peers learn it from the next heartbeat answer (the capabilities say draining) and
+    /// send no more.
     pub fn stop_accepting(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.backends.changed.notify_one();
     }
 
+    /// An operator's drain (`on`) or its undoing: like [`Self::stop_accepting`], but the node
+    /// stays up and may take tasks again. A process that is stopping stays stopping.
+    pub fn set_drained(&self, on: bool) {
+        self.drained.store(on, Ordering::SeqCst);
+        self.backends.changed.notify_one();
+    }
+
     pub fn is_draining(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst) || self.drained.load(Ordering::SeqCst)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
 

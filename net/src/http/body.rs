@@ -59,6 +59,47 @@ impl RequestClock {
     }
 }
 
+/// An answer's body that restarts its connection's [`RequestClock`] when dropped. hyper drops a
+/// response body once its last byte is written (or the connection ends), so the next request
+/// on a keep-alive connection gets its full read time from the end of the previous answer, not
+/// from its head: after a stream longer than the read timeout, the next request is not 408.
+pub struct ClockedBody<B> {
+    inner: B,
+    clock: RequestClock,
+}
+
+impl<B> ClockedBody<B> {
+    pub fn new(inner: B, clock: RequestClock) -> Self {
+        ClockedBody { inner, clock }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for ClockedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ClockedBody<B> {
+    fn drop(&mut self) {
+        self.clock.restart();
+    }
+}
+
 /// What to do with a request body so far: the limit and the deadline as a small pure machine,
 /// so the fuzzer can drive it with any sizes and times (the middleware below feeds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! JSON errors with fitting status codes.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// A header the answer carries besides (`Retry-After`).
+    pub header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -20,7 +22,13 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
+            header: None,
         }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
+        self
     }
 }
 
@@ -47,6 +55,10 @@ impl From<&Rejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

@@ -39,7 +39,7 @@ pub struct Front {
 impl Front {
     pub fn new(node: Node) -> Self {
         let limits = &node.config().settings.limits;
-        let long_tasks = Arc::new(LongTasks::new(limits.ledger_entries_max));
+        let long_tasks = Arc::new(LongTasks::new());
         let limits = BodyLimits {
             bytes_max: limits.body_bytes_max,
         };

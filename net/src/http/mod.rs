@@ -10,6 +10,7 @@ mod front;
 mod long_tasks;
 mod routes;
 mod server;
+pub mod sources;
 
 pub use error::ApiError;
 pub use server::{serve, ClientAddr, Listener};

@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::header::ACCEPT;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Extension;
@@ -47,15 +48,59 @@ pub fn router(node: Node, long_tasks: Arc<LongTasks>) -> Router {
         .route("/v1/federation/status", get(status))
         .route("/v1/federation/reload", post(super::control::reload))
         .route("/v1/federation/drain", post(super::control::drain))
-        .route("/metrics", get(metrics))
-        .route("/ui", get(crate::dashboard::page))
-        .route("/ui/state", get(dashboard_state))
+        .route("/v1/federation/undrain", post(super::control::undrain))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(from_fn_with_state(node.clone(), own_host_only)),
+        )
+        .route(
+            "/ui",
+            get(crate::dashboard::page)
+                .route_layer(from_fn_with_state(node.clone(), own_host_only)),
+        )
+        .route(
+            "/ui/state",
+            get(dashboard_state).route_layer(from_fn_with_state(node.clone(), own_host_only)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(limits, read_bounded))
         .layer(Extension(long_tasks))
         .with_state(node)
+}
+
+/// The unsigned pages (metrics, the dashboard) answer only a `Host` that is this node's own
+/// address, `ip:port` as in `federation_nodes.json`: a web page that a browser on an allowed
+/// host loads from another name, then rebinds that name to this node's address (DNS
+/// rebinding), sends its own name and is refused.
+async fn own_host_only(
+    State(node): State<Node>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if host_is_own_address(&node, host) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "wrong_host",
+        "this page answers only requests for the node's own address (ip:port) in the Host header",
+    )
+    .into_response()
+}
+
+fn host_is_own_address(node: &Node, host: &str) -> bool {
+    let config = node.config();
+    config
+        .federation
+        .get(config.me.as_str())
+        .is_some_and(|(_, spec)| host == SocketAddr::new(spec.ip, spec.port).to_string())
 }
 
 /// A signed request's body, read within its limit, and its signer: every check but the replay
@@ -71,7 +116,7 @@ pub(super) fn signed(
     Ok((body, request))
 }
 
-fn authenticate(
+pub(super) fn authenticate(
     node: &Node,
     headers: &HeaderMap,
     body: &[u8],
@@ -226,7 +271,7 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
             });
             if stream_wanted {
                 // The backend's answer as it comes, in its own framing.
-                return crate::ingress::streamed_response(&head, stream, &ran_on);
+                return crate::ingress::streamed_response(&head, stream, &ran_on, &task_id);
             }
             let body_max = node.config().settings.limits.body_bytes_max;
             let result = whole_answer(&head, stream, body_max).await;

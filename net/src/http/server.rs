@@ -8,14 +8,15 @@
 //! 3. at most `http_connections_max` connections are served at once (the rest wait in the
 //!    kernel's backlog);
 //! 4. each request must arrive whole, headers and body, within `request_read_timeout_ms` of
-//!    when the connection became ready for it (see [`super::body`]).
+//!    when the connection became ready for it: accepted, or done writing the previous answer's
+//!    last byte (see [`super::body`]). hyper starts its header timer when it begins reading the
+//!    next head, so an idle keep-alive connection is closed after the same time.
 //!
 //! On shutdown, requests in progress may finish within the drain time.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,8 +24,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::body::RequestClock;
+use super::body::{ClockedBody, RequestClock};
 use super::front::Front;
+use super::sources::SourceCounts;
 use crate::metrics::refusal;
 use crate::node::Node;
 
@@ -108,9 +110,9 @@ pub async fn serve<L: Listener>(node: Node, listener: L) -> std::io::Result<()> 
                 let (front, clock) = (front.clone(), clock.clone());
                 async move {
                     let response = front.answer(request, from, &clock).await;
-                    // The next request on this connection gets a full read time from here.
-                    clock.restart();
-                    Ok::<_, Infallible>(response)
+                    // The next request on this connection gets a full read time from the
+                    // answer's last byte.
+                    Ok::<_, Infallible>(response.map(|body| ClockedBody::new(body, clock)))
                 }
             }
         });
@@ -129,51 +131,4 @@ pub async fn serve<L: Listener>(node: Node, listener: L) -> std::io::Result<()> 
     }
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
     Ok(())
-}
-
-/// Connections held per source address, each capped.
-struct SourceCounts {
-    max: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection counted against its source until dropped.
-struct SourceSlot {
-    counts: Arc<SourceCounts>,
-    ip: IpAddr,
-}
-
-impl SourceCounts {
-    fn new(max: usize) -> Self {
-        SourceCounts {
-            max,
-            held: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
-        let ip = ip.to_canonical();
-        let mut held = self.held.lock().expect("source counts lock");
-        let count = held.entry(ip).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut held = self.counts.held.lock().expect("source counts lock");
-        if let Some(count) = held.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.ip);
-            }
-        }
-    }
 }

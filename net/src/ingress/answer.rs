@@ -16,33 +16,41 @@ use super::shape::{Api, Framing, IngressError};
 use crate::exec::{AnswerStream, StreamHead, WHOLE_ANSWER_MAX};
 use crate::node::Submitted;
 
-/// The client's answer to a task of `task_type` asking for `model`.
+/// The client's answer to the task of request `request_id`, of `task_type` asking for `model`.
+/// What went wrong inside the federation (nodes, attempts, backend addresses and bodies) goes
+/// to the node's log under the request id; the client gets a stable code and a plain sentence.
 pub(super) async fn answer(
     api: Api,
     task_type: &str,
     model: Option<&str>,
     submitted: Submitted,
+    request_id: &str,
 ) -> Result<Response, IngressError> {
     let Submitted { outcome, stream } = submitted;
     match outcome {
-        TaskOutcome::Completed { node, result, .. } => completed(api, &node, &result, stream).await,
+        TaskOutcome::Completed { node, result, .. } => {
+            completed(api, &node, &result, stream, request_id).await
+        }
         TaskOutcome::Failed { node, error, .. } => {
-            let (status, code) = match error.code {
-                ErrorCode::ResultTooLarge | ErrorCode::RequestTooLarge => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
-                }
-                _ => (StatusCode::BAD_GATEWAY, "backend_error"),
-            };
-            Err(IngressError::new(
-                api,
-                status,
-                code,
-                format!("{node}: {}", error.message),
-            ))
+            tracing::warn!(request_id, %node, code = ?error.code, detail = %error.message, "a request failed");
+            Err(match error.code {
+                ErrorCode::ResultTooLarge | ErrorCode::RequestTooLarge => IngressError::new(
+                    api,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the request or its answer is larger than the federation carries (limits.body_bytes_max)",
+                ),
+                _ => IngressError::new(
+                    api,
+                    StatusCode::BAD_GATEWAY,
+                    "backend_error",
+                    format!("the backend failed to answer (request {request_id})"),
+                ),
+            })
         }
-        TaskOutcome::AllNodesFailed { reason, attempts } => {
-            Err(unserved(api, task_type, model, reason, &attempts))
-        }
+        TaskOutcome::AllNodesFailed { reason, attempts } => Err(unserved(
+            api, task_type, model, reason, &attempts, request_id,
+        )),
     }
 }
 
@@ -52,18 +60,22 @@ async fn completed(
     node: &NodeId,
     result: &RawJson,
     stream: Option<AnswerStream>,
+    request_id: &str,
 ) -> Result<Response, IngressError> {
     match (StreamHead::from_json(result), stream) {
         (Some(head), Some(stream)) => match head.length.filter(|n| *n <= WHOLE_ANSWER_MAX) {
-            Some(length) => whole_response(api, &head, length, stream, node).await,
-            None => Ok(streamed_response(&head, stream, node)),
+            Some(length) => whole_response(api, &head, length, stream, node, request_id).await,
+            None => Ok(streamed_response(&head, stream, node, request_id)),
         },
-        (Some(_), None) => Err(IngressError::new(
-            api,
-            StatusCode::BAD_GATEWAY,
-            "answer_lost",
-            "the backend's answer went to an earlier attempt of this task",
-        )),
+        (Some(_), None) => {
+            tracing::warn!(request_id, %node, "the backend's answer went to an earlier attempt of this task");
+            Err(IngressError::new(
+                api,
+                StatusCode::BAD_GATEWAY,
+                "answer_lost",
+                format!("the backend's answer was lost on its way (request {request_id})"),
+            ))
+        }
         // A node whose executor for the type is not a relay (echo, http, command): its JSON
         // result is the answer.
         (None, _) => {
@@ -90,13 +102,15 @@ async fn whole_response(
     length: u64,
     stream: AnswerStream,
     ran_on: &NodeId,
+    request_id: &str,
 ) -> Result<Response, IngressError> {
-    let broken = |message: String| {
+    let broken = |detail: String| {
+        tracing::warn!(request_id, node = %ran_on, %detail, "a whole answer broke off");
         IngressError::new(
             api,
             StatusCode::BAD_GATEWAY,
             "backend_error",
-            format!("{ran_on}: {message}"),
+            format!("the backend's answer broke off before its end (request {request_id})"),
         )
     };
     let body = stream.collect(length as usize).await.map_err(broken)?;
@@ -120,9 +134,16 @@ async fn whole_response(
 
 /// A streamed answer as the backend began it (its status and content type), its body passed
 /// on chunk by chunk; also the seed's task API's answer to `Accept: text/event-stream`.
-pub fn streamed_response(head: &StreamHead, stream: AnswerStream, ran_on: &NodeId) -> Response {
+/// A break is logged under `request_id`.
+pub fn streamed_response(
+    head: &StreamHead,
+    stream: AnswerStream,
+    ran_on: &NodeId,
+    request_id: &str,
+) -> Response {
     let framing = Framing::of(&head.content_type);
-    let mut response = Response::new(Body::new(StreamedBody::new(stream, framing)));
+    let body = StreamedBody::new(stream, framing, request_id.to_string());
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&head.content_type) {
@@ -137,13 +158,14 @@ pub fn streamed_response(head: &StreamHead, stream: AnswerStream, ran_on: &NodeI
     response
 }
 
-/// Why no node served the task, in words a client can act on.
+/// Why no node served the task, in words a client can act on; the attempts go to the log.
 fn unserved(
     api: Api,
     task_type: &str,
     model: Option<&str>,
     reason: ExhaustedReason,
     attempts: &[AttemptRecord],
+    request_id: &str,
 ) -> IngressError {
     let model = model.unwrap_or_default();
     let no_type = || {
@@ -151,7 +173,7 @@ fn unserved(
             api,
             StatusCode::SERVICE_UNAVAILABLE,
             "no_backend_available",
-            format!("no online node runs {task_type} tasks (configure an openai executor for {task_type:?})"),
+            format!("no online node serves {task_type} requests"),
         )
     };
     match reason {
@@ -165,7 +187,7 @@ fn unserved(
             api,
             StatusCode::SERVICE_UNAVAILABLE,
             "backends_down",
-            format!("every backend with the model {model:?} is down (their nodes are up); try again shortly"),
+            format!("every backend with the model {model:?} is down; try again shortly"),
         ),
         ExhaustedReason::NoNodeRunsType => no_type(),
         _ if !attempts.is_empty()
@@ -176,16 +198,16 @@ fn unserved(
             no_type()
         }
         _ => {
-            let last = attempts
-                .iter()
-                .rev()
-                .find_map(|a| a.error.as_ref().map(|e| format!("{}: {e:?}", a.node)))
-                .unwrap_or_else(|| "no node was online to try".to_string());
+            for attempt in attempts {
+                if let Some(error) = &attempt.error {
+                    tracing::warn!(request_id, node = %attempt.node, ?reason, ?error, "an attempt failed");
+                }
+            }
             IngressError::new(
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_backend_available",
-                format!("no node could serve the request ({reason:?}); last: {last}"),
+                format!("no node could serve the request; try again shortly (request {request_id})"),
             )
         }
     }
@@ -215,7 +237,7 @@ mod tests {
         chunks.try_send(Chunk::Data(Bytes::from(body))).unwrap();
         chunks.try_send(end).unwrap();
         let node = NodeId::new("relay").unwrap();
-        whole_response(Api::OpenAi, &head(length), length, stream, &node).await
+        whole_response(Api::OpenAi, &head(length), length, stream, &node, "r-1").await
     }
 
     #[tokio::test]
@@ -233,15 +255,21 @@ mod tests {
         let short = answered(20, "{\"ok\":true}", Chunk::End).await.unwrap_err();
         assert_eq!(short.status, StatusCode::BAD_GATEWAY);
         assert!(
-            short.message.contains("ended after 11 of its 20 bytes"),
+            short
+                .message
+                .contains("broke off before its end (request r-1)"),
             "{}",
             short.message
         );
         let long = answered(4, "{\"ok\":true}", Chunk::End).await.unwrap_err();
         assert_eq!(long.status, StatusCode::BAD_GATEWAY);
-        let cut = answered(11, "{\"ok\":true}", Chunk::Failed("relay died".into()))
-            .await
-            .unwrap_err();
-        assert!(cut.message.contains("relay died"), "{}", cut.message);
+        let cut = answered(
+            11,
+            "{\"ok\":true}",
+            Chunk::Failed("relay died at 10.0.0.7".into()),
+        )
+        .await
+        .unwrap_err();
+        assert!(!cut.message.contains("10.0.0.7"), "{}", cut.message);
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use serde::Deserialize;
+use axum::{Extension, Router};
+use triforce_core::config::ApiKey;
+use triforce_core::door::{read_door_fields, FieldError};
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
@@ -28,13 +30,18 @@ pub const EMBEDDINGS_TASK: &str = "embeddings";
 struct Ingress {
     node: Node,
     keys: Arc<KeyCheck>,
-    /// Task ids: this node, when its ingress started, and a counter, so ids stay unique across
-    /// the federation and across restarts.
+    /// Request (and task) ids: this node, when its ingress started, and a counter, so ids stay
+    /// unique across the federation and across restarts.
     id_prefix: String,
     next_id: AtomicU64,
 }
 
 type Shared = Arc<Ingress>;
+
+/// The id of one request at the door: its task's id, the `X-Request-Id` of its answer, and what
+/// the node's log names when it keeps details from the client.
+#[derive(Clone, Debug)]
+pub(super) struct RequestId(pub String);
 
 /// One relayed endpoint: its API, task type, and the path the backend is called on.
 #[derive(Clone, Copy)]
@@ -52,12 +59,19 @@ const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endp
     }
 }
 
-/// The ingress router for `node`, checking keys against `keys`.
+/// Paths anyone may read without a key: the version probe and the dashboard's page (its state
+/// needs a key with the dashboard permission).
+const PUBLIC_PATHS: [&str; 2] = ["/api/version", "/ui"];
+
+/// The ingress router for `node`, checking keys against `keys`. Layers, outermost first: the
+/// request id; the key, checked on the headers before a byte of the body is read; the body,
+/// read within the limit and the request's deadline.
 pub fn router(node: Node, keys: KeyCheck) -> Router {
     let keys = Arc::new(keys);
     // A reload replaces the keys from the same file.
     let _ = node.shared.ingress_keys.set(keys.clone());
-    let body_max = node.config().settings.ingress.body_bytes_max;
+    let settings = node.config().settings.clone();
+    let body_max = settings.ingress.body_bytes_max(&settings.limits);
     let id_prefix = format!("{}-{}", node.id(), node.shared.clock.unix_s());
     let ingress = Arc::new(Ingress {
         node,
@@ -78,17 +92,17 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
     for endpoint in relayed {
         router = router.route(
             endpoint.path,
-            post(move |state, headers, body| relay_post(state, endpoint, headers, body)),
+            post(move |state, key, id, body| relay_post(state, endpoint, key, id, body)),
         );
     }
     router
         .route(
             "/v1/models",
-            get(|state, headers| list_models(state, Api::OpenAi, headers)),
+            get(|state, key| list_models(state, Api::OpenAi, key)),
         )
         .route(
             "/api/tags",
-            get(|state, headers| list_models(state, Api::Ollama, headers)),
+            get(|state, key| list_models(state, Api::Ollama, key)),
         )
         .route("/api/version", get(version))
         .route("/ui", get(crate::dashboard::page))
@@ -101,23 +115,66 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
             },
             read_bounded,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            ingress.clone(),
+            require_key,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            ingress.clone(),
+            tag_request,
+        ))
         .with_state(ingress)
 }
 
-/// What the ingress reads of a client's body; the rest passes through untouched.
-#[derive(Deserialize)]
-struct RequestFields {
-    model: Option<serde_json::Value>,
+/// Middleware: gives the request its id and its answer the `X-Request-Id` header.
+async fn tag_request(State(ingress): State<Shared>, mut request: Request, next: Next) -> Response {
+    let n = ingress.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}-{n}", ingress.id_prefix);
+    let header = HeaderValue::from_str(&id).ok();
+    request.extensions_mut().insert(RequestId(id));
+    let mut response = next.run(request).await;
+    if let Some(header) = header {
+        response.headers_mut().insert("x-request-id", header);
+    }
+    response
+}
+
+/// Middleware: the API key, from the headers alone, before any byte of the body is read; the
+/// key goes on to the handler. A refused request with a body gets `Connection: close`, so the
+/// body it announced is never read.
+async fn require_key(State(ingress): State<Shared>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if PUBLIC_PATHS.contains(&path) {
+        return next.run(request).await;
+    }
+    let api = Api::of_path(path);
+    match ingress.keys.authorize(api, request.headers()) {
+        Ok(key) => {
+            request.extensions_mut().insert(key);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            let has_body = request.headers().contains_key(CONTENT_LENGTH)
+                || request.headers().contains_key(TRANSFER_ENCODING);
+            let mut response = refusal.into_response();
+            if has_body {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }
 }
 
 async fn relay_post(
     State(ingress): State<Shared>,
     endpoint: Endpoint,
-    headers: HeaderMap,
+    Extension(key): Extension<ApiKey>,
+    Extension(id): Extension<RequestId>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
-    let key = ingress.keys.authorize(api, &headers)?;
     let body = body.map_err(|rejection| {
         IngressError::new(
             api,
@@ -126,16 +183,15 @@ async fn relay_post(
             rejection.body_text(),
         )
     })?;
-    let fields: RequestFields = serde_json::from_slice(&body).map_err(|e| {
-        IngressError::new(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
+    let fields = read_door_fields(&body).map_err(|e| {
+        let code = match e {
+            FieldError::NotJson(_) | FieldError::NotObject => "invalid_json",
+            _ => "ambiguous_field",
+        };
+        IngressError::new(api, StatusCode::BAD_REQUEST, code, e.to_string())
     })?;
     let model = match fields.model {
-        Some(serde_json::Value::String(model)) if !model.is_empty() => model,
+        Some(model) if !model.is_empty() => model,
         _ => {
             return Err(IngressError::new(
                 api,
@@ -163,7 +219,7 @@ async fn relay_post(
     })?;
     // The client's body goes inside the payload as written: never decoded and re-encoded.
     let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
-    submit(&ingress, endpoint, &payload, Some(&model)).await
+    submit(&ingress, endpoint, &payload, Some(&model), id).await
 }
 
 /// `GET /v1/models` and `/api/tags`: every model on an online node's healthy backend, once
@@ -171,9 +227,8 @@ async fn relay_post(
 async fn list_models(
     State(ingress): State<Shared>,
     api: Api,
-    headers: HeaderMap,
+    Extension(key): Extension<ApiKey>,
 ) -> Result<Response, IngressError> {
-    let key = ingress.keys.authorize(api, &headers)?;
     let served = ingress
         .node
         .models_served()
@@ -208,14 +263,15 @@ async fn submit(
     endpoint: Endpoint,
     payload: &str,
     model: Option<&str>,
+    id: RequestId,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
     let payload = RawJson::parse_str(payload).map_err(|e| {
         IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
     })?;
-    let n = ingress.next_id.fetch_add(1, Ordering::Relaxed);
+    let RequestId(task_id) = id;
     let task = TaskRequest {
-        task_id: format!("{}-{n}", ingress.id_prefix),
+        task_id: task_id.clone(),
         task_type: endpoint.task_type.to_string(),
         payload,
         priority: 0,
@@ -225,7 +281,7 @@ async fn submit(
     // (one with a length) is read within the limit too: its first byte goes out with its last.
     let answered = async {
         let submitted = ingress.node.submit_streaming(task, model).await;
-        super::answer::answer(api, endpoint.task_type, model, submitted).await
+        super::answer::answer(api, endpoint.task_type, model, submitted, &task_id).await
     };
     tokio::time::timeout(limit, answered).await.map_err(|_| {
         IngressError::new(
@@ -240,12 +296,23 @@ async fn submit(
     })?
 }
 
-/// The dashboard's state behind an API key (the page sends the key from its URL fragment).
+/// The dashboard's state, for a key with the dashboard permission only: it shows every node,
+/// model and task of the federation, which a key limited to some models must not see.
 async fn dashboard_state(
     State(ingress): State<Shared>,
-    headers: HeaderMap,
+    Extension(key): Extension<ApiKey>,
 ) -> Result<Response, IngressError> {
-    ingress.keys.authorize(Api::OpenAi, &headers)?;
+    if !key.dashboard {
+        return Err(IngressError::new(
+            Api::OpenAi,
+            StatusCode::FORBIDDEN,
+            "dashboard_not_allowed",
+            format!(
+                "key {:?} may not read the dashboard (make one with `triforce apikey add --dashboard`)",
+                key.name
+            ),
+        ));
+    }
     Ok(axum::Json(crate::dashboard::state_json(&ingress.node)).into_response())
 }
 

@@ -14,14 +14,20 @@ use crate::exec::{AnswerStream, Chunk};
 pub struct StreamedBody {
     stream: AnswerStream,
     framing: Framing,
+    /// The request (or task) id a break is logged under.
+    request_id: String,
     done: bool,
 }
 
+/// What a client reads when its stream broke off; why goes to the log.
+const STREAM_BROKE_OFF: &str = "the answer broke off before its end";
+
 impl StreamedBody {
-    pub fn new(stream: AnswerStream, framing: Framing) -> Self {
+    pub fn new(stream: AnswerStream, framing: Framing, request_id: String) -> Self {
         StreamedBody {
             stream,
             framing,
+            request_id,
             done: false,
         }
     }
@@ -50,10 +56,10 @@ impl Body for StreamedBody {
             }
             Some(Chunk::Failed(error)) => {
                 self.done = true;
-                tracing::warn!(%error, "a streamed answer broke off");
-                match stream_error_event(self.framing, &error) {
+                tracing::warn!(request_id = %self.request_id, %error, "a streamed answer broke off");
+                match stream_error_event(self.framing, STREAM_BROKE_OFF) {
                     Some(event) => Poll::Ready(Some(Ok(Frame::data(event)))),
-                    None => Poll::Ready(Some(Err(std::io::Error::other(error)))),
+                    None => Poll::Ready(Some(Err(std::io::Error::other(STREAM_BROKE_OFF)))),
                 }
             }
         }

@@ -154,7 +154,17 @@ impl Node {
     /// Puts the node in the draining state: it takes no new tasks (peers learn it from its
     /// next heartbeat answer and stop sending), and finishes the ones it runs. It stays up.
     pub fn drain(&self) {
-        self.shared.runner.stop_accepting();
+        self.shared.runner.set_drained(true);
+    }
+
+    /// Undoes [`Self::drain`]: the node takes tasks again (peers learn it from its next
+    /// heartbeat answer). False when the process is shutting down, which nothing undoes.
+    pub fn undrain(&self) -> bool {
+        if self.shared.runner.is_shutting_down() {
+            return false;
+        }
+        self.shared.runner.set_drained(false);
+        true
     }
 
     pub fn is_draining(&self) -> bool {

@@ -235,9 +235,22 @@ async fn remote_attempt(
         payload_json: task.payload.get().to_string(),
         priority: task.priority,
     });
-    write_frame(&mut send, &frame)
-        .await
-        .map_err(|e| e.to_string())?;
+    match write_frame(&mut send, &frame).await {
+        Ok(()) => {}
+        Err(FrameError::Write(quinn::WriteError::Stopped(code)))
+            if code.into_inner() == u64::from(FRAME_TOO_LARGE) =>
+        {
+            // The peer refused the frame as over its limit and keeps the connection: the
+            // request is too large there, which no other attempt of this node changes.
+            let error = RemoteError::new(
+                ErrorCode::RequestTooLarge,
+                format!("the request is over {node}'s frame limit (limits.body_bytes_max)"),
+            );
+            emit(TaskEvent::Answer(Err(error)), None);
+            return Ok(());
+        }
+        Err(error) => return Err(error.to_string()),
+    }
     let _ = send.finish();
     let frame_bytes_max = shared.frame_bytes_max();
     loop {

@@ -64,5 +64,6 @@ fn backends_json(capabilities: &Capabilities) -> Value {
 /// This node's health and load.
 pub fn health_json(node: &Node) -> Value {
     let load = node.shared.runner.load();
-    json!({"node": node.id().as_str(), "status": "ok", "load": load, "unix_s": node.shared.clock.unix_s()})
+    json!({"node": node.id().as_str(), "status": "ok", "load": load,
+        "draining": node.is_draining(), "unix_s": node.shared.clock.unix_s()})
 }

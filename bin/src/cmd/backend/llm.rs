@@ -5,7 +5,9 @@
 //! - `[hold]`: the stream stops after its first token until `POST /control/release`, which
 //!   proves nothing between the backend and the client buffers the answer;
 //! - `[break]`: the connection is cut after the first token (a backend dying mid-stream); for
-//!   an unstreamed OpenAI chat, halfway through a body whose full length the head announced.
+//!   an unstreamed OpenAI chat, halfway through a body whose full length the head announced;
+//! - `[fail]`: answered 500 in the API's error shape, as a server answers a request it chokes
+//!   on (the server itself is fine: its next request is served).
 //!
 //! `GET /control/stats` counts requests, streams that ran to their end, and streams whose
 //! reader went away before the end (cancellations that reached the backend).
@@ -145,6 +147,13 @@ fn request(backend: &Backend, body: &Bytes, openai: bool) -> Result<(Value, Stri
         status: StatusCode::BAD_REQUEST,
         message: format!("invalid JSON: {e}"),
     })?;
+    if prompt(&request).contains("[fail]") {
+        return Err(Refusal {
+            openai,
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "the request made the backend fail ([fail])".into(),
+        });
+    }
     let model = request["model"].as_str().unwrap_or_default().to_string();
     if !backend.args.models.contains(&model) {
         let message = if openai {
