@@ -437,15 +437,31 @@ async fn long_tasks_answer_at_once_and_are_fetched_or_cancelled_later() {
     assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
     let state = client.get("/v1/federation/task/long-2").await.unwrap();
     assert_eq!(state.body["status"], "cancelled");
-    // A cancellation must name the task it cancels; an unknown id is 404.
-    let wrong = client
-        .request("DELETE", "/v1/federation/task/long-2", b"{}", &[])
+    // The same cancellation again within the window is a replay; with a nonce of its own it
+    // answers the task's state. An unknown id is 404.
+    let again = client
+        .request(
+            "DELETE",
+            "/v1/federation/task/long-2",
+            cancel.as_bytes(),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
-        (wrong.status, wrong.body["error"]["code"].as_str()),
-        (400, Some("bad_task"))
+        (again.status, again.body["error"]["code"].as_str()),
+        (401, Some("replay"))
     );
+    let fresh = client
+        .request(
+            "DELETE",
+            "/v1/federation/task/long-2",
+            b"{\"nonce\":\"2\"}",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.body["status"], "cancelled", "{}", fresh.body);
     let unknown = client.get("/v1/federation/task/nope").await.unwrap();
     assert_eq!(
         (unknown.status, unknown.body["error"]["code"].as_str()),
