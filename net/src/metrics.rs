@@ -55,6 +55,10 @@ pub mod relay_outcome {
     pub const CANCELLED: &str = "cancelled";
     /// Not sent: the backend's last probe did not list the model.
     pub const NO_MODEL: &str = "no_model";
+    /// A stream the backend ended cleanly but without a finish reason (OpenAI's
+    /// `finish_reason`, Ollama's `"done": true`): it cut the answer short, as a server that
+    /// interrupts a generation for another request does.
+    pub const TRUNCATED: &str = "truncated";
 }
 
 /// Counts of relayed requests per backend; the runner holds a handle to the registered family.

@@ -66,7 +66,11 @@ pub const KEY_NAME_RULE: &str = "1-64 of A-Z a-z 0-9 - _ .";
 impl ApiKey {
     /// Whether this key may ask for `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|m| m == model)
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|m| crate::federation::same_model(m, model))
     }
 }
 

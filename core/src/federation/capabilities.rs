@@ -33,6 +33,15 @@ pub struct BackendState {
 }
 
 /// What a node offers for one task, best last.
+/// Whether two model names name one model: Ollama's `name` and `name:latest` are the same
+/// (Open WebUI appends `:latest` to a name without a tag; llama.cpp and vLLM list bare names).
+pub fn same_model(a: &str, b: &str) -> bool {
+    fn bare(name: &str) -> &str {
+        name.strip_suffix(":latest").unwrap_or(name)
+    }
+    bare(a) == bare(b)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Offer {
     /// No executor for the task type.
@@ -94,12 +103,13 @@ impl Capabilities {
                 None => Offer::Cold,
             };
         };
-        let has_model =
-            |model: &str| backend.models.is_empty() || backend.models.iter().any(|m| m == model);
+        let has_model = |model: &str| {
+            backend.models.is_empty() || backend.models.iter().any(|m| same_model(m, model))
+        };
         match model {
             Some(model) if !has_model(model) => Offer::NoModel,
             _ if !backend.healthy => Offer::Unhealthy,
-            Some(model) if backend.loaded.iter().any(|m| m == model) => Offer::Warm,
+            Some(model) if backend.loaded.iter().any(|m| same_model(m, model)) => Offer::Warm,
             _ => Offer::Cold,
         }
     }
@@ -121,6 +131,17 @@ mod tests {
             }],
             draining: false,
         }
+    }
+
+    #[test]
+    fn a_name_and_its_latest_tag_are_one_model() {
+        assert!(same_model("llama3", "llama3:latest"));
+        assert!(same_model("llama3:latest", "llama3"));
+        assert!(same_model("qwen", "qwen"));
+        assert!(!same_model("llama3:8b", "llama3"));
+        assert!(!same_model("llama3", "llama3.1"));
+        let up = node(true, &["smollm2"], &["smollm2"]);
+        assert_eq!(up.offer("chat", Some("smollm2:latest")), Offer::Warm);
     }
 
     #[test]

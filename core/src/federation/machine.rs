@@ -6,7 +6,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::tasks::TaskEntry;
-use super::{Capabilities, NodeState, NodeView, Reconfiguration, TaskHandle};
+use super::{BackendState, Capabilities, NodeState, NodeView, Reconfiguration, TaskHandle};
 use crate::failover::{FailoverConfig, RetryBudget};
 use crate::membership::{Answer, Load, Membership, MembershipEvent, Probe};
 use crate::node::NodeId;
@@ -183,13 +183,26 @@ impl Federation {
     /// Every model on a healthy backend of a node that may get work, once each, with the nodes
     /// that serve it (in id order).
     pub fn models(&self) -> BTreeMap<String, Vec<NodeId>> {
+        self.models_where(|backend| &backend.models)
+    }
+
+    /// Every model loaded in memory on an online node's healthy backend, with the nodes that
+    /// have it loaded (Ollama's `/api/ps`, merged over the federation).
+    pub fn loaded_models(&self) -> BTreeMap<String, Vec<NodeId>> {
+        self.models_where(|backend| &backend.loaded)
+    }
+
+    fn models_where(
+        &self,
+        names: impl Fn(&BackendState) -> &Vec<String>,
+    ) -> BTreeMap<String, Vec<NodeId>> {
         let mut models: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
         for view in self.nodes().iter().filter(|v| v.may_get_work()) {
             let Some(capabilities) = self.capabilities.get(&view.id) else {
                 continue;
             };
             for backend in capabilities.backends.iter().filter(|b| b.healthy) {
-                for model in &backend.models {
+                for model in names(backend) {
                     let nodes = models.entry(model.clone()).or_default();
                     if !nodes.contains(&view.id) {
                         nodes.push(view.id.clone());

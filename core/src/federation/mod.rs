@@ -28,7 +28,7 @@ mod tasks;
 mod view;
 
 pub use capabilities::{
-    BackendState, Capabilities, Offer, CAPABILITY_ITEMS_MAX, CAPABILITY_NAME_LEN_MAX,
+    same_model, BackendState, Capabilities, Offer, CAPABILITY_ITEMS_MAX, CAPABILITY_NAME_LEN_MAX,
 };
 pub use machine::{Capacity, Federation, FederationConfig};
 pub use reconfigure::Reconfiguration;

@@ -2,15 +2,25 @@
 //! loaded models, from active probes (a cheap GET per interval) and passive outcomes (a relay
 //! that could not reach its backend marks it down at once). A down backend gets no work; the
 //! next successful probe brings it back. The node itself stays online either way.
+//!
+//! A busy backend is never probed. Its relays are the health signal while one runs or one
+//! ended within the last interval (passive health, as Envoy's outlier detection): some servers
+//! end a running generation when any other request arrives (llama-cpp-python's default
+//! `interrupt_requests`), so a probe would cut a stream short; a server that serves one
+//! request at a time would answer the probe only after the work ahead of it, and time out. An
+//! idle backend is probed with the one listing it answered before (`/v1/models` for an
+//! OpenAI-only server, `/api/tags` and `/api/ps` for Ollama), not a round of 404s first.
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::Notify;
 use triforce_core::config::{ExecutorSpec, Settings};
-use triforce_core::federation::{BackendState, Capabilities};
+use triforce_core::federation::{same_model, BackendState, Capabilities};
 
 use super::HttpBackends;
 
@@ -28,6 +38,50 @@ struct Backend {
     slow_probes: u32,
     /// How long the last probe took.
     probe_time: Duration,
+    /// Relays to it running now.
+    relays: u32,
+    /// When its last relay ended (or got its answer's head).
+    last_relay: Option<Instant>,
+    /// Which listing it answered last time, so a probe asks that first and only.
+    listing: Listing,
+}
+
+/// How a backend lists its models, as its last good probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    Unknown,
+    /// `/api/tags` and `/api/ps` (Ollama).
+    Ollama,
+    /// `/v1/models` only (llama.cpp, vLLM, LM Studio).
+    OpenAi,
+}
+
+impl Backend {
+    /// Whether its own relays speak for its health now: one runs, or one ended within the
+    /// last `interval`. A backend marked down is probed anyway: probes bring it back.
+    fn busy(&self, now: Instant, interval: Duration) -> bool {
+        self.state.healthy
+            && (self.relays > 0
+                || self
+                    .last_relay
+                    .is_some_and(|at| now.saturating_duration_since(at) < interval))
+    }
+}
+
+/// A relay in flight to one backend, counted until dropped.
+pub struct RelayInFlight<'a> {
+    backends: &'a Backends,
+    base_url: String,
+}
+
+impl Drop for RelayInFlight<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        self.backends.each(&self.base_url, |backend| {
+            backend.relays = backend.relays.saturating_sub(1);
+            backend.last_relay = Some(now);
+        });
+    }
 }
 
 /// The backends of this node's relaying executors and what is known about them.
@@ -43,6 +97,7 @@ enum Probe {
     Up {
         models: Vec<String>,
         loaded: Vec<String>,
+        listing: Listing,
     },
     Refused(String),
     Slow,
@@ -70,6 +125,9 @@ impl Backends {
                 backend.state = old.state.clone();
                 backend.slow_probes = old.slow_probes;
                 backend.probe_time = old.probe_time;
+                backend.relays = old.relays;
+                backend.last_relay = old.last_relay;
+                backend.listing = old.listing;
             }
         }
         *backends = next;
@@ -95,7 +153,7 @@ impl Backends {
         backends.iter().any(|b| {
             b.task_type == task_type
                 && !b.state.models.is_empty()
-                && !b.state.models.iter().any(|m| m == model)
+                && !b.state.models.iter().any(|m| same_model(m, model))
         })
     }
 
@@ -114,19 +172,73 @@ impl Backends {
         }
     }
 
-    /// Probes every backend now, and then every `interval`, until the future is dropped.
+    /// A relay to `base_url` starts: until the returned guard drops, and for one probe
+    /// interval after, no probe goes to that backend.
+    pub fn relay_started(&self, base_url: &str) -> RelayInFlight<'_> {
+        self.each(base_url, |backend| backend.relays += 1);
+        RelayInFlight {
+            backends: self,
+            base_url: base_url.to_string(),
+        }
+    }
+
+    /// A relay got its answer's head: the backend is up, whatever the last probe said.
+    pub fn handle_answered(&self, base_url: &str) {
+        let now = Instant::now();
+        let mut came_up = false;
+        self.each(base_url, |backend| {
+            backend.last_relay = Some(now);
+            backend.slow_probes = 0;
+            if !backend.state.healthy {
+                tracing::info!(task_type = %backend.task_type, base_url = %backend.base_url, "backend up: it answered a relay");
+                backend.state.healthy = true;
+                came_up = true;
+            }
+        });
+        if came_up {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A relay got no answer within its timeout: as a probe that timed out (two in a row mark
+    /// the backend down; a hung server is found even while it is too busy to be probed).
+    pub fn handle_relay_timeout(&self, base_url: &str) {
+        let mut went_down = false;
+        self.each(base_url, |backend| {
+            backend.slow_probes += 1;
+            if backend.slow_probes >= SLOW_PROBES_MAX && backend.state.healthy {
+                tracing::warn!(task_type = %backend.task_type, base_url = %backend.base_url, "backend down: relays time out");
+                backend.state.healthy = false;
+                went_down = true;
+            }
+        });
+        if went_down {
+            self.changed.notify_one();
+        }
+    }
+
+    fn each(&self, base_url: &str, mut change: impl FnMut(&mut Backend)) {
+        let mut backends = self.backends.lock().expect("backends lock");
+        for backend in backends.iter_mut().filter(|b| b.base_url == base_url) {
+            change(backend);
+        }
+    }
+
+    /// Probes every idle backend now, and then every `interval`, until the future is dropped.
     pub async fn probe_forever(&self, http: &HttpBackends, interval: Duration) {
         loop {
-            let targets: Vec<(String, String)> = {
+            let now = Instant::now();
+            let targets: Vec<(String, String, Listing)> = {
                 let backends = self.backends.lock().expect("backends lock");
                 backends
                     .iter()
-                    .map(|b| (b.task_type.clone(), b.base_url.clone()))
+                    .filter(|b| !b.busy(now, interval))
+                    .map(|b| (b.task_type.clone(), b.base_url.clone(), b.listing))
                     .collect()
             };
-            for (task_type, base_url) in targets {
-                let started = tokio::time::Instant::now();
-                let probe = probe(http, &base_url).await;
+            for (task_type, base_url, listing) in targets {
+                let started = Instant::now();
+                let probe = probe(http, &base_url, listing).await;
                 self.record(&task_type, &base_url, probe, started.elapsed());
             }
             tokio::time::sleep(interval).await;
@@ -155,7 +267,12 @@ impl Backends {
         backend.probe_time = took;
         let before = backend.state.clone();
         match probe {
-            Probe::Up { models, loaded } => {
+            Probe::Up {
+                models,
+                loaded,
+                listing,
+            } => {
+                backend.listing = listing;
                 if !backend.state.healthy {
                     tracing::info!(task_type = %backend.task_type, base_url = %backend.base_url, "backend up");
                 }
@@ -184,33 +301,45 @@ impl Backends {
     }
 }
 
-/// Asks a backend for its models: Ollama's `/api/tags`, else the OpenAI `/v1/models`; and
-/// Ollama's `/api/ps` for what is loaded.
-async fn probe(http: &HttpBackends, base_url: &str) -> Probe {
+/// Asks a backend for its models: Ollama's `/api/tags` (and `/api/ps` for what is loaded),
+/// else the OpenAI `/v1/models`; a backend whose listing is known is asked that alone.
+async fn probe(http: &HttpBackends, base_url: &str, listing: Listing) -> Probe {
+    if listing == Listing::OpenAi {
+        return openai_listing(http, base_url).await;
+    }
     let tags = match get_json(http, &format!("{base_url}/api/tags")).await {
         Ok(tags) => tags,
         Err(ProbeError::Slow) => return Probe::Slow,
         Err(ProbeError::Refused(error)) => return Probe::Refused(error),
         Err(ProbeError::NotThere) => Value::Null,
     };
-    let models = match names(&tags["models"], "name") {
-        Some(models) => models,
-        None => match get_json(http, &format!("{base_url}/v1/models")).await {
-            Ok(list) => names(&list["data"], "id").unwrap_or_default(),
-            Err(ProbeError::Slow) => return Probe::Slow,
-            Err(ProbeError::Refused(error)) => return Probe::Refused(error),
-            Err(ProbeError::NotThere) => {
-                return Probe::Refused(
-                    "neither /api/tags nor /v1/models answered a model list".into(),
-                )
-            }
-        },
+    let Some(models) = names(&tags["models"], "name") else {
+        return openai_listing(http, base_url).await;
     };
     let loaded = match get_json(http, &format!("{base_url}/api/ps")).await {
         Ok(ps) => names(&ps["models"], "name").unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    Probe::Up { models, loaded }
+    Probe::Up {
+        models,
+        loaded,
+        listing: Listing::Ollama,
+    }
+}
+
+async fn openai_listing(http: &HttpBackends, base_url: &str) -> Probe {
+    match get_json(http, &format!("{base_url}/v1/models")).await {
+        Ok(list) => Probe::Up {
+            models: names(&list["data"], "id").unwrap_or_default(),
+            loaded: Vec::new(),
+            listing: Listing::OpenAi,
+        },
+        Err(ProbeError::Slow) => Probe::Slow,
+        Err(ProbeError::Refused(error)) => Probe::Refused(error),
+        Err(ProbeError::NotThere) => {
+            Probe::Refused("neither /api/tags nor /v1/models answered a model list".into())
+        }
+    }
 }
 
 enum ProbeError {
@@ -278,6 +407,9 @@ fn configured(settings: &Settings) -> Vec<Backend> {
                 },
                 slow_probes: 0,
                 probe_time: Duration::ZERO,
+                relays: 0,
+                last_relay: None,
+                listing: Listing::Unknown,
             }),
             _ => None,
         })
@@ -304,6 +436,7 @@ mod tests {
         let up = |models: &[&str]| Probe::Up {
             models: models.iter().map(|m| m.to_string()).collect(),
             loaded: Vec::new(),
+            listing: Listing::OpenAi,
         };
         backends.record("chat", base_url, up(&["llama3", "qwen"]), Duration::ZERO);
         assert!(!backends.lacks_model("chat", "qwen"));
@@ -322,6 +455,36 @@ mod tests {
             Duration::ZERO,
         );
         assert!(backends.lacks_model("chat", "llama3"));
+        assert!(!backends.capabilities().backends[0].healthy);
+    }
+
+    #[tokio::test]
+    async fn a_busy_backend_is_not_probed_and_its_answers_speak_for_it() {
+        let backends = Backends::new(&relaying_chat());
+        let base_url = "http://127.0.0.1:11434";
+        let interval = Duration::from_secs(5);
+        let busy_after = |later: Duration| {
+            let list = backends.backends.lock().unwrap();
+            list[0].busy(Instant::now() + later, interval)
+        };
+        let busy = || busy_after(Duration::ZERO);
+        assert!(!busy());
+        let relay = backends.relay_started(base_url);
+        assert!(busy(), "a relay in flight");
+        drop(relay);
+        assert!(busy(), "a relay that just ended");
+        assert!(!busy_after(interval), "idle for a whole interval");
+        // A down backend is probed even while a relay runs: probes bring it back.
+        let _relay = backends.relay_started(base_url);
+        backends.handle_unreachable(base_url, "refused");
+        assert!(!busy());
+        // An answer is evidence enough that it is up again.
+        backends.handle_answered(base_url);
+        assert!(backends.capabilities().backends[0].healthy);
+        // Relays that time out twice in a row mark it down, as slow probes do.
+        backends.handle_relay_timeout(base_url);
+        assert!(backends.capabilities().backends[0].healthy);
+        backends.handle_relay_timeout(base_url);
         assert!(!backends.capabilities().backends[0].healthy);
     }
 }

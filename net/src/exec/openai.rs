@@ -83,17 +83,26 @@ pub fn requested_model(payload: &RawJson) -> Option<String> {
 #[derive(Debug)]
 pub struct RelayError {
     pub error: RemoteError,
-    /// The backend could not be reached at all: the one relay failure that marks it down. A
-    /// status it answered says something about the request (or a passing overload), not that
-    /// the server is gone; the probes decide that.
-    pub unreachable: bool,
+    pub cause: RelayFailure,
+}
+
+/// What a failed relay says about its backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayFailure {
+    /// Not reachable at all: the one relay failure that marks a backend down at once.
+    Unreachable,
+    /// No answer within the relay's timeout: counts as a probe that timed out.
+    TimedOut,
+    /// Anything else, a status it answered included, says something about the request (or a
+    /// passing overload), not that the server is gone.
+    Other,
 }
 
 impl From<RemoteError> for RelayError {
     fn from(error: RemoteError) -> Self {
         RelayError {
             error,
-            unreachable: false,
+            cause: RelayFailure::Other,
         }
     }
 }
@@ -155,11 +164,12 @@ pub async fn open(
     let call = http.send(method, &url, body);
     let response: Response<Incoming> = tokio::time::timeout_at(deadline, call)
         .await
-        .map_err(|_| {
-            RemoteError::new(
+        .map_err(|_| RelayError {
+            error: RemoteError::new(
                 ErrorCode::ExecutorFailed,
                 format!("{url}: no answer within {} ms", timeout.as_millis()),
-            )
+            ),
+            cause: RelayFailure::TimedOut,
         })?
         .map_err(|error| match error {
             // Never reached the backend: safe to run elsewhere.
@@ -168,7 +178,7 @@ pub async fn open(
                     ErrorCode::ExecutorUnavailable,
                     format!("cannot reach {url}: {e}"),
                 ),
-                unreachable: true,
+                cause: RelayFailure::Unreachable,
             },
             CallError::Failed(e) => {
                 RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}")).into()
@@ -246,14 +256,30 @@ pub fn send_whole(body: Bytes, chunks: &ChunkSender) {
     let _ = chunks.try_send(Chunk::End);
 }
 
+/// How a pumped stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The backend ended it after a finish reason.
+    Complete,
+    /// The backend ended it cleanly, but no finish reason came: the answer was cut short.
+    Truncated,
+    /// It broke off or timed out (the client got an error event), or the client left.
+    Broken,
+}
+
 /// Moves the answer's body into `chunks` as it arrives, until it ends, fails, passes
 /// `deadline`, or the reader goes away (then the body is dropped, which closes the connection
 /// to the backend: Ollama stops generating).
-pub async fn pump(mut body: Incoming, chunks: ChunkSender, deadline: tokio::time::Instant) {
+pub async fn pump(
+    mut body: Incoming,
+    chunks: ChunkSender,
+    deadline: tokio::time::Instant,
+) -> PumpEnd {
+    let mut finished = false;
     let end = loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
-            () = chunks.closed() => return,
+            () = chunks.closed() => return PumpEnd::Broken,
         };
         match frame {
             Err(_) => break Chunk::Failed("the backend's answer did not end in time".into()),
@@ -265,13 +291,38 @@ pub async fn pump(mut body: Incoming, chunks: ChunkSender, deadline: tokio::time
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers
                 };
+                finished = finished || says_finished(&data);
                 if !data.is_empty() && chunks.send(Chunk::Data(data)).await.is_err() {
-                    return;
+                    return PumpEnd::Broken;
                 }
             }
         }
     };
+    let outcome = match (&end, finished) {
+        (Chunk::End, true) => PumpEnd::Complete,
+        (Chunk::End, false) => PumpEnd::Truncated,
+        _ => PumpEnd::Broken,
+    };
     let _ = chunks.send(end).await;
+    outcome
+}
+
+/// Whether a piece of a streamed answer carries its finish: OpenAI's `"finish_reason"` with a
+/// string (not `null`), Ollama's `"done": true`, with or without spaces.
+fn says_finished(data: &[u8]) -> bool {
+    value_starts(data, b"\"finish_reason\"", b"\"") || value_starts(data, b"\"done\"", b"true")
+}
+
+/// Whether some `key` in `data` is followed (after a colon and spaces) by `prefix`.
+fn value_starts(data: &[u8], key: &[u8], prefix: &[u8]) -> bool {
+    data.windows(key.len())
+        .enumerate()
+        .filter(|(_, window)| *window == key)
+        .any(|(at, _)| {
+            let rest = data[at + key.len()..].trim_ascii_start();
+            let rest = rest.strip_prefix(b":").unwrap_or(rest).trim_ascii_start();
+            rest.starts_with(prefix)
+        })
 }
 
 async fn read_some(body: Incoming, bytes_max: usize) -> String {
@@ -288,6 +339,27 @@ mod tests {
 
     fn model_of(payload: &str) -> Option<String> {
         requested_model(&RawJson::parse_str(payload).expect("test payloads are JSON"))
+    }
+
+    #[test]
+    fn a_finish_is_seen_in_either_framing() {
+        assert!(says_finished(
+            br#"data: {"choices":[{"delta":{},"finish_reason":"stop"}]}"#
+        ));
+        assert!(says_finished(
+            br#"data: {"choices": [{"finish_reason": "length"}]}"#
+        ));
+        assert!(!says_finished(
+            br#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}"#
+        ));
+        assert!(!says_finished(b"data: [DONE]"));
+        assert!(says_finished(
+            br#"{"message":{"content":""},"done":true,"done_reason":"stop"}"#
+        ));
+        assert!(says_finished(br#"{"done": true}"#));
+        assert!(!says_finished(
+            br#"{"message":{"content":"a"},"done":false}"#
+        ));
     }
 
     #[test]

@@ -18,8 +18,9 @@ use triforce_core::task::TaskRequest;
 use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
 
 use super::{
-    answer_channel, openai, openai::AnswerBody, openai::RelayError, run_executor, Admission,
-    AnswerStream, Backends, HttpBackends, Permit, Running, Scheduler, TaskResult,
+    answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
+    openai::RelayFailure, run_executor, Admission, AnswerStream, Backends, HttpBackends, Permit,
+    Running, Scheduler, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -252,6 +253,8 @@ impl Runner {
     /// Runs a relayed task: its head is the task's result; its body streams to whoever takes it
     /// with [`Self::take_stream`], while this task holds its slot.
     async fn relay(&self, task: &TaskRequest, base_url: &str, timeout: Duration) {
+        // While it runs (stream included), the backend is not probed: see `Backends`.
+        let _in_flight = self.backends.relay_started(base_url);
         let task_id = task.task_id.as_str();
         let deadline = tokio::time::Instant::now() + timeout;
         let opened = tokio::select! {
@@ -265,18 +268,23 @@ impl Runner {
             }
         };
         match opened {
-            Err(RelayError { error, unreachable }) => {
+            Err(RelayError { error, cause }) => {
                 if error.code == ErrorCode::ExecutorUnavailable {
                     self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
                 } else {
                     self.count_relay(&task.task_type, relay_outcome::FAILED);
                 }
-                if unreachable {
-                    self.backends.handle_unreachable(base_url, &error.message);
+                match cause {
+                    RelayFailure::Unreachable => {
+                        self.backends.handle_unreachable(base_url, &error.message)
+                    }
+                    RelayFailure::TimedOut => self.backends.handle_relay_timeout(base_url),
+                    RelayFailure::Other => {}
                 }
                 self.finish(task_id, &Err(error));
             }
             Ok((head, body)) => {
+                self.backends.handle_answered(base_url);
                 self.count_relay(&task.task_type, relay_outcome::ANSWERED);
                 let (chunks, stream) = answer_channel();
                 // A whole answer is in the channel before its head is out, so the reader finds
@@ -302,7 +310,9 @@ impl Runner {
                     return;
                 }
                 if let Some(body) = streaming {
-                    openai::pump(body, chunks, deadline).await;
+                    if openai::pump(body, chunks, deadline).await == PumpEnd::Truncated {
+                        self.count_relay(&task.task_type, relay_outcome::TRUNCATED);
+                    }
                 }
             }
         }

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use triforce_core::config::ApiKey;
 use triforce_core::door::{read_door_fields, FieldError};
+use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
@@ -104,6 +105,8 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
             "/api/tags",
             get(|state, key| list_models(state, Api::Ollama, key)),
         )
+        .route("/api/ps", get(loaded_models))
+        .route("/api/show", post(show_model))
         .route("/api/version", get(version))
         .route("/ui", get(crate::dashboard::page))
         .route("/ui/state", get(dashboard_state))
@@ -258,6 +261,84 @@ async fn list_models(
     Ok(axum::Json(body).into_response())
 }
 
+/// `GET /api/ps`: the models loaded on online nodes' healthy backends, merged over the
+/// federation, with the nodes that have each loaded. The federation does not know when a
+/// backend will unload a model, so `expires_at` is far in the future.
+async fn loaded_models(
+    State(ingress): State<Shared>,
+    Extension(key): Extension<ApiKey>,
+) -> Response {
+    let models: Vec<serde_json::Value> = ingress
+        .node
+        .models_loaded()
+        .into_iter()
+        .filter(|(model, _)| key.allows_model(model))
+        .map(|(model, nodes)| {
+            serde_json::json!({"name": model, "model": model, "size": 0, "digest": "",
+                "details": {}, "expires_at": "2999-01-01T00:00:00Z", "size_vram": 0,
+                "triforce": {"nodes": nodes}})
+        })
+        .collect();
+    axum::Json(serde_json::json!({"models": models})).into_response()
+}
+
+/// What `/api/show` reads: Ollama's `model`, or its older `name`.
+#[derive(serde::Deserialize)]
+struct ShowRequest {
+    model: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /api/show`: what the federation knows of a model it serves (`name` and
+/// `name:latest` alike). Backends that speak only OpenAI have no such endpoint, so the door
+/// answers it itself, from the nodes' capabilities: the nodes that serve the model, and the
+/// fields Ollama's clients read, empty where nothing is known.
+async fn show_model(
+    State(ingress): State<Shared>,
+    Extension(key): Extension<ApiKey>,
+    body: Bytes,
+) -> Result<Response, IngressError> {
+    let api = Api::Ollama;
+    let request: ShowRequest = serde_json::from_slice(&body).map_err(|e| {
+        IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+    })?;
+    let Some(model) = request.model.or(request.name).filter(|m| !m.is_empty()) else {
+        return Err(IngressError::new(
+            api,
+            StatusCode::BAD_REQUEST,
+            "missing_model",
+            "you must provide a model",
+        ));
+    };
+    if !key.allows_model(&model) {
+        return Err(IngressError::new(
+            api,
+            StatusCode::FORBIDDEN,
+            "model_not_allowed",
+            format!("key {:?} may not use model {model:?}", key.name),
+        ));
+    }
+    let served = ingress
+        .node
+        .models_served()
+        .into_iter()
+        .find(|(served, _)| same_model(served, &model));
+    let Some((_, nodes)) = served else {
+        return Err(IngressError::new(
+            api,
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("model '{model}' not found"),
+        ));
+    };
+    let body = serde_json::json!({"modelfile": "", "parameters": "", "template": "",
+        "details": {"parent_model": "", "format": "", "family": "", "families": null,
+            "parameter_size": "", "quantization_level": ""},
+        "model_info": {}, "capabilities": ["completion"],
+        "modified_at": "1970-01-01T00:00:00Z", "triforce": {"nodes": nodes}});
+    Ok(axum::Json(body).into_response())
+}
+
 async fn submit(
     ingress: &Ingress,
     endpoint: Endpoint,
@@ -328,7 +409,7 @@ async fn not_found(uri: Uri) -> IngressError {
         StatusCode::NOT_FOUND,
         "unknown_endpoint",
         format!(
-            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/version",
+            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
             uri.path()
         ),
     )

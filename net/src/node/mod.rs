@@ -161,12 +161,12 @@ impl Node {
 
     /// Every model an online node's healthy backend serves, with those nodes' ids.
     pub fn models_served(&self) -> Vec<(String, Vec<String>)> {
-        self.shared
-            .federation()
-            .models()
-            .into_iter()
-            .map(|(model, nodes)| (model, nodes.iter().map(ToString::to_string).collect()))
-            .collect()
+        named(self.shared.federation().models())
+    }
+
+    /// Every model loaded in memory on an online node's healthy backend, with its nodes.
+    pub fn models_loaded(&self) -> Vec<(String, Vec<String>)> {
+        named(self.shared.federation().loaded_models())
     }
 
     /// What this node believes about every peer, in node id order.
@@ -217,4 +217,12 @@ impl Node {
         let mut rx = self.shared.shutdown.subscribe();
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
+}
+
+/// Models with their nodes' names.
+fn named(models: std::collections::BTreeMap<String, Vec<NodeId>>) -> Vec<(String, Vec<String>)> {
+    models
+        .into_iter()
+        .map(|(model, nodes)| (model, nodes.iter().map(ToString::to_string).collect()))
+        .collect()
 }
