@@ -47,3 +47,26 @@ try:
 except ollama.ResponseError as error:
     assert error.status_code == 404, error
     print("unknown model:", error.status_code, error.error)
+
+# What Open WebUI's Ollama connection reads besides: the loaded models, a model's details, and
+# `name:latest` for a model listed without a tag.
+loaded = [m.model for m in c.ps().models]
+assert loaded == ["tiny-llm"], loaded
+assert all(m.expires_at is not None for m in c.ps().models)
+print("ps:", loaded)
+
+shown = c.show("tiny-llm")
+assert shown.capabilities == ["completion"], shown
+assert c.show("tiny-llm:latest").capabilities == ["completion"]
+print("show: tiny-llm and tiny-llm:latest")
+
+answer = c.chat(model="tiny-llm:latest", messages=[{"role": "user", "content": "hi"}])
+assert answer.message.content == "".join(TOKENS), answer
+print("chat as tiny-llm:latest:", answer.message.content)
+
+try:
+    c.show("no-such-model")
+    raise AssertionError("an unknown model was shown")
+except ollama.ResponseError as error:
+    assert error.status_code == 404, error
+    print("show of an unknown model:", error.status_code)

@@ -155,7 +155,9 @@ fn request(backend: &Backend, body: &Bytes, openai: bool) -> Result<(Value, Stri
         });
     }
     let model = request["model"].as_str().unwrap_or_default().to_string();
-    if !backend.args.models.contains(&model) {
+    // As Ollama does: a name without a tag is `name:latest`.
+    let bare = model.strip_suffix(":latest").unwrap_or(&model);
+    if !backend.args.models.iter().any(|m| m == bare) {
         let message = if openai {
             format!("The model `{model}` does not exist")
         } else {

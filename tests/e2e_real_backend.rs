@@ -1,0 +1,320 @@
+//! The federation in front of a real inference server: llama.cpp's OpenAI server
+//! (llama-cpp-python) with SmolLM2-135M, both installed by `.ci/llama-server` into `target/`.
+//! Greedy decoding (`temperature: 0`) makes the server's own answer the reference: what comes
+//! through two nodes must carry the same text and finish reason.
+//!
+//! hetzner serves the door; zombie-pc relays `chat` to a server that interrupts a running
+//! generation for any other request (llama-cpp-python's default) and `embeddings` to one with
+//! embeddings on; backup relays `chat` to a server that queues (`--interrupt_requests False`).
+//! Each server is asked for a model of its own name, so each request lands where a case wants.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::ingress::{apikey_add, http, open, read_until, wait_listening};
+use support::Federation;
+use tokio::io::AsyncReadExt;
+
+/// SmolLM2's `<|im_end|>`: suppressed where a case needs an answer of a set length.
+const END_OF_TURN: &str = "2";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A `python -m llama_cpp.server` process serving SmolLM2 as `alias`, killed on drop.
+struct RealServer {
+    port: u16,
+    alias: &'static str,
+    extra: &'static [&'static str],
+    child: Option<Child>,
+}
+
+impl RealServer {
+    fn start(alias: &'static str, extra: &'static [&'static str]) -> Self {
+        let mut server = RealServer {
+            port: Federation::free_tcp_port(),
+            alias,
+            extra,
+            child: None,
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let python = root().join("target/llama-server/bin/python");
+        let model = root().join("target/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(
+            python.exists() && model.exists(),
+            "no llama.cpp server or model under target/: run .ci/llama-server"
+        );
+        let child = Command::new(python)
+            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(model)
+            .args(["--model_alias", self.alias, "--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--n_ctx", "2048", "--n_threads", "1"])
+            .args(self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the llama.cpp server starts");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "{} did not listen within 60 s",
+                self.alias
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn relay(task_type: &str, server: &RealServer) -> String {
+    format!(
+        "[executors.{task_type}]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\ntimeout_ms = 120000\n",
+        server.port
+    )
+}
+
+fn chat_body(model: &str, content: &str, max_tokens: u32, stream: bool) -> String {
+    json!({"model": model, "stream": stream, "temperature": 0, "max_tokens": max_tokens,
+        "logit_bias": {END_OF_TURN: -100},
+        "messages": [{"role": "user", "content": content}]})
+    .to_string()
+}
+
+/// The text and finish reason of an SSE chat stream.
+fn stream_text(sse: &str) -> (String, Option<String>) {
+    let mut text = String::new();
+    let mut finish = None;
+    for line in sse.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        let choice = &event["choices"][0];
+        text.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            finish = Some(reason.to_string());
+        }
+    }
+    (text, finish)
+}
+
+/// A streamed chat through `port` (`key` set: the door) or to the server direct; its text and
+/// finish reason.
+async fn streamed(port: u16, key: &str, body: &str) -> (String, Option<String>) {
+    let mut stream = open(port, "POST", "/v1/chat/completions", key, body).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+        .await
+        .expect("the stream ends within 60 s")
+        .unwrap();
+    stream_text(&String::from_utf8_lossy(&raw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_federation_in_front_of_a_real_llama_cpp_server() {
+    let interrupting = RealServer::start("smollm2", &[]);
+    let queueing = RealServer::start("smollm2-queue", &["--interrupt_requests", "False"]);
+    let embedding = RealServer::start("smollm2-embed", &["--embedding", "true"]);
+    let ingress = Federation::free_tcp_port();
+    let key = std::cell::RefCell::new(String::new());
+    let federation = Federation::start_each_prepared(
+        "real-backend",
+        |id| match id {
+            "hetzner" => format!("[ingress]\nlisten = \"127.0.0.1:{ingress}\"\n"),
+            "zombie-pc" => relay("chat", &interrupting) + &relay("embeddings", &embedding),
+            _ => relay("chat", &queueing),
+        },
+        |id, dir| {
+            if id == "hetzner" {
+                *key.borrow_mut() = apikey_add(dir, "real");
+            }
+        },
+    );
+    wait_listening(ingress);
+    federation.wait_all_online().await;
+    let key = key.into_inner();
+    wait_models(
+        ingress,
+        &key,
+        &["smollm2", "smollm2-queue", "smollm2-embed"],
+    )
+    .await;
+
+    probes_never_cut_a_stream_short(&interrupting, ingress, &key, &federation).await;
+    whole_answers_completions_and_embeddings(&interrupting, &embedding, ingress, &key).await;
+    four_streams_queue_and_all_end_well(&queueing, ingress, &key).await;
+    a_client_that_leaves_frees_the_server(ingress, &key).await;
+    a_killed_server_is_down_and_back_after_restart(queueing, ingress, &key).await;
+}
+
+/// Waits until the door lists every one of `models`.
+async fn wait_models(port: u16, key: &str, models: &[&str]) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = http(port, "GET", "/v1/models", key, "").await;
+        if models.iter().all(|m| body.contains(&format!("\"{m}\""))) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the door never listed {models:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The finding: probes every 200 ms used to end a generation on this server mid-stream. Now a
+/// 220-token stream through two nodes equals the server's own, finish reason included, and no
+/// stream was counted as truncated.
+async fn probes_never_cut_a_stream_short(
+    server: &RealServer,
+    port: u16,
+    key: &str,
+    federation: &Federation,
+) {
+    let body = chat_body("smollm2", "Tell me a long story about a dragon.", 220, true);
+    let direct = streamed(server.port, "", &body).await;
+    assert_eq!(direct.1.as_deref(), Some("length"), "{direct:?}");
+    let through = streamed(port, key, &body).await;
+    assert_eq!(through, direct);
+    assert!(through.0.split_whitespace().count() > 100, "{through:?}");
+    let metrics = federation.metrics("zombie-pc").await;
+    assert!(
+        !metrics.contains("outcome=\"truncated\""),
+        "no stream may end without its finish reason: {metrics}"
+    );
+}
+
+async fn whole_answers_completions_and_embeddings(
+    chat: &RealServer,
+    embedding: &RealServer,
+    port: u16,
+    key: &str,
+) {
+    let text = |answer: &str, pointer: &str| {
+        let answer: Value = serde_json::from_str(answer).unwrap();
+        answer.pointer(pointer).cloned().unwrap_or(Value::Null)
+    };
+    let body = chat_body("smollm2", "What is the capital of France?", 40, false);
+    let (status, direct) = http(chat.port, "POST", "/v1/chat/completions", "", &body).await;
+    assert_eq!(status, 200, "{direct}");
+    let (status, through) = http(port, "POST", "/v1/chat/completions", key, &body).await;
+    assert_eq!(status, 200, "{through}");
+    let content = "/choices/0/message/content";
+    assert_eq!(text(&through, content), text(&direct, content));
+    assert_eq!(text(&through, "/usage"), text(&direct, "/usage"));
+    // Open WebUI appends `:latest` to a name without a tag: one model all the same.
+    let latest = body.replace("\"smollm2\"", "\"smollm2:latest\"");
+    let (status, answer) = http(port, "POST", "/v1/chat/completions", key, &latest).await;
+    assert_eq!(status, 200, "{answer}");
+    let legacy = json!({"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 30,
+        "temperature": 0})
+    .to_string();
+    let (_, direct) = http(chat.port, "POST", "/v1/completions", "", &legacy).await;
+    let (status, through) = http(port, "POST", "/v1/completions", key, &legacy).await;
+    assert_eq!(status, 200, "{through}");
+    assert_eq!(
+        text(&through, "/choices/0/text"),
+        text(&direct, "/choices/0/text")
+    );
+    let embed = json!({"model": "smollm2-embed", "input": "a dragon"}).to_string();
+    let (_, direct) = http(embedding.port, "POST", "/v1/embeddings", "", &embed).await;
+    let (status, through) = http(port, "POST", "/v1/embeddings", key, &embed).await;
+    assert_eq!(status, 200, "{through}");
+    let vector = text(&through, "/data/0/embedding");
+    assert!(
+        vector.as_array().is_some_and(|v| v.len() > 100),
+        "{through}"
+    );
+    assert_eq!(vector, text(&direct, "/data/0/embedding"));
+}
+
+/// Four streams at once to a server that serves one request at a time: they queue there, the
+/// node does not mistake the wait for a dead backend, and each ends with its finish reason.
+async fn four_streams_queue_and_all_end_well(server: &RealServer, port: u16, key: &str) {
+    let body = chat_body("smollm2-queue", "Name three colours.", 60, true);
+    let direct = streamed(server.port, "", &body).await;
+    let streams: Vec<_> = (0..4)
+        .map(|_| {
+            let (key, body) = (key.to_string(), body.clone());
+            tokio::spawn(async move { streamed(port, &key, &body).await })
+        })
+        .collect();
+    for stream in streams {
+        assert_eq!(stream.await.unwrap(), direct);
+    }
+}
+
+/// A client that leaves mid-stream cancels the generation on the server: the next request is
+/// answered without waiting for the abandoned one (2,000 tokens would take the server ~20 s).
+async fn a_client_that_leaves_frees_the_server(port: u16, key: &str) {
+    let long = chat_body(
+        "smollm2-queue",
+        "Tell me everything about the sea.",
+        2000,
+        true,
+    );
+    let mut stream = open(port, "POST", "/v1/chat/completions", key, &long).await;
+    read_until(&mut stream, "data: ", Duration::from_secs(30)).await;
+    drop(stream);
+    let started = Instant::now();
+    let short = chat_body("smollm2-queue", "Say hi.", 5, false);
+    let (status, answer) = http(port, "POST", "/v1/chat/completions", key, &short).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the abandoned generation held the server for {:?}",
+        started.elapsed()
+    );
+}
+
+/// A killed server is refused at once (503, no hang), and serves again once restarted.
+async fn a_killed_server_is_down_and_back_after_restart(
+    mut server: RealServer,
+    port: u16,
+    key: &str,
+) {
+    server.kill();
+    let body = chat_body("smollm2-queue", "Say hi.", 5, false);
+    let (status, answer) = http(port, "POST", "/v1/chat/completions", key, &body).await;
+    assert_eq!(status, 503, "{answer}");
+    server.run();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, answer) = http(port, "POST", "/v1/chat/completions", key, &body).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "not back within 20 s: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
