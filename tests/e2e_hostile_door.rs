@@ -184,7 +184,7 @@ async fn raw_request(from: &str, to: SocketAddr, head: &str, body: &str) -> (u16
     read_answer(&mut stream).await
 }
 
-/// 1. One address cannot take every door slot, and idle connections do not keep theirs.
+/// Finding 1. One address cannot take every door slot, and idle connections do not keep theirs.
 async fn one_address_holds_its_share(door: &Door) {
     let to: SocketAddr = format!("127.0.0.1:{}", door.port).parse().unwrap();
     let mut idle = Vec::new();
@@ -212,7 +212,7 @@ async fn one_address_holds_its_share(door: &Door) {
     }
 }
 
-/// 2-3. The key is checked on the headers alone; the model is read once, unambiguously.
+/// Finding 2-3. The key is checked on the headers alone; the model is read once, unambiguously.
 async fn keys_first_and_fields_unambiguous(door: &Door) {
     let to: SocketAddr = format!("127.0.0.1:{}", door.port).parse().unwrap();
     let mut stream = connect_from("127.0.0.1", to).await;
@@ -249,7 +249,7 @@ async fn keys_first_and_fields_unambiguous(door: &Door) {
     }
 }
 
-/// 4. A request that makes the backend fail is that request's 500, passed on; the backend stays
+/// Finding 4. A request that makes the backend fail is that request's 500, passed on; the backend stays
 /// up for everyone else.
 async fn a_failing_request_takes_no_backend_down(door: &Door) {
     for _ in 0..3 {
@@ -278,7 +278,7 @@ async fn a_failing_request_takes_no_backend_down(door: &Door) {
     assert_eq!(status, 200, "{answer}");
 }
 
-/// 8. After a stream longer than the request deadline, the next request on the same
+/// Finding 8. After a stream longer than the request deadline, the next request on the same
 /// connection gets its own full deadline.
 async fn the_deadline_starts_after_the_last_byte(door: &Door, backend: &Backend) {
     let to: SocketAddr = format!("127.0.0.1:{}", door.port).parse().unwrap();
@@ -319,7 +319,7 @@ async fn the_door_holds_against_hostile_clients() {
     control_calls_sign_what_they_do(&door).await;
 }
 
-/// 9. A body the door accepts but a peer's frame cannot carry is a 413, never a 503.
+/// Finding 9. A body the door accepts but a peer's frame cannot carry is a 413, never a 503.
 async fn what_the_door_accepts_crosses(door: &Door) {
     let big = json!({"model": "tiny-llm", "messages": [{"role": "user", "content": "a".repeat(2_000_000)}]});
     let (status, answer) = http(
@@ -334,7 +334,7 @@ async fn what_the_door_accepts_crosses(door: &Door) {
     assert!(answer.contains("too_large"), "{answer}");
 }
 
-/// 11. A request for a model goes to model servers only: a command executor for the same type
+/// Finding 11. A request for a model goes to model servers only: a command executor for the same type
 /// never answers it.
 async fn requests_reach_only_model_servers(door: &Door) {
     let (status, answer) = http(
@@ -364,7 +364,7 @@ async fn requests_reach_only_model_servers(door: &Door) {
     }
 }
 
-/// 10. A failure inside the federation is a stable code and a plain sentence, with the request
+/// Finding 10. A failure inside the federation is a stable code and a plain sentence, with the request
 /// id that the node's log files the details under.
 async fn errors_keep_internals_in_the_log(door: &Door) {
     let (head, answer) = support::ingress::exchange(
@@ -389,7 +389,7 @@ async fn errors_keep_internals_in_the_log(door: &Door) {
     }
 }
 
-/// 7. The door's dashboard needs a key allowed to see it; the federation port's pages answer
+/// Finding 7. The door's dashboard needs a key allowed to see it; the federation port's pages answer
 /// only their own address as `Host`.
 async fn scoped_keys_and_hosts(door: &Door) {
     let (status, answer) = http(door.port, "GET", "/ui/state", &door.narrow_key, "").await;
@@ -415,7 +415,7 @@ async fn scoped_keys_and_hosts(door: &Door) {
     }
 }
 
-/// 5. Long tasks hold at most their bytes: the oldest answers make room, answers expire, and
+/// Finding 5. Long tasks hold at most their bytes: the oldest answers make room, answers expire, and
 /// running tasks that hold everything make the next one wait (503), not vanish.
 async fn long_tasks_are_bounded(door: &Door) {
     let client = door.federation.client("hetzner", "hetzner");
@@ -490,7 +490,7 @@ async fn long_tasks_are_bounded(door: &Door) {
     assert_eq!(full.body["error"]["code"], "long_tasks_full");
 }
 
-/// 6. A signature made for one call does nothing on another: a status poll's headers neither
+/// Finding 6. A signature made for one call does nothing on another: a status poll's headers neither
 /// drain a node nor read or cancel a long task; a drain can be undone.
 async fn control_calls_sign_what_they_do(door: &Door) {
     let backup = door.federation.addr("backup");
@@ -539,7 +539,7 @@ async fn control_calls_sign_what_they_do(door: &Door) {
     assert_eq!(reply.body["status"], "cancelled", "{}", reply.body);
 }
 
-/// 12. `apikey add` validates names, and concurrent adds neither lose keys nor write through a
+/// Finding 12: `apikey add` validates names, and concurrent adds neither lose keys nor write through a
 /// planted symlink.
 #[test]
 fn apikey_add_is_safe_against_bad_names_races_and_symlinks() {

@@ -98,7 +98,7 @@ fn between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
 }
 
 fn hub(rng: &mut ChaCha8Rng) -> String {
-    s(if rng.next_u64() % 2 == 0 {
+    s(if rng.next_u64().is_multiple_of(2) {
         "backup"
     } else {
         "zombie-pc"

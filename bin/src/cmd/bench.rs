@@ -150,8 +150,13 @@ impl Sender {
 struct Streamed {
     /// When its first bytes came.
     first: Instant,
+    /// When its last bytes came.
+    last: Instant,
     /// Per stamped token: microseconds from the backend's write to its arrival here.
     chunk_delays_us: Vec<u64>,
+    /// Between two chunks' arrivals, in microseconds (a backend without stamps, such as a real
+    /// inference server, shows its pace and any stalls on the way here).
+    gaps_us: Vec<u64>,
 }
 
 /// Reads an answer to its end; when `first_byte`, how it arrived.
@@ -169,10 +174,19 @@ async fn read_answer(
             continue;
         }
         let arrived_us = unix_us();
+        let now = Instant::now();
         let streamed = streamed.get_or_insert_with(|| Streamed {
-            first: Instant::now(),
+            first: now,
+            last: now,
             chunk_delays_us: Vec::new(),
+            gaps_us: Vec::new(),
         });
+        if now > streamed.first {
+            streamed
+                .gaps_us
+                .push(now.duration_since(streamed.last).as_micros() as u64);
+        }
+        streamed.last = now;
         streamed.chunk_delays_us.extend(
             stamps(&chunk)
                 .into_iter()
@@ -216,6 +230,10 @@ struct Results {
     latency_us: Histogram<u64>,
     /// Stamped chunks: from the backend's write to their arrival.
     chunk_delay_us: Histogram<u64>,
+    /// Streams: from the request to the answer's last byte.
+    end_us: Histogram<u64>,
+    /// Streams: between two chunks' arrivals.
+    gap_us: Histogram<u64>,
     /// Per 100 ms window: (ok, errors, max latency in µs).
     windows: Vec<(u64, u64, u64)>,
 }
@@ -230,6 +248,13 @@ impl Results {
         let latency = streamed.as_ref().map_or_else(Instant::now, |s| s.first) - started;
         for delay in streamed.iter().flat_map(|s| &s.chunk_delays_us) {
             let _ = self.chunk_delay_us.record((*delay).max(1));
+        }
+        for gap in streamed.iter().flat_map(|s| &s.gaps_us) {
+            let _ = self.gap_us.record((*gap).max(1));
+        }
+        if let Some(streamed) = &streamed {
+            let end = streamed.last.saturating_duration_since(started).as_micros() as u64;
+            let _ = self.end_us.record(end.max(1));
         }
         self.requests += 1;
         self.errors += u64::from(!ok);
@@ -263,6 +288,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         errors: 0,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         chunk_delay_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        end_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        gap_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         windows: Vec::new(),
     }));
     // Numbers the payloads, so no two requests are alike.
@@ -395,6 +422,13 @@ fn print_summary(results: &Results, measure_from: Instant, timeline: bool) {
         "worst_window_ms": results.windows.iter().map(|w| w.2).max().unwrap_or(0) as f64 / 1000.0,
         "first_error": FIRST_ERROR.get(),
     });
+    if !results.end_us.is_empty() {
+        let quantile = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        summary["end_p50_ms"] = json!(quantile(&results.end_us, 0.50));
+        summary["end_p99_ms"] = json!(quantile(&results.end_us, 0.99));
+        summary["gap_p50_ms"] = json!(quantile(&results.gap_us, 0.50));
+        summary["gap_p99_ms"] = json!(quantile(&results.gap_us, 0.99));
+    }
     if !chunks.is_empty() {
         summary["chunks"] = json!(chunks.len());
         summary["chunk_p50_ms"] = json!(chunk_ms(0.50));

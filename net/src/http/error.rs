@@ -1,6 +1,7 @@
 //! JSON errors with fitting status codes.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -12,8 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
-    /// A header the answer carries besides (`Retry-After`).
-    pub header: Option<(HeaderName, HeaderValue)>,
+    /// Seconds after which the client may try again (`Retry-After`).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -22,12 +23,12 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
-            header: None,
+            retry_after_s: None,
         }
     }
 
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.header = Some((name, value));
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
         self
     }
 }
@@ -56,8 +57,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
-        if let Some((name, value)) = self.header {
-            response.headers_mut().insert(name, value);
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, seconds.into());
         }
         response
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -318,7 +318,7 @@ pub(super) fn start_long_task(
                 "long_tasks_full",
                 "long tasks still running hold this node's whole store (limits.long_tasks_bytes_max, limits.ledger_entries_max); try again when they end",
             )
-            .with_header(RETRY_AFTER, HeaderValue::from_static("5")))
+            .with_retry_after(5))
         }
     })
 }
