@@ -74,10 +74,14 @@ fn selection(c: &mut Criterion) {
         let policy = SelectionPolicy::default();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         group.bench_function(format!("chat_{n}_nodes"), |b| {
-            b.iter(|| select(black_box(&nodes), "chat", &policy, &mut rng))
+            b.iter(|| select(black_box(&nodes), "chat", &policy, None, &mut rng))
         });
         group.bench_function(format!("gpu_{n}_nodes"), |b| {
-            b.iter(|| select(black_box(&nodes), "gpu_inference", &policy, &mut rng))
+            b.iter(|| select(black_box(&nodes), "gpu_inference", &policy, None, &mut rng))
+        });
+        let key = Some(triforce_core::affinity::AffinityKey::of(b"a conversation"));
+        group.bench_function(format!("chat_affinity_{n}_nodes"), |b| {
+            b.iter(|| select(black_box(&nodes), "chat", &policy, key, &mut rng))
         });
     }
     group.finish();

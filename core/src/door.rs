@@ -9,6 +9,10 @@
 //! plus `K` for `k` and `ſ` for `s`), must be that field spelled exactly and only once.
 
 use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::affinity::AffinityKey;
 
 /// The top-level fields the door reads; each must appear at most once and spelled exactly.
 pub const DOOR_FIELDS: [&str; 1] = ["model"];
@@ -108,6 +112,64 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 }
 
+/// What names a conversation in a request body (see [`conversation_key`]).
+#[derive(Deserialize)]
+struct Conversation<'a> {
+    #[serde(default, borrow)]
+    prompt_cache_key: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    messages: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    prompt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Role<'a> {
+    #[serde(default, borrow)]
+    role: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Bytes of a bare prompt that name its conversation: a completion's continuation resends the
+/// same opening.
+const PROMPT_OPENING_BYTES: usize = 512;
+
+/// The conversation a chat request belongs to, from its body: OpenAI's `prompt_cache_key`, else
+/// its `user`, else the conversation's opening: the system prompt and the messages up to and
+/// including the first user message, which every later turn resends unchanged (or a bare
+/// prompt's first 512 bytes). `None` when the body names nothing (no key, no messages).
+pub fn conversation_key(body: &[u8]) -> Option<AffinityKey> {
+    let request: Conversation = serde_json::from_slice(body).ok()?;
+    if let Some(key) = request.prompt_cache_key.filter(|k| !k.is_empty()) {
+        return Some(AffinityKey::of(&[b"prompt_cache_key:", key.as_bytes()].concat()));
+    }
+    if let Some(user) = request.user.filter(|u| !u.is_empty()) {
+        return Some(AffinityKey::of(&[b"user:", user.as_bytes()].concat()));
+    }
+    let mut opening = Vec::new();
+    if let Some(system) = request.system {
+        opening.extend_from_slice(system.get().as_bytes());
+    }
+    for message in request.messages.iter().flatten() {
+        opening.extend_from_slice(message.get().as_bytes());
+        let role: Option<Role> = serde_json::from_str(message.get()).ok();
+        if role.and_then(|r| r.role).as_deref() == Some("user") {
+            break;
+        }
+    }
+    if let Some(prompt) = &request.prompt {
+        let end = (0..=PROMPT_OPENING_BYTES.min(prompt.len()))
+            .rev()
+            .find(|at| prompt.is_char_boundary(*at))
+            .unwrap_or(0);
+        opening.extend_from_slice(&prompt.as_bytes()[..end]);
+    }
+    (!opening.is_empty()).then(|| AffinityKey::of(&opening))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +212,34 @@ mod tests {
         assert_eq!(read("[1]"), Err(FieldError::NotObject));
         assert!(matches!(read("{"), Err(FieldError::NotJson(_))));
         assert!(matches!(read("{} {}"), Err(FieldError::NotJson(_))));
+    }
+
+    #[test]
+    fn a_conversation_keeps_its_key_across_turns() {
+        let turn = |history: &str| {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"system","content":"be brief"}},{{"role":"user","content":"hi"}}{history}]}}"#
+            );
+            conversation_key(body.as_bytes())
+        };
+        let first = turn("");
+        assert!(first.is_some());
+        assert_eq!(turn(r#",{"role":"assistant","content":"hello"},{"role":"user","content":"more"}"#), first);
+        let other = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"bye"}]}"#;
+        assert_ne!(conversation_key(other), first);
+        // An explicit key wins over the messages.
+        let keyed = br#"{"prompt_cache_key":"c-1","messages":[{"role":"user","content":"hi"}]}"#;
+        let keyed_too = br#"{"prompt_cache_key":"c-1","messages":[{"role":"user","content":"other"}]}"#;
+        assert_eq!(conversation_key(keyed), conversation_key(keyed_too));
+        assert_eq!(
+            conversation_key(br#"{"user":"ann","prompt":"x"}"#),
+            conversation_key(br#"{"user":"ann","prompt":"y"}"#)
+        );
+        let long = "é".repeat(400);
+        let prompt = format!(r#"{{"prompt":"{long}"}}"#);
+        assert!(conversation_key(prompt.as_bytes()).is_some());
+        assert_eq!(conversation_key(br#"{"model":"m","input":"x"}"#), None);
+        assert_eq!(conversation_key(b"not json"), None);
     }
 
     #[test]

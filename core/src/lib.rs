@@ -31,6 +31,7 @@
 //! - [`auth`]: signing and verifying federation requests (the seed's HMAC-SHA256 scheme).
 //! - [`membership`]: heartbeats, misses, Online/Offline, latency and load per peer.
 //! - [`selection`]: the ordered failover list for a task.
+//! - [`affinity`]: the turns of one conversation to the node that has its history cached.
 //! - [`failover`]: one state machine per task over that list, plus the shared retry budget.
 //! - [`federation`]: the node's one machine over membership, selection, the budget and every
 //!   task's failover; what the `net` driver runs.
@@ -40,6 +41,7 @@
 //! - [`door`]: what the AI door reads of a client's body, refusing bodies two decoders would
 //!   read differently.
 
+pub mod affinity;
 pub mod auth;
 pub mod config;
 pub mod door;

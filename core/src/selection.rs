@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 
 use rand_core::RngCore;
 
+use crate::affinity::{affinity_order, AffinityKey, Loaded};
 use crate::node::NodeId;
 
 /// One node as selection sees it.
@@ -55,12 +56,16 @@ impl Candidate {
     }
 }
 
-/// Which task types need a GPU, and what to do when none is online.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which task types need a GPU, what to do when none is online, and session affinity.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SelectionPolicy {
     pub gpu_task_types: BTreeSet<String>,
     /// Refuse a GPU task when no GPU node is online, instead of the seed's fallback.
     pub gpu_strict: bool,
+    /// Whether a task with an affinity key goes to the key's node (see [`crate::affinity`]).
+    pub affinity: bool,
+    /// A node over this factor × the candidates' mean load is passed over for its keys.
+    pub affinity_load_factor: f64,
 }
 
 impl Default for SelectionPolicy {
@@ -68,6 +73,8 @@ impl Default for SelectionPolicy {
         SelectionPolicy {
             gpu_task_types: BTreeSet::from(["gpu_inference".to_string()]),
             gpu_strict: false,
+            affinity: true,
+            affinity_load_factor: 1.5,
         }
     }
 }
@@ -78,11 +85,13 @@ impl SelectionPolicy {
     }
 }
 
-/// The ordered failover list for a task of `task_type`. Empty when no node can take it.
+/// The ordered failover list for a task of `task_type`, with `affinity` when the task belongs
+/// to a conversation. Empty when no node can take it.
 pub fn select(
     candidates: &[Candidate],
     task_type: &str,
     policy: &SelectionPolicy,
+    affinity: Option<AffinityKey>,
     rng: &mut impl RngCore,
 ) -> Vec<NodeId> {
     // A random key per candidate, drawn in input order, breaks ties reproducibly.
@@ -95,6 +104,9 @@ pub fn select(
         let any_gpu = online.iter().any(|(c, _)| c.gpu);
         if any_gpu {
             online.retain(|(c, _)| c.gpu);
+            if let Some(key) = affinity.filter(|_| policy.affinity) {
+                return by_affinity(&online, key, policy.affinity_load_factor);
+            }
             online.sort_by(|(a, ta), (b, tb)| {
                 b.warm
                     .cmp(&a.warm)
@@ -108,6 +120,9 @@ pub fn select(
             return Vec::new();
         }
     }
+    if let Some(key) = affinity.filter(|_| policy.affinity) {
+        return by_affinity(&online, key, policy.affinity_load_factor);
+    }
     online.sort_by(|(a, ta), (b, tb)| {
         b.warm
             .cmp(&a.warm)
@@ -115,6 +130,28 @@ pub fn select(
             .then(ta.cmp(tb))
     });
     online.into_iter().map(|(c, _)| c.id.clone()).collect()
+}
+
+/// Warm nodes first, as always; within each group, the key's order with bounded loads (load:
+/// in-flight tasks per core, counting this one).
+fn by_affinity(online: &[(&Candidate, u64)], key: AffinityKey, load_factor: f64) -> Vec<NodeId> {
+    let mut order = Vec::with_capacity(online.len());
+    for warm in [true, false] {
+        let group: Vec<Loaded> = online
+            .iter()
+            .filter(|(c, _)| c.warm == warm)
+            .map(|(c, _)| Loaded {
+                id: &c.id,
+                load: (f64::from(c.in_flight) + 1.0) / f64::from(c.cores.max(1)),
+            })
+            .collect();
+        order.extend(
+            affinity_order(key, &group, load_factor)
+                .into_iter()
+                .cloned(),
+        );
+    }
+    order
 }
 
 #[cfg(test)]
@@ -150,17 +187,17 @@ mod tests {
             node("zombie-pc", 33.0, 0, 16, true),
         ];
         assert_eq!(
-            ids(select(&nodes, "gpu_inference", &policy, &mut rng)),
+            ids(select(&nodes, "gpu_inference", &policy, None, &mut rng)),
             ["zombie-pc"]
         );
         assert_eq!(
-            ids(select(&nodes, "chat", &policy, &mut rng)),
+            ids(select(&nodes, "chat", &policy, None, &mut rng)),
             ["hetzner", "backup", "zombie-pc"]
         );
         // Latency still matters between idle nodes, which `load * latency` would tie at 0.
         let busy_master = [node("hetzner", 0.0, 40, 20, false), nodes[1].clone()];
         assert_eq!(
-            ids(select(&busy_master, "chat", &policy, &mut rng)),
+            ids(select(&busy_master, "chat", &policy, None, &mut rng)),
             ["backup", "hetzner"]
         );
     }
@@ -173,10 +210,10 @@ mod tests {
         let nodes = [node("hetzner", 0.0, 0, 20, false), zombie];
         let mut policy = SelectionPolicy::default();
         assert_eq!(
-            ids(select(&nodes, "gpu_inference", &policy, &mut rng)),
+            ids(select(&nodes, "gpu_inference", &policy, None, &mut rng)),
             ["hetzner"]
         );
         policy.gpu_strict = true;
-        assert!(select(&nodes, "gpu_inference", &policy, &mut rng).is_empty());
+        assert!(select(&nodes, "gpu_inference", &policy, None, &mut rng).is_empty());
     }
 }

@@ -285,6 +285,12 @@ pub struct SelectionSettings {
     pub gpu_task_types: Vec<String>,
     /// When no GPU node is online: `false` falls back to any node (the seed), `true` refuses.
     pub gpu_strict: bool,
+    /// Requests of one conversation go to the node that has its history cached (see
+    /// `triforce_core::affinity`); only the door's AI requests carry a conversation.
+    pub affinity: bool,
+    /// A node whose load is over this factor × the candidates' mean is passed over for the
+    /// conversations it is home to (at least 1).
+    pub affinity_load_factor: f64,
 }
 
 impl Default for SelectionSettings {
@@ -292,7 +298,22 @@ impl Default for SelectionSettings {
         SelectionSettings {
             gpu_task_types: vec!["gpu_inference".into()],
             gpu_strict: false,
+            affinity: true,
+            affinity_load_factor: 1.5,
         }
+    }
+}
+
+impl SelectionSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(1.0..=100.0).contains(&self.affinity_load_factor) {
+            return Err(ConfigError::invalid(
+                SETTINGS_FILE,
+                "selection.affinity_load_factor",
+                "must be within 1.0..=100.0 (1.0: never above the mean)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -615,6 +636,7 @@ impl Settings {
         self.timing.check()?;
         self.limits.check()?;
         self.ingress.check(&self.limits)?;
+        self.selection.check()?;
         if self.psk.is_some() && self.psk_file.is_some() {
             return Err(ConfigError::invalid(
                 SETTINGS_FILE,

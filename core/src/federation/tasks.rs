@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::{Federation, NodeView, Offer};
+use crate::affinity::AffinityKey;
 use crate::failover::{Action, ExhaustedReason, RemoteError, Target, TaskFailover, TaskOutcome};
 use crate::json::RawJson;
 use crate::node::NodeId;
@@ -39,10 +40,19 @@ pub enum TaskAction {
     Abandon { node: NodeId },
 }
 
+/// What selection needs to know of a task.
+struct Route<'a> {
+    task_type: &'a str,
+    model: Option<&'a str>,
+    affinity: Option<AffinityKey>,
+}
+
 pub(super) struct TaskEntry {
     task_type: String,
     /// The model the task asks for (an AI request's `model`), if any.
     model: Option<String>,
+    /// The conversation it belongs to, if any (see [`crate::affinity`]).
+    affinity: Option<AffinityKey>,
     failover: TaskFailover,
     /// Nodes with an attempt that has not ended, each counted in that node's load.
     running: Vec<NodeId>,
@@ -59,6 +69,18 @@ impl Federation {
         task_type: &str,
         model: Option<&str>,
     ) -> TaskHandle {
+        self.handle_task_with_affinity(now, task_type, model, None)
+    }
+
+    /// [`Self::handle_task`] for a task of a conversation keyed `affinity`: selection prefers
+    /// the key's node, within the load bound.
+    pub fn handle_task_with_affinity(
+        &mut self,
+        now: Instant,
+        task_type: &str,
+        model: Option<&str>,
+        affinity: Option<AffinityKey>,
+    ) -> TaskHandle {
         let handle = TaskHandle(self.next_handle);
         self.next_handle += 1;
         let mut actions = VecDeque::new();
@@ -67,13 +89,19 @@ impl Federation {
         let failover = match self.unroutable_among(&views, task_type, model) {
             Some(reason) => TaskFailover::refused(self.failover, reason, now),
             None => {
-                let order = self.failover_order(&views, task_type, model, &[], &mut actions);
+                let route = Route {
+                    task_type,
+                    model,
+                    affinity,
+                };
+                let order = self.failover_order(&views, &route, &[], &mut actions);
                 TaskFailover::new(self.failover, order, now, &mut self.budget)
             }
         };
         let entry = Box::new(TaskEntry {
             task_type: task_type.to_string(),
             model: model.map(str::to_string),
+            affinity,
             failover,
             running: Vec::new(),
             actions,
@@ -183,13 +211,12 @@ impl Federation {
                     // The nodes that failed this task are out, whatever their heartbeats last
                     // said (a node may answer a probe and die a moment later).
                     let views = self.nodes();
-                    let order = self.failover_order(
-                        &views,
-                        &entry.task_type,
-                        entry.model.as_deref(),
-                        &tried,
-                        &mut entry.actions,
-                    );
+                    let route = Route {
+                        task_type: &entry.task_type,
+                        model: entry.model.as_deref(),
+                        affinity: entry.affinity,
+                    };
+                    let order = self.failover_order(&views, &route, &tried, &mut entry.actions);
                     entry
                         .failover
                         .handle_candidates(now, order, &mut self.budget);
@@ -239,11 +266,11 @@ impl Federation {
     fn failover_order(
         &mut self,
         views: &[NodeView],
-        task_type: &str,
-        model: Option<&str>,
+        route: &Route,
         unavailable: &[NodeId],
         actions: &mut VecDeque<TaskAction>,
     ) -> Vec<Target> {
+        let (task_type, model) = (route.task_type, route.model);
         let candidates: Vec<Candidate> = views
             .iter()
             .map(|view| {
@@ -261,7 +288,13 @@ impl Federation {
                 }
             })
             .collect();
-        let order = select(&candidates, task_type, &self.selection, &mut self.rng);
+        let order = select(
+            &candidates,
+            task_type,
+            &self.selection,
+            route.affinity,
+            &mut self.rng,
+        );
         actions.push_back(TaskAction::Selected {
             order: order.clone(),
             gpu_online: candidates.iter().any(|c| c.online && c.gpu),

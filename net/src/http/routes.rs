@@ -254,7 +254,7 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
     let task_id = task.task_id.clone();
     // A relay-shaped payload naming a model routes by it, as the door's requests do.
     let model = crate::exec::requested_model(&task.payload);
-    let Submitted { outcome, stream } = node.submit_streaming(task, model.as_deref()).await;
+    let Submitted { outcome, stream } = node.submit_streaming(task, model.as_deref(), None).await;
     let outcome = match (outcome, stream) {
         (
             TaskOutcome::Completed {

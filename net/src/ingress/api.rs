@@ -8,13 +8,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use triforce_core::config::ApiKey;
-use triforce_core::door::{read_door_fields, FieldError};
+use triforce_core::affinity::AffinityKey;
+use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
@@ -93,7 +94,9 @@ pub fn router(node: Node, keys: KeyCheck) -> Router {
     for endpoint in relayed {
         router = router.route(
             endpoint.path,
-            post(move |state, key, id, body| relay_post(state, endpoint, key, id, body)),
+            post(move |state, key, id, headers, body| {
+                relay_post(state, endpoint, key, id, headers, body)
+            }),
         );
     }
     router
@@ -175,6 +178,7 @@ async fn relay_post(
     endpoint: Endpoint,
     Extension(key): Extension<ApiKey>,
     Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
@@ -220,9 +224,27 @@ async fn relay_post(
             "the body is not UTF-8",
         )
     })?;
+    let affinity = if endpoint.task_type == CHAT_TASK {
+        conversation(&headers, body.as_bytes())
+    } else {
+        None
+    };
     // The client's body goes inside the payload as written: never decoded and re-encoded.
     let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
-    submit(&ingress, endpoint, &payload, Some(&model), id).await
+    submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await
+}
+
+/// Headers that name a conversation: Open WebUI's chat id, or a client's own session id.
+const SESSION_HEADERS: [&str; 2] = ["x-openwebui-chat-id", "x-session-id"];
+
+/// The conversation a chat request belongs to: a session header, else what its body names
+/// (see [`triforce_core::door::conversation_key`]).
+fn conversation(headers: &HeaderMap, body: &[u8]) -> Option<AffinityKey> {
+    SESSION_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name).filter(|v| !v.is_empty()))
+        .map(|session| AffinityKey::of(&[b"session:", session.as_bytes()].concat()))
+        .or_else(|| conversation_key(body))
 }
 
 /// `GET /v1/models` and `/api/tags`: every model on an online node's healthy backend, once
@@ -344,6 +366,7 @@ async fn submit(
     endpoint: Endpoint,
     payload: &str,
     model: Option<&str>,
+    affinity: Option<AffinityKey>,
     id: RequestId,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
@@ -361,7 +384,7 @@ async fn submit(
     // Past the limit the task is dropped, which cancels it wherever it runs. A whole answer
     // (one with a length) is read within the limit too: its first byte goes out with its last.
     let answered = async {
-        let submitted = ingress.node.submit_streaming(task, model).await;
+        let submitted = ingress.node.submit_streaming(task, model, affinity).await;
         super::answer::answer(api, endpoint.task_type, model, submitted, &task_id).await
     };
     tokio::time::timeout(limit, answered).await.map_err(|_| {

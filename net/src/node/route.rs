@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use triforce_core::affinity::AffinityKey;
 use triforce_core::failover::{AttemptError, ErrorCode, RemoteError, TaskOutcome};
 use triforce_core::federation::{TaskAction, TaskEvent, TaskHandle};
 use triforce_core::json::RawJson;
@@ -60,19 +61,28 @@ impl Node {
     /// Runs `task` somewhere in the federation and returns how it ended. A streamed answer is
     /// dropped (cancelled) here: callers that can stream use [`Self::submit_streaming`].
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
-        self.submit_streaming(task, None).await.outcome
+        self.submit_streaming(task, None, None).await.outcome
     }
 
     /// Runs `task` somewhere in the federation and returns how it ended, with the body of its
     /// answer when that streams. `model`, when the task names one (an AI request), limits it to
     /// nodes whose backend has that model. Never loses it: every path ends in exactly one
-    /// outcome. The federation machine decides; this drives attempts.
-    pub async fn submit_streaming(&self, task: TaskRequest, model: Option<&str>) -> Submitted {
+    /// outcome. `affinity`, when the task belongs to a conversation, prefers the node that has
+    /// its history cached. The federation machine decides; this drives attempts.
+    pub async fn submit_streaming(
+        &self,
+        task: TaskRequest,
+        model: Option<&str>,
+        affinity: Option<AffinityKey>,
+    ) -> Submitted {
         let shared = &self.shared;
         let started = shared.clock.now();
-        let handle = shared
-            .federation()
-            .handle_task(shared.clock.now(), &task.task_type, model);
+        let handle = shared.federation().handle_task_with_affinity(
+            shared.clock.now(),
+            &task.task_type,
+            model,
+            affinity,
+        );
         let mut routing = Routing {
             shared,
             task: &task,

@@ -288,6 +288,8 @@ pub(super) fn machine_config(config: &NodeConfig) -> Reconfiguration {
         selection: SelectionPolicy {
             gpu_task_types: settings.selection.gpu_task_types.iter().cloned().collect(),
             gpu_strict: settings.selection.gpu_strict,
+            affinity: settings.selection.affinity,
+            affinity_load_factor: settings.selection.affinity_load_factor,
         },
         retry_ratio: settings.limits.retry_ratio,
         retry_reserve_per_s: settings.limits.retry_reserve,
