@@ -39,7 +39,7 @@ start() {
 server() {
   start target/llama-server/bin/python -m llama_cpp.server \
     --model target/models/SmolLM2-135M-Instruct.Q4_1.gguf --model_alias smollm2 \
-    --host "$1" --port 18095 --n_ctx 2048 --n_threads 1 --cache true \
+    --host "$1" --port 18095 --n_ctx 4096 --n_threads 1 --cache true \
     --interrupt_requests False
 }
 
