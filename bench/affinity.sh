@@ -16,26 +16,8 @@ cargo build --release -p triforce --quiet
 T="$PWD/target/release/triforce"
 work=$(mktemp -d /tmp/triforce-affinity.XXXXXX)
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
+source bench/common.sh
 trap cleanup EXIT
-listening() { ss -Htln "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .; }
-wait_port() {
-  for _ in $(seq 600); do listening "$1" && return 0; sleep 0.1; done
-  echo "affinity: nothing listens on $1" >&2
-  tail -20 "$work/log" >&2
-  exit 1
-}
-start() {
-  setsid "$@" >>"$work/log" 2>&1 &
-  pids+=($!)
-  last_pid=$!
-}
 server() {
   start target/llama-server/bin/python -m llama_cpp.server \
     --model target/models/SmolLM2-135M-Instruct.Q4_1.gguf --model_alias smollm2 \
@@ -43,7 +25,7 @@ server() {
     --interrupt_requests False
 }
 
-psk=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+psk=$(new_psk)
 for n in i1 i2 i3; do
   mkdir -p "$work/$n"
   printf '%s' "$psk" >"$work/$n/psk"

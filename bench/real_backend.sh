@@ -19,30 +19,13 @@ cargo build --release -p triforce --quiet
 T="$PWD/target/release/triforce"
 work=$(mktemp -d /tmp/triforce-real-backend.XXXXXX)
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
+source bench/common.sh
 trap cleanup EXIT
-listening() { ss -Htln "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .; }
-wait_port() {
-  for _ in $(seq 600); do listening "$1" && return 0; sleep 0.1; done
-  echo "real backend: nothing listens on $1; log:" >&2
-  tail -20 "$work/log" >&2
-  exit 1
-}
-start() {
-  setsid "$@" >>"$work/log" 2>&1 &
-  pids+=($!)
-}
 
 start target/llama-server/bin/python -m llama_cpp.server \
   --model target/models/SmolLM2-135M-Instruct.Q4_1.gguf --model_alias smollm2 \
   --host 127.0.0.13 --port 18090 --interrupt_requests False
-psk=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+psk=$(new_psk)
 for n in i1 i2; do
   mkdir -p "$work/$n"
   printf '%s' "$psk" >"$work/$n/psk"

@@ -144,7 +144,9 @@ const PROMPT_OPENING_BYTES: usize = 512;
 pub fn conversation_key(body: &[u8]) -> Option<AffinityKey> {
     let request: Conversation = serde_json::from_slice(body).ok()?;
     if let Some(key) = request.prompt_cache_key.filter(|k| !k.is_empty()) {
-        return Some(AffinityKey::of(&[b"prompt_cache_key:", key.as_bytes()].concat()));
+        return Some(AffinityKey::of(
+            &[b"prompt_cache_key:", key.as_bytes()].concat(),
+        ));
     }
     if let Some(user) = request.user.filter(|u| !u.is_empty()) {
         return Some(AffinityKey::of(&[b"user:", user.as_bytes()].concat()));
@@ -224,12 +226,16 @@ mod tests {
         };
         let first = turn("");
         assert!(first.is_some());
-        assert_eq!(turn(r#",{"role":"assistant","content":"hello"},{"role":"user","content":"more"}"#), first);
+        assert_eq!(
+            turn(r#",{"role":"assistant","content":"hello"},{"role":"user","content":"more"}"#),
+            first
+        );
         let other = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"bye"}]}"#;
         assert_ne!(conversation_key(other), first);
         // An explicit key wins over the messages.
         let keyed = br#"{"prompt_cache_key":"c-1","messages":[{"role":"user","content":"hi"}]}"#;
-        let keyed_too = br#"{"prompt_cache_key":"c-1","messages":[{"role":"user","content":"other"}]}"#;
+        let keyed_too =
+            br#"{"prompt_cache_key":"c-1","messages":[{"role":"user","content":"other"}]}"#;
         assert_eq!(conversation_key(keyed), conversation_key(keyed_too));
         assert_eq!(
             conversation_key(br#"{"user":"ann","prompt":"x"}"#),

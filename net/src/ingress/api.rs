@@ -13,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use triforce_core::config::ApiKey;
 use triforce_core::affinity::AffinityKey;
+use triforce_core::config::ApiKey;
 use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
@@ -197,25 +197,7 @@ async fn relay_post(
         };
         IngressError::new(api, StatusCode::BAD_REQUEST, code, e.to_string())
     })?;
-    let model = match fields.model {
-        Some(model) if !model.is_empty() => model,
-        _ => {
-            return Err(IngressError::new(
-                api,
-                StatusCode::BAD_REQUEST,
-                "missing_model",
-                "you must provide a model parameter (a non-empty string)",
-            ))
-        }
-    };
-    if !key.allows_model(&model) {
-        return Err(IngressError::new(
-            api,
-            StatusCode::FORBIDDEN,
-            "model_not_allowed",
-            format!("key {:?} may not use model {model:?}", key.name),
-        ));
-    }
+    let model = allowed_model(api, &key, fields.model)?;
     let body = std::str::from_utf8(&body).map_err(|_| {
         IngressError::new(
             api,
@@ -232,6 +214,27 @@ async fn relay_post(
     // The client's body goes inside the payload as written: never decoded and re-encoded.
     let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
     submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await
+}
+
+/// The model a request names, if it names one and `key` may use it.
+fn allowed_model(api: Api, key: &ApiKey, model: Option<String>) -> Result<String, IngressError> {
+    let Some(model) = model.filter(|m| !m.is_empty()) else {
+        return Err(IngressError::new(
+            api,
+            StatusCode::BAD_REQUEST,
+            "missing_model",
+            "you must provide a model parameter (a non-empty string)",
+        ));
+    };
+    if !key.allows_model(&model) {
+        return Err(IngressError::new(
+            api,
+            StatusCode::FORBIDDEN,
+            "model_not_allowed",
+            format!("key {:?} may not use model {model:?}", key.name),
+        ));
+    }
+    Ok(model)
 }
 
 /// Headers that name a conversation: Open WebUI's chat id, or a client's own session id.
@@ -324,22 +327,7 @@ async fn show_model(
     let request: ShowRequest = serde_json::from_slice(&body).map_err(|e| {
         IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
     })?;
-    let Some(model) = request.model.or(request.name).filter(|m| !m.is_empty()) else {
-        return Err(IngressError::new(
-            api,
-            StatusCode::BAD_REQUEST,
-            "missing_model",
-            "you must provide a model",
-        ));
-    };
-    if !key.allows_model(&model) {
-        return Err(IngressError::new(
-            api,
-            StatusCode::FORBIDDEN,
-            "model_not_allowed",
-            format!("key {:?} may not use model {model:?}", key.name),
-        ));
-    }
+    let model = allowed_model(api, &key, request.model.or(request.name))?;
     let served = ingress
         .node
         .models_served()
