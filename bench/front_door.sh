@@ -8,6 +8,8 @@
 #   nginx    client -> nginx -> backend
 #   fed      client -> I1 ingress -> QUIC -> I2 -> backend
 #   litellm  client -> LiteLLM proxy (pip install 'litellm[proxy]', 1 worker) -> backend
+#   portkey  client -> Portkey's gateway (npm @portkey-ai/gateway, headless) -> backend
+#   fed1     client -> S1 ingress -> the openai executor on S1 -> backend (one node)
 #
 # Writes its figures into BENCHMARKS.md between the front-door markers. Traffic stays on
 # 127.0.0.0/8; LiteLLM runs with its telemetry and remote model-cost fetch switched off.
@@ -22,6 +24,13 @@ ONLY_SLOW="${ONLY_SLOW:-}"
 if ! command -v nginx >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+fi
+portkey_dir=target/bench-portkey
+portkey_server="$portkey_dir/node_modules/@portkey-ai/gateway/build/start-server.js"
+if ! [ -f "$portkey_server" ] && command -v npm >/dev/null; then
+  mkdir -p "$portkey_dir"
+  (cd "$portkey_dir" && npm install --silent --no-audit --no-fund @portkey-ai/gateway@1.15.2) ||
+    echo "front door: Portkey could not be installed; its rows will say not measured" >&2
 fi
 litellm_venv=target/bench-litellm
 if ! [ -x "$litellm_venv/bin/litellm" ]; then
@@ -42,8 +51,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tcp_ports="127.0.0.13:18080 127.0.0.14:18080 127.0.0.20:18001 127.0.0.21:18200 127.0.0.3:18100 127.0.0.3:19200 127.0.0.4:19200 127.0.0.8:19200"
-listening() { ss -Htln "src ${1%:*} and sport = :${1##*:}" 2>/dev/null | grep -q .; }
+tcp_ports="127.0.0.9:18100 127.0.0.9:19200 0.0.0.0:18787 127.0.0.13:18080 127.0.0.14:18080 127.0.0.20:18001 127.0.0.21:18200 127.0.0.3:18100 127.0.0.3:19200 127.0.0.4:19200 127.0.0.8:19200"
+# listening ADDR:PORT; 0.0.0.0 for a server that listens on every address (Portkey).
+listening() {
+  local filter="sport = :${1##*:}"
+  [ "${1%:*}" = 0.0.0.0 ] || filter="src ${1%:*} and $filter"
+  ss -Htln "$filter" 2>/dev/null | grep -q .
+}
 for port in $tcp_ports; do
   if listening "$port"; then
     echo "front door: $port is in use (a process from an earlier run?); stop it first" >&2
@@ -109,6 +123,12 @@ if [ -x "$litellm_venv/bin/litellm" ]; then
     --host 127.0.0.21 --port 18200 --num_workers 1
 fi
 
+if [ -f "$portkey_server" ] && command -v node >/dev/null; then
+  # Portkey's gateway forwards to a custom host only when it is trusted; it listens on every
+  # address of the machine, and the bench sends it traffic on loopback only.
+  start PORTKEY env TRUSTED_CUSTOM_HOSTS=127.0.0.13 node "$portkey_server" --port=18787 --headless
+fi
+
 # The federation: I1 (the door, no chat of its own), I2 (relays to the fast backend), I3
 # (relays to the slow one). Models tell I2 and I3 apart.
 psk=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -138,6 +158,26 @@ sed -i 's/^\[ingress\]$/[ingress]\nlisten = "127.0.0.3:18100"/' "$work/i1/federa
 printf '[executors.chat]\nkind = "openai"\nbase_url = "http://127.0.0.13:18080"\n' >>"$work/i2/federation.toml"
 printf '[executors.chat]\nkind = "openai"\nbase_url = "http://127.0.0.14:18080"\n' >>"$work/i3/federation.toml"
 key=$("$T" apikey add --config "$work/i1" --name bench 2>/dev/null | tail -1)
+# One node alone, door and relay together (S1): the federation's cost without a hop.
+mkdir -p "$work/solo"
+printf '%s' "$psk" >"$work/solo/psk"
+chmod 600 "$work/solo/psk"
+printf '{"S1": {"ip": "127.0.0.9", "port": 19200, "cores": 2, "ram": 8, "gpu": null, "role": "master", "name": "solo"}}\n' \
+  >"$work/solo/federation_nodes.json"
+cat >"$work/solo/federation.toml" <<TOML
+psk_file = "psk"
+[limits]
+runtime_threads = 1
+relays_max = 4096
+[ingress]
+listen = "127.0.0.9:18100"
+connections_max = 4096
+[executors.chat]
+kind = "openai"
+base_url = "http://127.0.0.13:18080"
+TOML
+solo_key=$("$T" apikey add --config "$work/solo" --name bench 2>/dev/null | tail -1)
+start SOLO env RUST_LOG=warn "$T" run --config "$work/solo" --node S1
 start I1 env RUST_LOG=warn "$T" run --config "$work/i1" --node I1
 start I2 env RUST_LOG=warn "$T" run --config "$work/i2" --node I2
 start I3 env RUST_LOG=warn "$T" run --config "$work/i3" --node I3
@@ -151,6 +191,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 if [ -x "$litellm_venv/bin/litellm" ]; then wait_port 127.0.0.21:18200; fi
+wait_port 127.0.0.9:18100
+if [ -n "${PORTKEY:-}" ]; then wait_port 0.0.0.0:18787; fi
 
 # CPU ticks (user + system) of processes and their children (nginx's workers, LiteLLM's).
 cpu_ticks() {
@@ -181,6 +223,9 @@ direct=(--url http://127.0.0.13:18080/v1/chat/completions)
 via_nginx=(--url http://127.0.0.20:18001/v1/chat/completions)
 via_fed=(--url http://127.0.0.3:18100/v1/chat/completions --api-key "$key")
 via_litellm=(--url http://127.0.0.21:18200/v1/chat/completions --api-key "$master_key")
+via_fed1=(--url http://127.0.0.9:18100/v1/chat/completions --api-key "$solo_key")
+via_portkey=(--url http://127.0.0.1:18787/v1/chat/completions --api-key none
+  --header "x-portkey-provider:openai" --header "x-portkey-custom-host:http://127.0.0.13:18080/v1")
 
 if [ -z "$ONLY_SLOW" ]; then
 echo "== one connection: added latency ($ROUNDS x $SECONDS_PER_RUN s each, interleaved)"
@@ -188,6 +233,10 @@ for _ in $(seq "$ROUNDS"); do
   bench one_direct "$FAST" -- --mode plain "${direct[@]}" --body "$chat" --connections 1
   bench one_nginx "$NGINX" -- --mode plain "${via_nginx[@]}" --body "$chat" --connections 1
   bench one_fed "$I1 $I2" -- --mode plain "${via_fed[@]}" --body "$chat" --connections 1
+  bench one_fed1 "$SOLO" -- --mode plain "${via_fed1[@]}" --body "$chat" --connections 1
+  if [ -n "${PORTKEY:-}" ]; then
+    bench one_portkey "$PORTKEY" -- --mode plain "${via_portkey[@]}" --body "$chat" --connections 1
+  fi
   if [ -n "${LITELLM:-}" ]; then
     bench one_litellm "$LITELLM" -- --mode plain "${via_litellm[@]}" --body "$chat" --connections 1
   fi
@@ -199,6 +248,14 @@ for _ in $(seq "$ROUNDS"); do
   bench sat_fed "$I1 $I2" -- --mode plain "${via_fed[@]}" --body "$chat" --connections 64
   if [ -n "${LITELLM:-}" ]; then
     bench sat_litellm "$LITELLM" -- --mode plain "${via_litellm[@]}" --body "$chat" --connections 64
+  fi
+done
+echo "== 32 connections: the fast gateways"
+for _ in $(seq "$ROUNDS"); do
+  bench sat32_fed1 "$SOLO" -- --mode plain "${via_fed1[@]}" --body "$chat" --connections 32
+  bench sat32_fed "$I1 $I2" -- --mode plain "${via_fed[@]}" --body "$chat" --connections 32
+  if [ -n "${PORTKEY:-}" ]; then
+    bench sat32_portkey "$PORTKEY" -- --mode plain "${via_portkey[@]}" --body "$chat" --connections 32
   fi
 done
 echo "== streams: time to first token, one connection"

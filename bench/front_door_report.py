@@ -44,6 +44,8 @@ for name, one, sat in [
     ("direct", "one_direct", "sat_direct"),
     ("nginx", "one_nginx", "sat_nginx"),
     ("federation (2 nodes, QUIC)", "one_fed", "sat_fed"),
+    ("federation (1 node)", "one_fed1", "sat_fed1"),
+    ("Portkey gateway", "one_portkey", "sat_portkey"),
     ("LiteLLM proxy", "one_litellm", "sat_litellm"),
 ]:
     p50 = median(one, "p50_ms")
@@ -58,6 +60,15 @@ lines += [
     "",
     f"- Federation throughput against LiteLLM's: {fmt(ratio(fed_rps, litellm_rps), '%.0fx')} (target: at least 100x).",
     f"- Added median latency through two nodes: {fmt(None if median('one_fed', 'p50_ms') is None else median('one_fed', 'p50_ms') - direct, '%.2f ms')} (target: at most 0.5 ms).",
+]
+added = lambda label: None if median(label, "p50_ms") is None or direct is None else median(label, "p50_ms") - direct
+fed32, fed1_32, portkey32 = median("sat32_fed", "rps"), median("sat32_fed1", "rps"), median("sat32_portkey", "rps")
+lines += [
+    f"- Against the fast gateways (issue #31): one node adds {fmt(added('one_fed1'), '%.2f ms')} at p50 (target at most 0.12 ms), "
+    f"two nodes {fmt(added('one_fed'), '%.2f ms')} (target at most 0.25 ms), Portkey {fmt(added('one_portkey'), '%.2f ms')}.",
+    f"- At 32 connections: one node {fmt(fed1_32, '%.0f')} req/s, two nodes {fmt(fed32, '%.0f')}, Portkey "
+    f"{fmt(portkey32, '%.0f')}; two nodes against Portkey {fmt(ratio(fed32, portkey32), '%.1fx')} (target at least 10x), "
+    f"one node {fmt(ratio(fed1_32, portkey32), '%.1fx')}.",
 ]
 ttft_direct, ttft_fed = median("ttft_direct", "p50_ms"), median("ttft_fed", "p50_ms")
 lines.append(

@@ -35,6 +35,10 @@ pub struct Args {
     /// plain and stream modes: sent as `Authorization: Bearer KEY` (an ingress API key).
     #[arg(long)]
     api_key: Option<String>,
+    /// plain and stream modes: a header sent with every request, `NAME:VALUE` (repeatable; a
+    /// gateway's routing headers).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
     /// plain mode: the URL to POST to.
     #[arg(long)]
     url: Option<String>,
@@ -363,8 +367,19 @@ fn sender(args: &Args) -> Result<Sender> {
                 serde_json::from_str::<serde_json::Value>(body)
                     .map_err(|e| anyhow::anyhow!("--body is not JSON: {e}"))?;
             }
+            let mut headers = reqwest::header::HeaderMap::new();
+            for header in &args.headers {
+                let Some((name, value)) = header.split_once(':') else {
+                    bail!("--header {header:?} must be NAME:VALUE");
+                };
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())?,
+                    reqwest::header::HeaderValue::from_str(value.trim())?,
+                );
+            }
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(args.connections)
+                .default_headers(headers)
                 .no_proxy()
                 .build()?;
             Sender::Plain {
