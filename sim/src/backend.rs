@@ -72,6 +72,7 @@ impl Backend {
             "/v1/chat/completions" => {
                 let model = payload["model"].as_str().unwrap_or_default();
                 let task_id = payload["task_id"].as_str().unwrap_or_default();
+                self.relayed(ms);
                 if !self.serves(model, task_id) {
                     let error = json!({"error": {"message": format!("model {model:?} not found")}});
                     let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
@@ -93,6 +94,16 @@ impl Backend {
         let mut log = self.log.lock().expect("log lock");
         let models = log.models.now(&self.host);
         models.iter().map(|m| json!({ "name": m })).collect()
+    }
+
+    /// A relayed request came that will be answered after `ms`: the hub counts it as traffic.
+    fn relayed(&self, ms: u64) {
+        let now = sim_now();
+        let mut log = self.log.lock().expect("log lock");
+        log.relayed
+            .entry(self.host.clone())
+            .or_default()
+            .push((now, now + Duration::from_millis(ms)));
     }
 
     /// Whether it serves `model` now; a request for one it does not goes to the checker.

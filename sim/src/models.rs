@@ -57,6 +57,19 @@ impl ModelLists {
         self.history(host).push((at, models));
     }
 
+    /// When `host` last stopped listing `model` at or before `at`, if it listed it before.
+    pub fn dropped_at(&mut self, host: &str, model: &str, at: Duration) -> Option<Duration> {
+        let history = self.history(host);
+        history
+            .windows(2)
+            .filter(|pair| pair[1].0 <= at)
+            .filter(|pair| {
+                pair[0].1.iter().any(|m| m == model) && !pair[1].1.iter().any(|m| m == model)
+            })
+            .map(|pair| pair[1].0)
+            .last()
+    }
+
     /// Whether `host` listed `model` at any moment in `from..=to`.
     pub fn listed_within(&mut self, host: &str, model: &str, from: Duration, to: Duration) -> bool {
         let history = self.history(host);
@@ -163,7 +176,19 @@ impl Log {
             return;
         }
         let from = sent.saturating_sub(rules.staleness.at_node());
-        if !self.models.listed_within(&host, model, from, at) {
+        if self.models.listed_within(&host, model, from, at) {
+            return;
+        }
+        // The hub probes only an idle backend (a relay in flight, or one ended within the probe
+        // interval, speaks for it instead): after the drop, it learns of it at its first probe
+        // once the backend has been idle for an interval.
+        let busy_until = self
+            .models
+            .dropped_at(&host, model, sent)
+            .map(|dropped| self.busy_until(&host, dropped, rules.staleness.probe));
+        let learned_by =
+            busy_until.map(|busy| busy + 2 * rules.staleness.probe + rules.staleness.slack);
+        if learned_by.is_none_or(|by| sent > by) {
             self.violation(format!(
                 "{}: {host} asked for model {model} by task {task_id}, not listed since {}",
                 at.as_secs_f64(),
@@ -193,6 +218,20 @@ impl Log {
                 at.as_secs_f64()
             ));
         }
+    }
+
+    /// The end of the run of relayed requests to `host` that keeps its hub from probing it at
+    /// `from`: requests that overlap, or follow one another within `probe`.
+    fn busy_until(&self, host: &str, from: Duration, probe: Duration) -> Duration {
+        let mut spans = self.relayed.get(host).cloned().unwrap_or_default();
+        spans.sort();
+        let mut busy_until = from;
+        for (start, end) in spans {
+            if start <= busy_until + probe && end + probe > busy_until {
+                busy_until = busy_until.max(end);
+            }
+        }
+        busy_until
     }
 
     fn started_within(&self, node: &NodeId, at: Duration, window: Duration) -> bool {

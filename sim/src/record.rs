@@ -48,6 +48,10 @@ pub struct Log {
     pub models: crate::models::ModelLists,
     /// The model each model-naming task asks for.
     pub asked_models: BTreeMap<String, String>,
+    /// Per backend host: when each relayed request to it came and when its answer was due. A
+    /// hub does not probe a busy backend (its relays speak for it), so while these overlap or
+    /// follow each other within a probe interval, its model list may be older than a probe.
+    pub relayed: BTreeMap<String, Vec<(Duration, Duration)>>,
     /// The nodes that relay model-naming tasks to a backend (the hubs).
     pub relay_nodes: Vec<NodeId>,
     /// When each node last started.
