@@ -63,11 +63,10 @@ impl ModelLists {
         history
             .windows(2)
             .filter(|pair| pair[1].0 <= at)
-            .filter(|pair| {
+            .rfind(|pair| {
                 pair[0].1.iter().any(|m| m == model) && !pair[1].1.iter().any(|m| m == model)
             })
             .map(|pair| pair[1].0)
-            .last()
     }
 
     /// Whether `host` listed `model` at any moment in `from..=to`.
