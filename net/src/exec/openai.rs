@@ -119,17 +119,12 @@ fn overloaded(status: hyper::StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
-/// Sends the relayed request to `base_url` and waits for the answer's head (and for a short
-/// answer with a length, its body: [`WHOLE_ANSWER_MAX`]), within `timeout`.
-/// A refused connection and 502/503/504 are `executor_unavailable` (another node may try); any
-/// other status, 500 included, is the backend's answer to this request, passed on with its body.
-pub async fn open(
+/// The method, URL (at `base_url`) and body a relay-shaped payload asks for, if it is one this
+/// executor relays.
+fn relayed_request(
     base_url: &str,
     payload: &RawJson,
-    http: &HttpBackends,
-    timeout: Duration,
-) -> Result<(StreamHead, AnswerBody), RelayError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+) -> Result<(Method, String, Option<Bytes>), RelayError> {
     let relayed: Relayed = serde_json::from_str(payload.get()).map_err(|e| {
         RemoteError::new(
             ErrorCode::ExecutorFailed,
@@ -157,10 +152,46 @@ pub async fn open(
             .into())
         }
     };
-    let url = format!("{base_url}{}", relayed.path);
     let body = relayed
         .body
         .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()));
+    Ok((method, format!("{base_url}{}", relayed.path), body))
+}
+
+/// What a call to `url` that got no answer says: only one that never reached the backend is
+/// safe to run elsewhere, and marks it unreachable.
+fn call_failure(url: &str, error: CallError) -> RelayError {
+    match error {
+        CallError::Unreachable(e) => RelayError {
+            error: RemoteError::new(
+                ErrorCode::ExecutorUnavailable,
+                format!("cannot reach {url}: {e}"),
+            ),
+            cause: RelayFailure::Unreachable,
+        },
+        CallError::Failed(e) => {
+            RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}")).into()
+        }
+        CallError::TooLarge => RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("{url}: answer too large"),
+        )
+        .into(),
+    }
+}
+
+/// Sends the relayed request to `base_url` and waits for the answer's head (and for a short
+/// answer with a length, its body: [`WHOLE_ANSWER_MAX`]), within `timeout`.
+/// A refused connection and 502/503/504 are `executor_unavailable` (another node may try); any
+/// other status, 500 included, is the backend's answer to this request, passed on with its body.
+pub async fn open(
+    base_url: &str,
+    payload: &RawJson,
+    http: &HttpBackends,
+    timeout: Duration,
+) -> Result<(StreamHead, AnswerBody), RelayError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (method, url, body) = relayed_request(base_url, payload)?;
     let call = http.send(method, &url, body);
     let response: Response<Incoming> = tokio::time::timeout_at(deadline, call)
         .await
@@ -171,24 +202,7 @@ pub async fn open(
             ),
             cause: RelayFailure::TimedOut,
         })?
-        .map_err(|error| match error {
-            // Never reached the backend: safe to run elsewhere.
-            CallError::Unreachable(e) => RelayError {
-                error: RemoteError::new(
-                    ErrorCode::ExecutorUnavailable,
-                    format!("cannot reach {url}: {e}"),
-                ),
-                cause: RelayFailure::Unreachable,
-            },
-            CallError::Failed(e) => {
-                RemoteError::new(ErrorCode::ExecutorFailed, format!("{url}: {e}")).into()
-            }
-            CallError::TooLarge => RemoteError::new(
-                ErrorCode::ExecutorFailed,
-                format!("{url}: answer too large"),
-            )
-            .into(),
-        })?;
+        .map_err(|error| call_failure(&url, error))?;
     let status = response.status();
     if overloaded(status) {
         // A little of the body for the node's log; the client never sees it.
