@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use tokio::task::AbortHandle;
@@ -324,17 +324,16 @@ pub(super) fn start_long_task(
 }
 
 /// The signer of a long task's `GET` or `DELETE`, whose signature covers method and path (see
-/// [`triforce_core::auth::signed_payload`]).
-fn signed_target(
+/// [`triforce_core::auth::signed_payload`]), with the body it signed.
+async fn signed_target(
     node: &Node,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: axum::extract::Request,
     from: std::net::SocketAddr,
 ) -> Result<triforce_core::auth::Authenticated, ApiError> {
-    let payload = signed_payload(method.as_str(), path, body);
-    authenticate(node, headers, &payload, from)
+    let (parts, body) = request.into_parts();
+    let body = body_bytes(body).await?;
+    let payload = signed_payload(parts.method.as_str(), parts.uri.path(), &body);
+    authenticate(node, &parts.headers, &payload, from)
 }
 
 /// `GET /v1/federation/task/{id}`: 202 `running`, the task's answer once it ended, or 200
@@ -346,16 +345,7 @@ pub(super) async fn long_task_state(
     ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let body = body_bytes(body).await?;
-    signed_target(
-        &node,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        &body,
-        from,
-    )?;
+    signed_target(&node, request, from).await?;
     let bounds = LongTaskBounds::of(&node.config().settings.limits);
     long_task_answer(&task_id, long_tasks.get(&task_id, bounds, Instant::now()))
 }
@@ -369,16 +359,7 @@ pub(super) async fn long_task_cancel(
     ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let body = body_bytes(body).await?;
-    let signer = signed_target(
-        &node,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        &body,
-        from,
-    )?;
+    let signer = signed_target(&node, request, from).await?;
     remember(&node, &signer, from)?;
     long_task_answer(&task_id, long_tasks.cancel(&task_id, Instant::now()))
 }
