@@ -2,7 +2,7 @@
 # Session affinity measured on real servers: two llama.cpp servers (llama-cpp-python with its
 # prompt cache, SmolLM2-135M, one thread each), one behind each of I2 and I3, and the door on
 # I1. 8 conversations of 6 turns, each with its own ~800-token system prompt, played
-# concurrently through the door (bench/affinity_client.py), with `selection.affinity` on and
+# concurrently through the door (bench/affinity_client.py; they join STAGGER_S apart), with `selection.affinity` on and
 # then off (I1 restarted between); then once more each way with one conversation sending ten
 # times the others' traffic. Time to first token per turn; turn 1 is cold everywhere, so turns
 # 2-6 are compared. Writes BENCHMARKS.md between the affinity markers. Loopback only.
@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONVERSATIONS="${CONVERSATIONS:-8}"
 TURNS="${TURNS:-6}"
+# Conversations join one by one, this many seconds apart: about one cold first turn on a
+# one-thread server, so what the run compares is where later turns go, not the queue at start.
+STAGGER_S="${STAGGER_S:-10}"
 .ci/llama-server >/dev/null
 .ci/python-clients >/dev/null
 cargo build --release -p triforce --quiet
@@ -63,7 +66,7 @@ play() {
   done
   echo "== affinity=$mode hot=$hot" >&2
   target/python-clients/bin/python bench/affinity_client.py http://127.0.0.3:18400/v1/chat/completions \
-    "$key" smollm2 "$CONVERSATIONS" "$TURNS" "$hot" |
+    "$key" smollm2 "$CONVERSATIONS" "$TURNS" "$hot" "$STAGGER_S" |
     python3 -c "import json,sys; [print(json.dumps(dict(json.loads(l), affinity=sys.argv[1]=='true', hot=int(sys.argv[2])))) for l in sys.stdin]" "$mode" "$hot" |
     tee -a "$work/results" >&2
   for pid in $door $s1 $s2; do kill -TERM -- "-$pid" 2>/dev/null || true; done
@@ -76,4 +79,4 @@ play true 10
 play false 10
 
 mkdir -p target/bench && cp "$work/results" target/bench/affinity.jsonl
-python3 bench/affinity_report.py "$work/results" "$CONVERSATIONS" "$TURNS" BENCHMARKS.md
+python3 bench/affinity_report.py "$work/results" "$CONVERSATIONS" "$TURNS" BENCHMARKS.md "$STAGGER_S"

@@ -2,9 +2,11 @@
 with its own ~800-token system prompt; each turn resends the whole history and streams its
 answer. Prints one JSON line per turn: {"conversation", "turn", "ttft_ms", "node"}.
 
-Usage: affinity_client.py URL KEY MODEL CONVERSATIONS TURNS [HOT]
+Usage: affinity_client.py URL KEY MODEL CONVERSATIONS TURNS [HOT [STAGGER_S]]
 HOT: the first conversation sends that many turns for each turn of the others (10: ten times
-the others' traffic).
+the others' traffic). STAGGER_S: conversation n starts n * STAGGER_S seconds after the first,
+as people join a shared server one by one (0: all at once, when every second turn waits behind
+the others' cold first turns on a one-thread server).
 """
 
 import http.client
@@ -18,6 +20,7 @@ import urllib.parse
 URL, KEY, MODEL = sys.argv[1], sys.argv[2], sys.argv[3]
 CONVERSATIONS, TURNS = int(sys.argv[4]), int(sys.argv[5])
 HOT = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+STAGGER_S = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
 WORDS = ("river stone lantern orchard harbor meadow violet copper thunder willow ember canyon "
          "falcon glacier marble saffron tundra beacon cobalt prairie quartz sparrow timber "
          "velvet walnut zephyr amber blossom cedar delta").split()
@@ -56,6 +59,7 @@ def ask(messages):
 
 
 def conversation(n):
+    time.sleep(n * STAGGER_S)
     messages = [{"role": "system", "content": system_prompt(n)}]
     turns = TURNS * (HOT if n == 0 else 1)
     for turn in range(1, turns + 1):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 results, conversations, turns, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+stagger = sys.argv[5] if len(sys.argv) > 5 else "0"
 rows = [json.loads(line) for line in open(results)]
 
 
@@ -24,7 +25,7 @@ def figures(affinity, hot):
 
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 lines = [
-    f"Run at commit {commit}: {conversations} conversations x {turns} turns, ~800-token system prompts,",
+    f"Run at commit {commit}: {conversations} conversations x {turns} turns (joining {stagger} s apart), ~800-token system prompts,",
     "two llama.cpp servers (llama-cpp-python `--cache true`, SmolLM2-135M, one thread each) behind two",
     "nodes, the door on a third; time to first token in ms over turns 2 and later (turn 1 is cold",
     "everywhere; its mean is in the last column). \"hot\": one conversation sends 10x the others' turns.",

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 use triforce_core::node::NodeId;
 use triforce_net::exec::{Dial, Dialing, Stream};
 
+use crate::prompt_cache::{first_token_time, Message, PromptCache};
 use crate::record::{sim_now, SharedLog};
 
 /// The port every backend host listens on.
@@ -30,15 +32,20 @@ pub fn backend_host(node: &str) -> String {
 /// Ollama's API for an `openai` executor: `GET /api/tags` and `/api/ps` list its models (the
 /// first one loaded), and `POST /v1/chat/completions` for a model it serves sleeps the body's
 /// `ms` and answers `{"backend", "model", "slept_ms"}`; for one it does not, 404, as Ollama does.
+/// A chat with `messages` first processes its prompt through the host's [`PromptCache`] (lost
+/// when the host crashes, as a restarted server's is), and says how long that took
+/// (`first_token_ms`, `uncached_tokens`).
 pub async fn serve_backend(host: String, node: NodeId, log: SharedLog) -> turmoil::Result {
     let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), BACKEND_PORT);
     let listener = turmoil::net::TcpListener::bind(any).await?;
+    let prompts = Arc::new(Mutex::new(PromptCache::default()));
     loop {
         let (stream, _) = listener.accept().await?;
         let backend = Backend {
             host: host.clone(),
             node: node.clone(),
             log: log.clone(),
+            prompts: prompts.clone(),
         };
         tokio::spawn(async move {
             let service =
@@ -55,6 +62,7 @@ struct Backend {
     host: String,
     node: NodeId,
     log: SharedLog,
+    prompts: Arc<Mutex<PromptCache>>,
 }
 
 impl Backend {
@@ -72,15 +80,25 @@ impl Backend {
             "/v1/chat/completions" => {
                 let model = payload["model"].as_str().unwrap_or_default();
                 let task_id = payload["task_id"].as_str().unwrap_or_default();
-                self.relayed(ms);
                 if !self.serves(model, task_id) {
+                    self.relayed(Duration::from_millis(ms));
                     let error = json!({"error": {"message": format!("model {model:?} not found")}});
                     let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
                     *response.status_mut() = StatusCode::NOT_FOUND;
                     return Ok(response);
                 }
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                json!({ "backend": self.host, "model": model, "slept_ms": ms })
+                let uncached = self.process_prompt(&payload["messages"]);
+                let first_token = uncached.map_or(Duration::ZERO, first_token_time);
+                let took = first_token + Duration::from_millis(ms);
+                self.relayed(took);
+                tokio::time::sleep(took).await;
+                json!({
+                    "backend": self.host,
+                    "model": model,
+                    "slept_ms": ms,
+                    "first_token_ms": uncached.map(|_| first_token.as_millis() as u64),
+                    "uncached_tokens": uncached,
+                })
             }
             _ => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -96,14 +114,28 @@ impl Backend {
         models.iter().map(|m| json!({ "name": m })).collect()
     }
 
-    /// A relayed request came that will be answered after `ms`: the hub counts it as traffic.
-    fn relayed(&self, ms: u64) {
+    /// A relayed request came that will be answered after `took`: the hub counts it as traffic.
+    fn relayed(&self, took: Duration) {
         let now = sim_now();
         let mut log = self.log.lock().expect("log lock");
         log.relayed
             .entry(self.host.clone())
             .or_default()
-            .push((now, now + Duration::from_millis(ms)));
+            .push((now, now + took));
+    }
+
+    /// Runs a chat's `messages` through the prompt cache: the tokens it had to process, or
+    /// `None` for a request without messages (the load's plain model-naming tasks).
+    fn process_prompt(&self, messages: &Value) -> Option<u32> {
+        let messages = messages.as_array()?;
+        let prompt: Vec<Message> = messages
+            .iter()
+            .map(|m| {
+                let role = m["role"].as_str().unwrap_or_default();
+                Message::new(role, m["content"].as_str().unwrap_or_default())
+            })
+            .collect();
+        Some(self.prompts.lock().expect("cache lock").process(&prompt))
     }
 
     /// Whether it serves `model` now; a request for one it does not goes to the checker.

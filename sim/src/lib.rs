@@ -12,7 +12,9 @@
 //! - [`world`]: hosts and their nodes, each serving its HTTP shim on turmoil's TCP.
 //! - [`http`]: the shim's listener seam and a client over turmoil's TCP.
 //! - [`backend`]: each hub's backend host, and the executors' dial seam.
+//! - [`prompt_cache`]: what a backend keeps of the prompts it processed, and what that saves.
 //! - [`load`]: the task load through the master's shim.
+//! - [`conversations`]: multi-turn chats through the master's shim, timed to the first token.
 //! - [`models`]: the backends' model lists as they change, and how stale routing may be.
 //! - [`adversary`]: what must be refused, over QUIC and HTTP.
 //! - [`config_changes`]: reloads in the middle of a run (key rotation, nodes leaving).
@@ -25,10 +27,12 @@ pub mod backend;
 pub mod check;
 pub mod clock;
 pub mod config_changes;
+pub mod conversations;
 pub mod core_tier;
 pub mod http;
 pub mod load;
 pub mod models;
+pub mod prompt_cache;
 pub mod record;
 pub mod run;
 pub mod scenario;

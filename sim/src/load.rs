@@ -76,8 +76,7 @@ pub async fn generate_load(
     }
 }
 
-/// Submits one task as a signed request to the master's HTTP shim, as the master itself (the
-/// load runs on its host, so the request comes from its address), and records the answer.
+/// Submits one task in the background (see [`submit_task`]), recorded as submitted now.
 fn submit(
     master: SocketAddr,
     pool: &http::Pool,
@@ -87,32 +86,66 @@ fn submit(
     payload: serde_json::Value,
     priority: i32,
 ) {
-    let body =
-        json!({"task_id": task_id, "type": task_type, "payload": payload, "priority": priority})
+    let submitted = Submitted::record(log, task_id, task_type, payload, priority);
+    let (log, pool) = (log.clone(), pool.clone());
+    tokio::spawn(async move { submitted.send(master, &pool, &log).await });
+}
+
+/// A task the load has recorded as submitted, to be sent.
+pub struct Submitted {
+    pub task_id: String,
+    pub at: Duration,
+    body: Vec<u8>,
+}
+
+impl Submitted {
+    /// Records the task as submitted now (in the trace and for the checker).
+    pub fn record(
+        log: &SharedLog,
+        task_id: String,
+        task_type: &str,
+        payload: serde_json::Value,
+        priority: i32,
+    ) -> Self {
+        let body = json!({"task_id": task_id, "type": task_type, "payload": payload, "priority": priority})
             .to_string()
             .into_bytes();
-    {
         let mut log = log.lock().expect("log lock");
         let at = sim_now();
         log.trace(format!("{} submit {task_id} {task_type}", at.as_millis()));
         log.submitted
             .insert(task_id.clone(), (at, task_type.to_string()));
+        Submitted { task_id, at, body }
     }
-    let log = log.clone();
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", &body);
+
+    /// Sends the task as a signed request to the master's HTTP shim, as the master itself (the
+    /// load runs on its host, so the request comes from its address), and records the answer,
+    /// which it returns.
+    pub async fn send(
+        self,
+        master: SocketAddr,
+        pool: &http::Pool,
+        log: &SharedLog,
+    ) -> Option<http::Answer> {
+        let Submitted { task_id, body, .. } = self;
+        let headers = http::signed(signing_key(log, "hetzner"), "hetzner", &body);
         let answer =
-            http::exchange_in(&pool, master, "POST", "/v1/federation/task", &headers, body).await;
+            http::exchange_in(pool, master, "POST", "/v1/federation/task", &headers, body).await;
         let mut log = log.lock().expect("log lock");
         match answer {
-            Ok(answer) => log.record_answer(&task_id, sim_now(), answer.status, &answer.body),
-            Err(error) => log.violation(format!(
-                "{}: task {task_id}: no HTTP answer from the master: {error}",
-                sim_now().as_secs_f64()
-            )),
+            Ok(answer) => {
+                log.record_answer(&task_id, sim_now(), answer.status, &answer.body);
+                Some(answer)
+            }
+            Err(error) => {
+                log.violation(format!(
+                    "{}: task {task_id}: no HTTP answer from the master: {error}",
+                    sim_now().as_secs_f64()
+                ));
+                None
+            }
         }
-    });
+    }
 }
 
 /// Reads the master's status over HTTP every 30 s while the load runs: it must answer, in the

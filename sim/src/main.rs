@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use triforce_sim::record::FirstToken;
 use triforce_sim::run::{run, RunConfig, RunReport};
 use triforce_sim::scenario::{find, Scenario, SCENARIOS};
 use triforce_sim::stats::percentile;
@@ -156,6 +157,13 @@ fn main_inner() -> Result<bool> {
             ms(percentile(&redispatch, 99.0)),
             redispatch.len(),
         );
+        let first_tokens: Vec<FirstToken> = reports
+            .iter()
+            .flat_map(|r| r.first_tokens.iter().copied())
+            .collect();
+        if !first_tokens.is_empty() {
+            print_first_tokens(&first_tokens);
+        }
         if args.seed.is_some() {
             if let Some(r) = reports.first() {
                 println!("trace {}", r.trace_hash);
@@ -171,6 +179,29 @@ fn main_inner() -> Result<bool> {
         total_failed
     );
     Ok(all_passed)
+}
+
+/// Time to first token of the conversations' turns: first turns (always cold) apart from the
+/// later ones, which find their history cached if they come back to the same hub.
+fn print_first_tokens(turns: &[FirstToken]) {
+    let (first, later): (Vec<FirstToken>, Vec<FirstToken>) =
+        turns.iter().partition(|t| t.turn == 1);
+    let took = |turns: &[FirstToken]| turns.iter().map(|t| t.took).collect::<Vec<_>>();
+    // A later turn that processed more than its newest messages paid for its history again.
+    let cold = later.iter().filter(|t| t.uncached_tokens > 300).count();
+    let (first, later) = (took(&first), took(&later));
+    let mean = later.iter().sum::<Duration>() / later.len().max(1) as u32;
+    println!(
+        "{:<17} first token: turn 1 p50 {:>9} (n={}); turns 2+ p50 {:>9} p90 {:>9} mean {:>9} (n={}, {:.0}% cold)",
+        "",
+        ms(percentile(&first, 50.0)),
+        first.len(),
+        ms(percentile(&later, 50.0)),
+        ms(percentile(&later, 90.0)),
+        ms(Some(mean)),
+        later.len(),
+        100.0 * cold as f64 / later.len().max(1) as f64,
+    );
 }
 
 fn core_tier(args: &Args, hours: u64) -> Result<bool> {

@@ -28,6 +28,16 @@ pub struct Ended {
     pub attempts: usize,
 }
 
+/// A conversation turn's time to first token, as its client saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct FirstToken {
+    /// 1 for a conversation's first turn.
+    pub turn: u32,
+    pub took: Duration,
+    /// The prompt tokens the backend had to process (not in its cache).
+    pub uncached_tokens: u32,
+}
+
 /// Everything the nodes did, for the invariants and the report.
 #[derive(Default)]
 pub struct Log {
@@ -57,6 +67,8 @@ pub struct Log {
     /// When each node last started.
     pub started: BTreeMap<NodeId, Duration>,
     pub model_rules: Option<crate::models::ModelRules>,
+    /// Every answered conversation turn (`crate::conversations`).
+    pub first_tokens: Vec<FirstToken>,
     trace: Sha256,
     /// The trace's lines, kept only when asked for (to diff two runs of one seed).
     pub trace_lines: Option<Vec<String>>,

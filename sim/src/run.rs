@@ -8,7 +8,8 @@ use triforce_core::node::NodeId;
 
 use crate::backend::backend_host;
 use crate::check::Checker;
-use crate::scenario::{ConfigState, Fault, Scenario};
+use crate::record::FirstToken;
+use crate::scenario::{ConfigState, Conversations, Fault, Scenario};
 use crate::world::{derive_seed, scaled_topology, Load, World};
 
 /// What to run.
@@ -58,6 +59,8 @@ pub struct RunReport {
     pub redispatch: Vec<Duration>,
     pub tasks: usize,
     pub adversary_attempts: u64,
+    /// Every answered conversation turn, in the conversation scenarios.
+    pub first_tokens: Vec<FirstToken>,
     pub trace_lines: Option<Vec<String>>,
 }
 
@@ -76,6 +79,7 @@ fn build_world(config: &RunConfig) -> World {
         until: config.heal_at,
         burst: 80,
         burst_every: Duration::from_secs(25),
+        conversations: scenario.conversations != Conversations::None,
     };
     let world = World::build(
         topology,
@@ -89,6 +93,7 @@ fn build_world(config: &RunConfig) -> World {
             }
         },
         load,
+        scenario.conversations != Conversations::WithoutAffinity,
     );
     if config.keep_trace {
         world.log.lock().expect("log lock").trace_lines = Some(Vec::new());
@@ -174,6 +179,7 @@ pub fn run(config: RunConfig) -> RunReport {
         redispatch: log.redispatch_delays(),
         tasks: log.submitted.len(),
         adversary_attempts: log.adversary_attempts,
+        first_tokens: log.first_tokens.clone(),
         trace_lines: log.trace_lines.take(),
     }
 }

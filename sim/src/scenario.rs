@@ -81,7 +81,17 @@ pub struct Scenario {
     /// turmoil's per-message fail and repair rates (bursty loss); 0.0 for none.
     pub fail_rate: f64,
     pub repair_rate: f64,
+    pub conversations: Conversations,
     pub plan: fn(&mut ChaCha8Rng) -> Vec<Step>,
+}
+
+/// Whether the master's users also hold multi-turn conversations with the hubs' model
+/// (`crate::conversations`), and whether the nodes route them with session affinity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversations {
+    None,
+    WithAffinity,
+    WithoutAffinity,
 }
 
 fn at(s: u64) -> Duration {
@@ -116,13 +126,14 @@ fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step>
         .collect()
 }
 
-pub const SCENARIOS: [Scenario; 13] = [
+pub const SCENARIOS: [Scenario; 15] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
         links_deliver: true,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |_| Vec::new(),
     },
     Scenario {
@@ -131,6 +142,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let down = between(rng, 30, 60);
@@ -153,6 +165,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 30, 60);
@@ -175,6 +188,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 30, 60);
@@ -202,6 +216,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let hold = between(rng, 30, 60);
@@ -224,6 +239,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: true,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let mut steps = Vec::new();
             let mut t = 30u64;
@@ -250,6 +266,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.02,
         repair_rate: 0.4,
+        conversations: Conversations::None,
         plan: |_| Vec::new(),
     },
     Scenario {
@@ -258,6 +275,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let links = [
                 (s("hetzner"), s("backup")),
@@ -293,6 +311,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let first = between(rng, 30, 50);
             let second = first + between(rng, 30, 60);
@@ -314,6 +333,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 20, 60);
@@ -340,6 +360,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: false,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let victim = hub(rng);
             let others = ["hetzner", "zombie-pc", "backup"]
@@ -367,6 +388,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: true,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let crashed = hub(rng);
             let hung = if crashed == "backup" {
@@ -405,6 +427,7 @@ pub const SCENARIOS: [Scenario; 13] = [
         links_deliver: true,
         fail_rate: 0.0,
         repair_rate: 0.0,
+        conversations: Conversations::None,
         plan: |rng| {
             let models = |hub: &str, names: &[&str]| Fault::Models(s(hub), names.iter().map(|m| s(m)).collect());
             let down = between(rng, 60, 100);
@@ -420,6 +443,24 @@ pub const SCENARIOS: [Scenario; 13] = [
                 Step { at: hang + between(rng, 5, 15), fault: Fault::BackendRelease(s("backup")) },
             ]
         },
+    },
+    Scenario {
+        name: "conversations",
+        about: "multi-turn chats beside the task load, kept on the hub that has their history (affinity on)",
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        conversations: Conversations::WithAffinity,
+        plan: |_| Vec::new(),
+    },
+    Scenario {
+        name: "conversations_off",
+        about: "the same chats routed by load and latency alone (selection.affinity = false)",
+        links_deliver: true,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        conversations: Conversations::WithoutAffinity,
+        plan: |_| Vec::new(),
     },
 ];
 

@@ -20,6 +20,7 @@ use crate::adversary::adversary;
 use crate::backend::{backend_host, serve_backend, SimDial, BACKEND_PORT};
 use crate::clock::SimClock;
 use crate::config_changes::{apply_config_changes, configured, PSK};
+use crate::conversations::converse;
 use crate::http::{self, SimTcpListener};
 use crate::load::{generate_load, read_status};
 use crate::models::{ModelRules, Staleness, LLM_TASK_TYPE};
@@ -40,7 +41,8 @@ kind = "sleep"
 
 /// A node's settings: the master runs its chat tasks itself (`sleep`); a hub's `http` executor
 /// calls its backend host, and its `openai` executor relays `llm` tasks to the same host.
-fn settings_for(def: &NodeDef) -> Settings {
+/// Session affinity (`selection.affinity`) as `affinity` says.
+fn settings_for(def: &NodeDef, affinity: bool) -> Settings {
     let text = if def.master {
         SETTINGS.to_string()
     } else {
@@ -51,6 +53,7 @@ fn settings_for(def: &NodeDef) -> Settings {
         );
         SETTINGS.replace("[executors.chat]\nkind = \"sleep\"", &backend)
     };
+    let text = format!("{text}\n[selection]\naffinity = {affinity}\n");
     Settings::parse(&text).expect("the simulator's settings parse")
 }
 
@@ -104,6 +107,8 @@ pub struct Load {
     /// Tasks submitted at once every `burst_every`.
     pub burst: u32,
     pub burst_every: Duration,
+    /// Users also hold conversations (`crate::conversations`).
+    pub conversations: bool,
 }
 
 pub struct World {
@@ -127,6 +132,7 @@ impl World {
         tick: Duration,
         builder: impl FnOnce(&mut turmoil::Builder),
         load: Load,
+        affinity: bool,
     ) -> Self {
         let mut config = turmoil::Builder::new();
         config
@@ -155,7 +161,7 @@ impl World {
                 def: def.clone(),
                 log: log.clone(),
                 federation: federation.clone(),
-                settings: settings_for(def),
+                settings: settings_for(def, affinity),
                 gpu_nodes: gpu_nodes.clone(),
                 incarnations: incarnations.clone(),
             };
@@ -176,7 +182,7 @@ impl World {
             .set(simulated_federation(&sim, &nodes))
             .expect("set once");
         // Every node has the same timing.
-        let timing = settings_for(&nodes[0]).timing;
+        let timing = settings_for(&nodes[0], affinity).timing;
         {
             let mut log = log.lock().expect("log lock");
             log.relay_nodes = nodes
@@ -301,7 +307,11 @@ async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
             derive_seed(seed, "load"),
             load,
         ));
-        tokio::spawn(read_status(me, pool, log.clone(), load));
+        tokio::spawn(read_status(me, pool.clone(), log.clone(), load));
+        if load.conversations {
+            let seed = derive_seed(seed, "conversations");
+            tokio::spawn(converse(me, pool, log.clone(), seed, load));
+        }
     }
     if def.id == "backup" {
         let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));

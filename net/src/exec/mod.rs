@@ -20,7 +20,7 @@ pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]
 pub(crate) use http_backend::error_chain;
 pub use http_backend::{CallError, HttpBackends};
-pub use openai::{requested_model, WHOLE_ANSWER_MAX};
+pub use openai::{relayed_conversation, requested_model, WHOLE_ANSWER_MAX};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use running::Running;

@@ -14,6 +14,8 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use triforce_core::affinity::AffinityKey;
+use triforce_core::door::conversation_key;
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
 
@@ -77,6 +79,17 @@ pub fn requested_model(payload: &RawJson) -> Option<String> {
         return None;
     }
     relayed.body?.model.filter(|m| !m.is_empty())
+}
+
+/// The conversation a relay-shaped payload's body belongs to (see
+/// [`triforce_core::door::conversation_key`]), so a chat sent through the seed's API stays on
+/// the node that has its history, as the door's chats do. `None` for any other payload.
+pub fn relayed_conversation(payload: &RawJson) -> Option<AffinityKey> {
+    let relayed: Relayed = serde_json::from_str(payload.get()).ok()?;
+    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
+        return None;
+    }
+    conversation_key(relayed.body?.get().as_bytes())
 }
 
 /// Why a relayed request got no answer to pass on.
@@ -395,5 +408,41 @@ mod tests {
             None
         );
         assert_eq!(model_of("null"), None);
+    }
+
+    #[test]
+    fn a_relayed_chat_keeps_its_conversation() {
+        let conversation = |payload: &str| {
+            relayed_conversation(&RawJson::parse_str(payload).expect("test payloads are JSON"))
+        };
+        let turn = |history: &str| {
+            format!(
+                r#"{{"path": "/v1/chat/completions", "body": {{"model": "m", "messages": [{{"role": "system", "content": "be brief"}}, {{"role": "user", "content": "hi"}}{history}]}}}}"#
+            )
+        };
+        let first = conversation(&turn(""));
+        assert!(first.is_some());
+        let later = turn(
+            r#", {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}"#,
+        );
+        assert_eq!(
+            conversation(&later),
+            first,
+            "the same conversation, a later turn"
+        );
+        let other = turn("").replace("be brief", "be verbose");
+        assert_ne!(conversation(&other), first);
+        // A task that is no chat, or names no conversation, has none.
+        assert_eq!(conversation(r#"{"ms": 5}"#), None);
+        assert_eq!(
+            conversation(r#"{"path": "/v1/chat/completions", "body": {"model": "m", "ms": 5}}"#),
+            None
+        );
+        assert_eq!(
+            conversation(
+                r#"{"path": "/etc/x", "body": {"messages": [{"role": "user", "content": "hi"}]}}"#
+            ),
+            None
+        );
     }
 }

@@ -254,7 +254,13 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
     let task_id = task.task_id.clone();
     // A relay-shaped payload naming a model routes by it, as the door's requests do.
     let model = crate::exec::requested_model(&task.payload);
-    let Submitted { outcome, stream } = node.submit_streaming(task, model.as_deref(), None).await;
+    // ... and keeps its conversation on the node that has the history cached.
+    let affinity = model
+        .as_ref()
+        .and_then(|_| crate::exec::relayed_conversation(&task.payload));
+    let Submitted { outcome, stream } = node
+        .submit_streaming(task, model.as_deref(), affinity)
+        .await;
     let outcome = match (outcome, stream) {
         (
             TaskOutcome::Completed {
