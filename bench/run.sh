@@ -7,7 +7,8 @@
 #   (c)  client -> node A (HTTP shim) -> QUIC -> node B -> http executor -> backend
 #   (c') client -> node A -> http executor on A -> backend
 #   (f)  client -> a minimal tokio + hyper proxy -> backend (saturation only: the stack's floor)
-# Then the failover race (kill -9 of a backend host mid-run) and the idle cost of a node.
+# Then the failover race (kill -9 of a backend host mid-run), the idle cost of a node, and
+# instructions per (c') and (c) task under callgrind (bench/callgrind.sh).
 # Writes its figures into BENCHMARKS.md between the bench markers. Traffic stays on 127.0.0.0/8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -251,3 +252,11 @@ tail -1 "$work/results"
 mkdir -p target/bench && cp "$work/results" target/bench/results.jsonl
 python3 bench/report.py "$work/results" "$rate" "$CONNECTIONS" "$SECONDS_PER_RUN" "$ROUNDS" BENCHMARKS.md
 echo "figures written to BENCHMARKS.md"
+
+# The per-task cost a shared machine cannot blur: instructions per (c') and (c) task under
+# callgrind (CALLGRIND=0 skips it). Its own script, so it can also run alone.
+if [ "${CALLGRIND:-1}" != 0 ]; then
+  cleanup
+  pids=()
+  bash bench/callgrind.sh
+fi
