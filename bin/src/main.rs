@@ -66,6 +66,9 @@ enum Command {
     Backend(cmd::backend::Args),
     /// Manage the ingress's API keys (add prints the new key once).
     Apikey(cmd::apikey::Args),
+    /// What each API key used at the door, per day and model (requests, errors, tokens), from
+    /// this node's usage database, or with --all from every node.
+    Usage(cmd::usage::Args),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Init(args) => cmd::init::run(args),
             Command::Apikey(args) => cmd::apikey::run(args),
+            Command::Usage(args) => cmd::usage::run(args).await,
             Command::Wireguard(args) => cmd::wireguard::run(args),
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Backend(args) => cmd::backend::run(args).await,

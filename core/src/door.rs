@@ -15,13 +15,18 @@ use serde_json::value::RawValue;
 use crate::affinity::AffinityKey;
 
 /// The top-level fields the door reads; each must appear at most once and spelled exactly.
-pub const DOOR_FIELDS: [&str; 1] = ["model"];
+pub const DOOR_FIELDS: [&str; 3] = ["model", "stream", "stream_options"];
 
 /// The fields the door reads, as the client sent them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DoorFields {
     /// `model`, when it is a string.
     pub model: Option<String>,
+    /// `stream`, when it is a boolean (a backend refuses any other value itself).
+    pub stream: Option<bool>,
+    /// Whether `stream_options` is there: the client chose what its stream reports, and the
+    /// door leaves that alone (it asks for usage only where the client said nothing).
+    pub stream_options: bool,
 }
 
 /// Why a body cannot be read as a request.
@@ -80,19 +85,26 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = DoorFields::default();
-        let mut seen_model = false;
+        let mut seen = [false; DOOR_FIELDS.len()];
         let mut refusal = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "model" {
-                let value: serde_json::Value = map.next_value()?;
-                if seen_model {
-                    refusal.get_or_insert(FieldError::Duplicate("model"));
+            if let Some(at) = DOOR_FIELDS.iter().position(|f| *f == key) {
+                if std::mem::replace(&mut seen[at], true) {
+                    refusal.get_or_insert(FieldError::Duplicate(DOOR_FIELDS[at]));
                 }
-                seen_model = true;
-                match value {
-                    serde_json::Value::String(model) => fields.model = Some(model),
+                match DOOR_FIELDS[at] {
+                    "model" => match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::String(model) => fields.model = Some(model),
+                        _ => {
+                            refusal.get_or_insert(FieldError::NotString("model"));
+                        }
+                    },
+                    "stream" => {
+                        fields.stream = map.next_value::<serde_json::Value>()?.as_bool();
+                    }
                     _ => {
-                        refusal.get_or_insert(FieldError::NotString("model"));
+                        map.next_value::<IgnoredAny>()?;
+                        fields.stream_options = true;
                     }
                 }
                 continue;
@@ -214,6 +226,26 @@ mod tests {
         assert_eq!(read("[1]"), Err(FieldError::NotObject));
         assert!(matches!(read("{"), Err(FieldError::NotJson(_))));
         assert!(matches!(read("{} {}"), Err(FieldError::NotJson(_))));
+    }
+
+    #[test]
+    fn the_stream_flag_and_options_are_read_once_and_exactly() {
+        let fields = read(r#"{"model":"m","stream":true}"#).unwrap();
+        assert_eq!((fields.stream, fields.stream_options), (Some(true), false));
+        let fields = read(r#"{"stream":false,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!((fields.stream, fields.stream_options), (Some(false), true));
+        assert_eq!(read(r#"{"stream":"yes"}"#).unwrap().stream, None);
+        assert_eq!(
+            read(r#"{"stream":true,"stream":false}"#),
+            Err(FieldError::Duplicate("stream"))
+        );
+        assert_eq!(
+            read(r#"{"stream":true,"Stream_Options":{}}"#),
+            Err(FieldError::CaseVariant {
+                field: "stream_options",
+                found: "Stream_Options".into()
+            })
+        );
     }
 
     #[test]

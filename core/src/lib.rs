@@ -40,6 +40,7 @@
 //! - [`config`]: `federation_nodes.json` and `federation.toml`, parsed and checked.
 //! - [`door`]: what the AI door reads of a client's body, refusing bodies two decoders would
 //!   read differently.
+//! - [`usage`]: the token counts a backend reports, read from its answer as it passes.
 
 pub mod affinity;
 pub mod auth;
@@ -56,3 +57,4 @@ pub mod node;
 pub mod selection;
 pub mod task;
 pub mod time;
+pub mod usage;

@@ -9,6 +9,7 @@
 //! - [`http`]: the seed's HTTP API and `/metrics`.
 //! - [`dashboard`]: the live web page at `/ui`.
 //! - [`ingress`]: the OpenAI- and Ollama-compatible door for AI clients, behind API keys.
+//! - [`usage`]: what each key used at the door, counted from the backends' answers and stored.
 //! - [`client`]: a signed HTTP client, for the CLI and tests.
 
 pub mod clock;
@@ -29,3 +30,4 @@ pub mod metrics;
 pub mod node;
 
 pub mod quic;
+pub mod usage;

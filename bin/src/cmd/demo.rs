@@ -361,15 +361,16 @@ async fn start(dir: &Path, id: &str) -> Result<Running> {
     let ingress = match config.settings.ingress.listen {
         Some(listen) => {
             let (_, keys) = triforce_net::ingress::load_api_keys(&config)?;
-            Some((tokio::net::TcpListener::bind(listen).await?, keys))
+            let usage = triforce_net::usage::start_meter(&config)?;
+            Some((tokio::net::TcpListener::bind(listen).await?, keys, usage))
         }
         None => None,
     };
     let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
     let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
-    let ingress = ingress.map(|(listener, keys)| {
+    let ingress = ingress.map(|(listener, keys, usage)| {
         let keys = triforce_net::ingress::KeyCheck::new(keys);
-        let app = triforce_net::ingress::router(node.clone(), keys);
+        let app = triforce_net::ingress::router(node.clone(), keys, usage);
         tokio::spawn(triforce_net::ingress::serve(
             node.clone(),
             app,

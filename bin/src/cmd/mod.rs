@@ -8,4 +8,5 @@ pub mod run;
 pub mod sign;
 pub mod status;
 pub mod submit;
+pub mod usage;
 pub mod wireguard;

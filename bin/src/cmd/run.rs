@@ -56,21 +56,23 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
         Some(listen) => {
             let (path, keys) = triforce_net::ingress::load_api_keys(&config)?;
             let tls = triforce_net::ingress::tls_acceptor(&config)?;
+            let usage = triforce_net::usage::start_meter(&config)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("ingress: cannot listen on {listen}"))?;
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(%listen, scheme, keys = keys.keys.len(), file = %path.display(), "ingress (OpenAI and Ollama APIs) listening");
-            Some((listener, keys, tls))
+            Some((listener, keys, tls, usage))
         }
         None => None,
     };
     let node = Node::start(config, udp, Arc::new(SystemClock::new()), rng_seed())?;
     tracing::info!(node = %node.id(), %addr, "node started (HTTP on TCP, QUIC on UDP)");
     let http = tokio::spawn(triforce_net::http::serve(node.clone(), tcp));
-    let ingress = ingress.map(|(listener, keys, tls)| {
-        let app =
-            triforce_net::ingress::router(node.clone(), triforce_net::ingress::KeyCheck::new(keys));
+    let usage = ingress.as_ref().and_then(|(_, _, _, usage)| usage.clone());
+    let ingress = ingress.map(|(listener, keys, tls, usage)| {
+        let keys = triforce_net::ingress::KeyCheck::new(keys);
+        let app = triforce_net::ingress::router(node.clone(), keys, usage);
         tokio::spawn(triforce_net::ingress::serve(
             node.clone(),
             app,
@@ -108,6 +110,12 @@ async fn serve(config: triforce_net::load::NodeConfig) -> Result<ExitCode> {
     let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
     if let Some(ingress) = ingress {
         let _ = tokio::time::timeout(Duration::from_secs(5), ingress).await;
+    }
+    // The counts of the last second, which the meter would write a moment from now.
+    if let Some(usage) = usage {
+        if let Err(error) = usage.flush() {
+            tracing::warn!(%error, "the last usage counts were not written");
+        }
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -52,6 +52,9 @@ pub struct IngressSettings {
     /// both are set.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// The usage database (what each key used, per model and day), relative to the config
+    /// directory; `""` keeps no usage.
+    pub usage_db: PathBuf,
 }
 
 impl Default for IngressSettings {
@@ -65,6 +68,7 @@ impl Default for IngressSettings {
             first_byte_timeout_ms: 120_000,
             tls_cert_file: None,
             tls_key_file: None,
+            usage_db: PathBuf::from("usage.sqlite3"),
         }
     }
 }

@@ -35,13 +35,47 @@ pub async fn page() -> Response {
 pub fn state_json(node: &Node) -> serde_json::Value {
     let (tasks, events) = node.shared.journal.snapshot();
     let heartbeat_ms = node.config().settings.timing.heartbeat_interval_ms;
+    let unix_s = node.shared.clock.unix_s();
     json!({
         "node": node.id().as_str(),
         "poll_ms": heartbeat_ms.clamp(500, 2_000),
         "heartbeat_interval_ms": heartbeat_ms,
-        "unix_s": node.shared.clock.unix_s(),
+        "unix_s": unix_s,
         "status": status_json(node),
         "tasks": tasks,
         "events": events,
+        "usage": usage_today(node, unix_s),
     })
+}
+
+/// Today's use per key at this node's door (all models together), or `null` where the node
+/// keeps no usage. A read of a few rows from the local database (after writing the counts in
+/// memory), once per poll.
+fn usage_today(node: &Node, unix_s: u64) -> serde_json::Value {
+    let Some(meter) = node.shared.usage.get() else {
+        return serde_json::Value::Null;
+    };
+    let day = crate::usage::day_of(unix_s);
+    let filter = crate::usage::UsageFilter {
+        key: None,
+        since: Some(day.clone()),
+    };
+    let rows = match meter.rows(&filter) {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "the dashboard could not read today's usage");
+            return serde_json::Value::Null;
+        }
+    };
+    let mut keys: std::collections::BTreeMap<String, crate::usage::UsageRow> = Default::default();
+    for row in rows {
+        let total = keys.entry(row.key.clone()).or_default();
+        total.key = row.key;
+        total.requests += row.requests;
+        total.errors += row.errors;
+        total.prompt_tokens += row.prompt_tokens;
+        total.completion_tokens += row.completion_tokens;
+        total.unmetered += row.unmetered;
+    }
+    json!({"day": day, "keys": keys.into_values().collect::<Vec<_>>()})
 }

@@ -11,6 +11,9 @@ mod long_tasks;
 mod routes;
 mod server;
 pub mod sources;
+mod usage;
+
+pub use usage::is_day;
 
 pub use error::ApiError;
 pub use server::{serve, ClientAddr, Listener};

@@ -49,6 +49,7 @@ pub fn router(node: Node, long_tasks: Arc<LongTasks>) -> Router {
         .route("/v1/federation/reload", post(super::control::reload))
         .route("/v1/federation/drain", post(super::control::drain))
         .route("/v1/federation/undrain", post(super::control::undrain))
+        .route("/v1/federation/usage", post(super::usage::usage))
         .route(
             "/metrics",
             get(metrics).route_layer(from_fn_with_state(node.clone(), own_host_only)),

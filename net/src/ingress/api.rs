@@ -19,11 +19,13 @@ use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
+use triforce_core::usage::{asking_for_usage, Framing};
 
 use super::keys::KeyCheck;
 use super::shape::{Api, IngressError};
 use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
+use crate::usage::{Account, MeteredBody, UsageMeter};
 
 /// Task types the ingress submits.
 pub const CHAT_TASK: &str = "chat";
@@ -32,6 +34,8 @@ pub const EMBEDDINGS_TASK: &str = "embeddings";
 struct Ingress {
     node: Node,
     keys: Arc<KeyCheck>,
+    /// Counts what each key used; `None` when `ingress.usage_db` is empty.
+    usage: Option<Arc<UsageMeter>>,
     /// Request (and task) ids: this node, when its ingress started, and a counter, so ids stay
     /// unique across the federation and across restarts.
     id_prefix: String,
@@ -65,19 +69,23 @@ const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endp
 /// needs a key with the dashboard permission).
 const PUBLIC_PATHS: [&str; 2] = ["/api/version", "/ui"];
 
-/// The ingress router for `node`, checking keys against `keys`. Layers, outermost first: the
-/// request id; the key, checked on the headers before a byte of the body is read; the body,
-/// read within the limit and the request's deadline.
-pub fn router(node: Node, keys: KeyCheck) -> Router {
+/// The ingress router for `node`, checking keys against `keys`, counting each key's use in
+/// `usage`. Layers, outermost first: the request id; the key, checked on the headers before a
+/// byte of the body is read; the body, read within the limit and the request's deadline.
+pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Router {
     let keys = Arc::new(keys);
     // A reload replaces the keys from the same file.
     let _ = node.shared.ingress_keys.set(keys.clone());
+    if let Some(usage) = &usage {
+        let _ = node.shared.usage.set(usage.clone());
+    }
     let settings = node.config().settings.clone();
     let body_max = settings.ingress.body_bytes_max(&settings.limits);
     let id_prefix = format!("{}-{}", node.id(), node.shared.clock.unix_s());
     let ingress = Arc::new(Ingress {
         node,
         keys,
+        usage,
         id_prefix,
         next_id: AtomicU64::new(0),
     });
@@ -198,7 +206,16 @@ async fn relay_post(
         IngressError::new(api, StatusCode::BAD_REQUEST, code, e.to_string())
     })?;
     let model = allowed_model(api, &key, fields.model)?;
-    let body = std::str::from_utf8(&body).map_err(|_| {
+    // An OpenAI stream whose client said nothing about what it reports is asked for the
+    // backend's token counts, so the key's use is counted; the client does not see them.
+    let ask_for_usage = ingress.usage.is_some()
+        && api == Api::OpenAi
+        && endpoint.task_type == CHAT_TASK
+        && fields.stream == Some(true)
+        && !fields.stream_options;
+    let asked = ask_for_usage.then(|| asking_for_usage(&body)).flatten();
+    let body = asked.as_deref().unwrap_or(&body);
+    let body = std::str::from_utf8(body).map_err(|_| {
         IngressError::new(
             api,
             StatusCode::BAD_REQUEST,
@@ -213,7 +230,35 @@ async fn relay_post(
     };
     // The client's body goes inside the payload as written: never decoded and re-encoded.
     let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
-    submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await
+    let account = ingress.usage.as_ref().map(|meter| Account {
+        meter: meter.clone(),
+        clock: ingress.node.shared.clock.clone(),
+        key: key.name.clone(),
+        model: model.clone(),
+    });
+    let answered = submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await;
+    match account {
+        Some(account) => metered(answered, account, asked.is_some()),
+        None => answered,
+    }
+}
+
+/// `answered`, counted to `account`: an error at once, an answer when its body has passed.
+fn metered(
+    answered: Result<Response, IngressError>,
+    account: Account,
+    asked_for_usage: bool,
+) -> Result<Response, IngressError> {
+    let response = answered.inspect_err(|_| account.failed())?;
+    let framing = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Framing::Whole, Framing::of);
+    let status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    let body = MeteredBody::new(body, framing, status, account, asked_for_usage);
+    Ok(Response::from_parts(parts, axum::body::Body::new(body)))
 }
 
 /// The model a request names, if it names one and `key` may use it.

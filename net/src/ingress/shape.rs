@@ -81,28 +81,8 @@ impl IntoResponse for IngressError {
     }
 }
 
-/// How a streamed answer is framed, from its content type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// `text/event-stream` (OpenAI with `"stream": true`).
-    ServerSentEvents,
-    /// `application/x-ndjson` (Ollama's streams).
-    JsonLines,
-    /// One JSON document (an answer that does not stream): nothing can be appended to it.
-    Whole,
-}
-
-impl Framing {
-    pub fn of(content_type: &str) -> Framing {
-        if content_type.starts_with("text/event-stream") {
-            Framing::ServerSentEvents
-        } else if content_type.starts_with("application/x-ndjson") {
-            Framing::JsonLines
-        } else {
-            Framing::Whole
-        }
-    }
-}
+/// How a streamed answer is framed (what the usage reader reads by, too).
+pub use triforce_core::usage::Framing;
 
 /// The event that ends a stream that broke off, in the stream's framing; `None` where no
 /// event fits (a whole document), in which case the connection is aborted instead, which

@@ -203,6 +203,11 @@ fn fixed_parts_unchanged(running: &NodeConfig, wanted: &NodeConfig) -> Result<()
         format!("{:?} {:?}", new.tls_cert_file, new.tls_key_file),
     )?;
     needs_restart(
+        "[ingress] usage_db",
+        old.usage_db.display().to_string(),
+        new.usage_db.display().to_string(),
+    )?;
+    needs_restart(
         "limits.runtime_threads",
         running.settings.limits.runtime_threads.to_string(),
         wanted.settings.limits.runtime_threads.to_string(),

@@ -48,6 +48,9 @@ pub struct Shared {
     pub told_draining: Mutex<std::collections::BTreeSet<triforce_core::node::NodeId>>,
     /// The ingress's API keys, once its router is built; a reload replaces them.
     pub ingress_keys: std::sync::OnceLock<Arc<crate::ingress::KeyCheck>>,
+    /// The door's usage meter, once its router is built with one: read by the signed usage
+    /// route, so `triforce usage --all` can ask every door.
+    pub usage: std::sync::OnceLock<Arc<crate::usage::UsageMeter>>,
     /// Held only for the insert of an authenticated request.
     pub replay: Mutex<ReplayCache>,
     /// Limits the log lines of refused requests and peers, per reason.
@@ -97,6 +100,7 @@ impl Shared {
             generation: watch::Sender::new(0),
             reloading: tokio::sync::Mutex::new(()),
             ingress_keys: std::sync::OnceLock::new(),
+            usage: std::sync::OnceLock::new(),
             told_draining: Mutex::new(std::collections::BTreeSet::new()),
             replay: Mutex::new(replay),
             refusal_log: LogLimiter::default(),

@@ -184,6 +184,44 @@ fn prompt(request: &Value) -> String {
     request["prompt"].as_str().unwrap_or_default().to_string()
 }
 
+/// The prompt's length in tokens, as this stand-in counts them: the words of every message (or
+/// of the prompt, or of the inputs to embed). What it reports in `usage` and Ollama's counts,
+/// so a test can check what the door counted against what it sent.
+fn prompt_tokens(request: &Value) -> u64 {
+    let words = |text: &str| text.split_whitespace().count() as u64;
+    if let Some(messages) = request["messages"].as_array() {
+        return messages
+            .iter()
+            .map(|m| words(m["content"].as_str().unwrap_or_default()))
+            .sum();
+    }
+    if let Some(prompt) = request["prompt"].as_str() {
+        return words(prompt);
+    }
+    inputs(&request["input"]).iter().map(|t| words(t)).sum()
+}
+
+/// Whether an OpenAI streaming request asked for a last event with its token counts.
+fn wants_stream_usage(request: &Value) -> bool {
+    request["stream_options"]["include_usage"].as_bool() == Some(true)
+}
+
+/// OpenAI's `usage` for a request of `request`'s prompt and `completion` tokens.
+fn openai_usage(request: &Value, completion: u32) -> Value {
+    let prompt = prompt_tokens(request);
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + u64::from(completion)})
+}
+
+/// The event an OpenAI stream ends with when its client asked for usage (no choices).
+fn usage_event(request: &Value, id: &str, object: &str, model: &str, completion: u32) -> String {
+    if !wants_stream_usage(request) {
+        return String::new();
+    }
+    let event = json!({"id": id, "object": object, "created": unix_s(), "model": model,
+        "choices": [], "usage": openai_usage(request, completion)});
+    format!("data: {event}\n\n")
+}
+
 fn token(i: u32) -> String {
     format!("tok{i} ")
 }
@@ -323,10 +361,17 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
         };
         let last = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        let usage = usage_event(
+            &request,
+            &id,
+            "chat.completion.chunk",
+            &model,
+            backend.args.tokens,
+        );
         let shape = Shape {
             content_type: "text/event-stream",
             token: Box::new(chunk),
-            end: format!("data: {last}\n\ndata: [DONE]\n\n"),
+            end: format!("data: {last}\n\n{usage}data: [DONE]\n\n"),
         };
         return stream(&backend, &prompt(&request), shape);
     }
@@ -334,7 +379,7 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
     let tokens = backend.args.tokens;
     let answer = Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}}))
+        "usage": openai_usage(&request, tokens)}))
     .into_response();
     if prompt(&request).contains("[break]") {
         return cut_whole(answer).await;
@@ -384,17 +429,25 @@ async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Respon
                 format!("data: {piece}\n\n")
             }
         };
+        let usage = usage_event(
+            &request,
+            &id,
+            "text_completion",
+            &model,
+            backend.args.tokens,
+        );
         let shape = Shape {
             content_type: "text/event-stream",
             token: Box::new(chunk),
-            end: "data: [DONE]\n\n".to_string(),
+            end: format!("{usage}data: [DONE]\n\n"),
         };
         return stream(&backend, &prompt(&request), shape);
     }
     let text = whole_text(&backend, &request).await;
     Json(
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}]}),
+        "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
+        "usage": openai_usage(&request, backend.args.tokens)}),
     )
     .into_response()
 }
@@ -410,8 +463,10 @@ async fn openai_embeddings(State(backend): State<Shared>, body: Bytes) -> Respon
         .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embedding(&backend, text)}))
         .collect();
     backend.completed.fetch_add(1, Ordering::SeqCst);
-    Json(json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
-        .into_response()
+    Json(
+        json!({"object": "list", "data": data, "model": model, "usage": openai_usage(&request, 0)}),
+    )
+    .into_response()
 }
 
 async fn openai_models(State(backend): State<Shared>) -> Json<Value> {
@@ -446,9 +501,10 @@ async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Respo
         _ => json!(text),
     };
     let tokens = backend.args.tokens;
+    let prompt_eval_count = prompt_tokens(&request);
     let last = |text: &str| {
         let mut done = json!({"model": model, "created_at": CREATED_AT, "done": true, "done_reason": "stop",
-            "total_duration": 1, "load_duration": 0, "prompt_eval_count": 1, "eval_count": tokens, "eval_duration": 1});
+            "total_duration": 1, "load_duration": 0, "prompt_eval_count": prompt_eval_count, "eval_count": tokens, "eval_duration": 1});
         done[field] = piece(text);
         done
     };
@@ -482,7 +538,8 @@ async fn ollama_embed(State(backend): State<Shared>, body: Bytes) -> Response {
         .map(|t| embedding(&backend, t))
         .collect();
     backend.completed.fetch_add(1, Ordering::SeqCst);
-    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1, "prompt_eval_count": 1})).into_response()
+    let prompt_eval_count = prompt_tokens(&request);
+    Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1, "prompt_eval_count": prompt_eval_count})).into_response()
 }
 
 async fn ollama_embeddings_legacy(State(backend): State<Shared>, body: Bytes) -> Response {
