@@ -15,7 +15,14 @@ use serde_json::value::RawValue;
 use crate::affinity::AffinityKey;
 
 /// The top-level fields the door reads; each must appear at most once and spelled exactly.
-pub const DOOR_FIELDS: [&str; 3] = ["model", "stream", "stream_options"];
+pub const DOOR_FIELDS: [&str; 6] = [
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "options",
+];
 
 /// The fields the door reads, as the client sent them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +34,28 @@ pub struct DoorFields {
     /// Whether `stream_options` is there: the client chose what its stream reports, and the
     /// door leaves that alone (it asks for usage only where the client said nothing).
     pub stream_options: bool,
+    /// The most completion tokens the request asks for: the largest of `max_tokens`,
+    /// `max_completion_tokens` and Ollama's `options.num_predict`, where a number; a negative
+    /// `num_predict` (Ollama's "no limit") reads as `u64::MAX`.
+    pub max_tokens: Option<u64>,
+    /// Whether Ollama's `options` object is there (a cap then goes inside it).
+    pub options: bool,
+}
+
+/// What the door reads of Ollama's `options`.
+#[derive(Deserialize)]
+struct OllamaOptions {
+    #[serde(default)]
+    num_predict: Option<serde_json::Value>,
+}
+
+/// A token count as a client wrote it: a non-negative integer, or (Ollama) a negative one for
+/// "no limit"; anything else is the backend's to refuse.
+fn token_count(value: &serde_json::Value) -> Option<u64> {
+    match value.as_i64() {
+        Some(n) if n < 0 => Some(u64::MAX),
+        _ => value.as_u64(),
+    }
 }
 
 /// Why a body cannot be read as a request.
@@ -102,9 +131,22 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                     "stream" => {
                         fields.stream = map.next_value::<serde_json::Value>()?.as_bool();
                     }
-                    _ => {
+                    "stream_options" => {
                         map.next_value::<IgnoredAny>()?;
                         fields.stream_options = true;
+                    }
+                    "options" => {
+                        let value: serde_json::Value = map.next_value()?;
+                        fields.options = value.is_object();
+                        let asked = serde_json::from_value::<OllamaOptions>(value)
+                            .ok()
+                            .and_then(|o| o.num_predict)
+                            .and_then(|n| token_count(&n));
+                        fields.max_tokens = fields.max_tokens.max(asked);
+                    }
+                    _ => {
+                        let value: serde_json::Value = map.next_value()?;
+                        fields.max_tokens = fields.max_tokens.max(token_count(&value));
                     }
                 }
                 continue;
@@ -122,6 +164,38 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             None => Ok(fields),
         })
     }
+}
+
+/// `body`, a JSON object with at least one member, with `member` (`"name":value`, as JSON
+/// text) added first: as text, so the rest of the body stays as the client wrote it. `None` if
+/// `body` is no object.
+pub fn with_member(body: &[u8], member: &str) -> Option<Vec<u8>> {
+    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[open] != b'{' {
+        return None;
+    }
+    let closes_at_once = body[open + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|b| *b == b'}');
+    let mut with = Vec::with_capacity(body.len() + member.len() + 1);
+    with.extend_from_slice(&body[..=open]);
+    with.extend_from_slice(member.as_bytes());
+    if !closes_at_once {
+        with.push(b',');
+    }
+    with.extend_from_slice(&body[open + 1..]);
+    Some(with)
+}
+
+/// `body` with Ollama's `options.num_predict` set to `cap`, where `options` is there without
+/// it: the one change the door cannot make as text, so the body is decoded and written again.
+pub fn with_num_predict(body: &[u8], cap: u64) -> Option<Vec<u8>> {
+    let mut request: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).ok()?;
+    let options = request.get_mut("options")?.as_object_mut()?;
+    options.insert("num_predict".into(), cap.into());
+    serde_json::to_vec(&request).ok()
 }
 
 /// What names a conversation in a request body (see [`conversation_key`]).
@@ -226,6 +300,42 @@ mod tests {
         assert_eq!(read("[1]"), Err(FieldError::NotObject));
         assert!(matches!(read("{"), Err(FieldError::NotJson(_))));
         assert!(matches!(read("{} {}"), Err(FieldError::NotJson(_))));
+    }
+
+    #[test]
+    fn the_tokens_asked_for_are_the_largest_named() {
+        let asked = |body: &str| read(body).unwrap().max_tokens;
+        assert_eq!(asked(r#"{"max_tokens":50}"#), Some(50));
+        assert_eq!(
+            asked(r#"{"max_tokens":50,"max_completion_tokens":80}"#),
+            Some(80)
+        );
+        assert_eq!(asked(r#"{"options":{"num_predict":30}}"#), Some(30));
+        assert_eq!(asked(r#"{"options":{"num_predict":-1}}"#), Some(u64::MAX));
+        assert_eq!(asked(r#"{"options":{"temperature":0}}"#), None);
+        assert!(read(r#"{"options":{}}"#).unwrap().options);
+        assert_eq!(asked(r#"{"max_tokens":"many"}"#), None);
+        assert_eq!(
+            read(r#"{"max_tokens":5,"MAX_TOKENS":500}"#),
+            Err(FieldError::CaseVariant {
+                field: "max_tokens",
+                found: "MAX_TOKENS".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_member_goes_in_first_and_the_rest_stays() {
+        let with = |body: &str| {
+            String::from_utf8(with_member(body.as_bytes(), r#""n":1"#).unwrap()).unwrap()
+        };
+        assert_eq!(with(r#" {"a":2}"#), r#" {"n":1,"a":2}"#);
+        assert_eq!(with("{ }"), r#"{"n":1 }"#);
+        assert_eq!(with_member(b"[]", r#""n":1"#), None);
+        let capped = with_num_predict(br#"{"options":{"temperature":0},"model":"m"}"#, 64).unwrap();
+        let capped: serde_json::Value = serde_json::from_slice(&capped).unwrap();
+        assert_eq!(capped["options"]["num_predict"], 64);
+        assert_eq!(capped["options"]["temperature"], 0);
     }
 
     #[test]

@@ -145,21 +145,13 @@ impl UsageReader {
 
 /// What the door adds to an OpenAI streaming request whose client did not say what its stream
 /// reports (`stream_options` absent): the backend's token counts in a last event.
-const ASK_FOR_USAGE: &[u8] = br#""stream_options":{"include_usage":true},"#;
+const ASK_FOR_USAGE: &str = r#""stream_options":{"include_usage":true}"#;
 
-/// `body`, a JSON object with `stream: true` and no `stream_options` (so at least one member),
-/// asking the backend for a last event with its token counts: the member goes in first, as
-/// text, so the rest of the body stays as the client wrote it. `None` if `body` is no object.
+/// `body`, a JSON object with `stream: true` and no `stream_options`, asking the backend for a
+/// last event with its token counts (see [`crate::door::with_member`]). `None` if `body` is no
+/// object.
 pub fn asking_for_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
-    if body[open] != b'{' {
-        return None;
-    }
-    let mut asked = Vec::with_capacity(body.len() + ASK_FOR_USAGE.len());
-    asked.extend_from_slice(&body[..=open]);
-    asked.extend_from_slice(ASK_FOR_USAGE);
-    asked.extend_from_slice(&body[open + 1..]);
-    Some(asked)
+    crate::door::with_member(body, ASK_FOR_USAGE)
 }
 
 /// Takes out of an SSE stream the event the door asked for with [`asking_for_usage`] (counts,

@@ -29,13 +29,22 @@ enum Command {
         /// Models the key may use (repeatable); any model when none is given.
         #[arg(long = "model", value_name = "MODEL")]
         models: Vec<String>,
-        /// Requests per minute the key may make; 0 = no limit.
-        #[arg(long, default_value_t = 0)]
-        requests_per_minute: u32,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// The key may read the ingress's dashboard, which shows every node, model and task of
         /// the federation (whatever `--model` limits it to).
         #[arg(long)]
         dashboard: bool,
+    },
+    /// Change a key's limits (the ones given; 0 removes a limit); the node applies them from
+    /// its next reload (`triforce reload`, SIGHUP) on.
+    Set {
+        #[arg(long, value_name = "DIR")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List the keys' names and limits (never the keys).
     List {
@@ -52,13 +61,51 @@ enum Command {
     },
 }
 
+/// A key's limits; each one not given stays as it is (`set`) or is none (`add`); 0 = none.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Requests per minute.
+    #[arg(long, value_name = "N")]
+    requests_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per minute, as the backends count them.
+    #[arg(long, value_name = "N")]
+    tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    #[arg(long = "concurrent", value_name = "N")]
+    concurrent_max: Option<u32>,
+    /// The most completion tokens one request may ask for (max_tokens, num_predict); asking
+    /// for more is refused, asking for none gets this.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u32>,
+    /// Tokens per UTC day (counted in the door's usage database).
+    #[arg(long, value_name = "N")]
+    tokens_per_day: Option<u64>,
+    /// Tokens per UTC calendar month.
+    #[arg(long, value_name = "N")]
+    tokens_per_month: Option<u64>,
+}
+
+impl LimitArgs {
+    /// Sets on `key` each limit given.
+    fn apply(&self, key: &mut ApiKey) {
+        let set = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
+        let set_u64 = |field: &mut u64, value: Option<u64>| *field = value.unwrap_or(*field);
+        set(&mut key.requests_per_minute, self.requests_per_minute);
+        set_u64(&mut key.tokens_per_minute, self.tokens_per_minute);
+        set(&mut key.concurrent_max, self.concurrent_max);
+        set(&mut key.max_tokens, self.max_tokens);
+        set_u64(&mut key.tokens_per_day, self.tokens_per_day);
+        set_u64(&mut key.tokens_per_month, self.tokens_per_month);
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Add {
             config,
             name,
             models,
-            requests_per_minute,
+            limits,
             dashboard,
         } => {
             if !key_name_is_valid(&name) {
@@ -77,13 +124,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 );
             }
             let key = new_key()?;
-            keys.keys.push(ApiKey {
-                name: name.clone(),
-                sha256: key_hash(&key),
+            let mut entry = ApiKey {
                 models,
-                requests_per_minute,
                 dashboard,
-            });
+                ..ApiKey::new(name.clone(), key_hash(&key))
+            };
+            limits.apply(&mut entry);
+            keys.keys.push(entry);
             write_keys(&path, &keys)?;
             eprintln!(
                 "added key {name:?} to {} (shown once; store it now)",
@@ -103,13 +150,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 } else {
                     key.models.join(", ")
                 };
-                let rate = match key.requests_per_minute {
-                    0 => "no rate limit".to_string(),
-                    n => format!("{n} requests/min"),
-                };
                 let dashboard = if key.dashboard { "\tdashboard" } else { "" };
-                println!("{}\t{models}\t{rate}{dashboard}", key.name);
+                println!("{}\t{models}\t{}{dashboard}", key.name, limits_text(key));
             }
+        }
+        Command::Set {
+            config,
+            name,
+            limits,
+        } => {
+            let path = keys_path(&config)?;
+            let _lock = lock_keys(&path)?;
+            let mut keys = read_keys(&path)?;
+            let Some(key) = keys.keys.iter_mut().find(|k| k.name == name) else {
+                bail!("{}: no key named {name:?}", path.display());
+            };
+            limits.apply(key);
+            let now = limits_text(key);
+            write_keys(&path, &keys)?;
+            eprintln!(
+                "key {name:?} in {}: {now} (from the node's next reload)",
+                path.display()
+            );
         }
         Command::Remove { config, name } => {
             let path = keys_path(&config)?;
@@ -125,6 +187,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A key's limits in words, for `list` and `set`.
+fn limits_text(key: &ApiKey) -> String {
+    let limits: Vec<String> = [
+        (u64::from(key.requests_per_minute), "requests/min"),
+        (key.tokens_per_minute, "tokens/min"),
+        (u64::from(key.concurrent_max), "at once"),
+        (u64::from(key.max_tokens), "max_tokens"),
+        (key.tokens_per_day, "tokens/day"),
+        (key.tokens_per_month, "tokens/month"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if limits.is_empty() {
+        "no limits".to_string()
+    } else {
+        limits.join(", ")
+    }
 }
 
 /// The keys file named by the directory's settings (default `api_keys`).

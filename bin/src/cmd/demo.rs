@@ -450,11 +450,11 @@ fn write_config(dir: &Path, ports: &Ports) -> Result<()> {
         write_secret(&node_dir.join("psk"), &psk)?;
         let keys = triforce_core::config::ApiKeys {
             keys: vec![triforce_core::config::ApiKey {
-                name: "demo".into(),
-                sha256: triforce_core::config::key_hash(DEMO_KEY),
-                models: Vec::new(),
-                requests_per_minute: 0,
                 dashboard: true,
+                ..triforce_core::config::ApiKey::new(
+                    "demo",
+                    triforce_core::config::key_hash(DEMO_KEY),
+                )
             }],
         };
         write_secret(&node_dir.join("api_keys"), &keys.to_toml())?;

@@ -7,6 +7,11 @@
 //! sha256 = "9f86d0..."             # of the whole key, hex
 //! models = ["llama3.2"]            # optional: only these models; empty = any
 //! requests_per_minute = 600        # optional: 0 = no limit
+//! tokens_per_minute = 20000        # optional: prompt + completion tokens; 0 = no limit
+//! concurrent_max = 4               # optional: requests in flight at once; 0 = no limit
+//! max_tokens = 2048                # optional: cap on a request's max_tokens / num_predict
+//! tokens_per_day = 1000000         # optional: budget per UTC day; 0 = none
+//! tokens_per_month = 20000000      # optional: budget per UTC calendar month; 0 = none
 //! dashboard = true                 # optional: may read the whole federation's dashboard
 //! ```
 
@@ -35,6 +40,22 @@ pub struct ApiKey {
     pub models: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub requests_per_minute: u32,
+    /// Prompt plus completion tokens per minute, as the backends count them.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens_per_minute: u64,
+    /// Requests of this key in flight at once (until each answer's last byte).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub concurrent_max: u32,
+    /// The most completion tokens one request may ask for (`max_tokens`,
+    /// `max_completion_tokens`, Ollama's `options.num_predict`); a request that names none is
+    /// given this.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_tokens: u32,
+    /// Tokens per UTC day and per UTC calendar month.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens_per_day: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens_per_month: u64,
     /// May read the dashboard (`/ui/state`), which shows every node, model and task of the
     /// federation, whatever `models` says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -42,6 +63,10 @@ pub struct ApiKey {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -64,6 +89,28 @@ pub fn key_name_is_valid(name: &str) -> bool {
 pub const KEY_NAME_RULE: &str = "1-64 of A-Z a-z 0-9 - _ .";
 
 impl ApiKey {
+    /// A key named `name` with hash `sha256` and no limits.
+    pub fn new(name: impl Into<String>, sha256: impl Into<String>) -> Self {
+        ApiKey {
+            name: name.into(),
+            sha256: sha256.into(),
+            models: Vec::new(),
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+            concurrent_max: 0,
+            max_tokens: 0,
+            tokens_per_day: 0,
+            tokens_per_month: 0,
+            dashboard: false,
+        }
+    }
+
+    /// Whether a token budget (per day or month) limits this key: those are counted from the
+    /// usage database.
+    pub fn has_budget(&self) -> bool {
+        self.tokens_per_day > 0 || self.tokens_per_month > 0
+    }
+
     /// Whether this key may ask for `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.is_empty()
@@ -149,11 +196,15 @@ mod tests {
         let hash = key_hash("tf_secret");
         let keys = ApiKeys {
             keys: vec![ApiKey {
-                name: "webui".into(),
-                sha256: hash.clone(),
                 models: vec!["llama3".into()],
                 requests_per_minute: 60,
+                tokens_per_minute: 20_000,
+                concurrent_max: 4,
+                max_tokens: 512,
+                tokens_per_day: 1_000_000,
+                tokens_per_month: 9_000_000,
                 dashboard: true,
+                ..ApiKey::new("webui", hash.clone())
             }],
         };
         let parsed = ApiKeys::parse("api_keys", &keys.to_toml()).unwrap();

@@ -19,13 +19,15 @@ use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
-use triforce_core::usage::{asking_for_usage, Framing};
+use triforce_core::usage::asking_for_usage;
 
 use super::keys::KeyCheck;
+use super::limits::KeyLimits;
 use super::shape::{Api, IngressError};
+use super::sharing;
 use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
-use crate::usage::{Account, MeteredBody, UsageMeter};
+use crate::usage::{Account, UsageMeter};
 
 /// Task types the ingress submits.
 pub const CHAT_TASK: &str = "chat";
@@ -36,6 +38,8 @@ struct Ingress {
     keys: Arc<KeyCheck>,
     /// Counts what each key used; `None` when `ingress.usage_db` is empty.
     usage: Option<Arc<UsageMeter>>,
+    /// Each key's requests in flight and tokens this minute.
+    limits: Arc<KeyLimits>,
     /// Request (and task) ids: this node, when its ingress started, and a counter, so ids stay
     /// unique across the federation and across restarts.
     id_prefix: String,
@@ -86,6 +90,7 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
         node,
         keys,
         usage,
+        limits: Arc::default(),
         id_prefix,
         next_id: AtomicU64::new(0),
     });
@@ -205,12 +210,14 @@ async fn relay_post(
         };
         IngressError::new(api, StatusCode::BAD_REQUEST, code, e.to_string())
     })?;
-    let model = allowed_model(api, &key, fields.model)?;
+    let model = allowed_model(api, &key, fields.model.clone())?;
+    let chat = endpoint.task_type == CHAT_TASK;
+    let body = sharing::capped(api, chat, &key, &fields, &body)?;
     // An OpenAI stream whose client said nothing about what it reports is asked for the
     // backend's token counts, so the key's use is counted; the client does not see them.
     let ask_for_usage = ingress.usage.is_some()
         && api == Api::OpenAi
-        && endpoint.task_type == CHAT_TASK
+        && chat
         && fields.stream == Some(true)
         && !fields.stream_options;
     let asked = ask_for_usage.then(|| asking_for_usage(&body)).flatten();
@@ -223,7 +230,9 @@ async fn relay_post(
             "the body is not UTF-8",
         )
     })?;
-    let affinity = if endpoint.task_type == CHAT_TASK {
+    let unix_s = ingress.node.shared.clock.unix_s();
+    let admitted = sharing::admit(&ingress.limits, ingress.usage.as_ref(), api, &key, unix_s)?;
+    let affinity = if chat {
         conversation(&headers, body.as_bytes())
     } else {
         None
@@ -237,28 +246,7 @@ async fn relay_post(
         model: model.clone(),
     });
     let answered = submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await;
-    match account {
-        Some(account) => metered(answered, account, asked.is_some()),
-        None => answered,
-    }
-}
-
-/// `answered`, counted to `account`: an error at once, an answer when its body has passed.
-fn metered(
-    answered: Result<Response, IngressError>,
-    account: Account,
-    asked_for_usage: bool,
-) -> Result<Response, IngressError> {
-    let response = answered.inspect_err(|_| account.failed())?;
-    let framing = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map_or(Framing::Whole, Framing::of);
-    let status = response.status().as_u16();
-    let (parts, body) = response.into_parts();
-    let body = MeteredBody::new(body, framing, status, account, asked_for_usage);
-    Ok(Response::from_parts(parts, axum::body::Body::new(body)))
+    sharing::metered(answered, account, admitted, asked.is_some())
 }
 
 /// The model a request names, if it names one and `key` may use it.

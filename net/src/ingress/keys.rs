@@ -15,10 +15,21 @@ use super::shape::{Api, IngressError};
 use crate::load::{read_key_file, LoadError, NodeConfig};
 
 /// The API keys file of `config`'s ingress: it must exist and be readable by its owner only.
+/// A key with a token budget needs the usage database its spending is counted in.
 pub fn load_api_keys(config: &NodeConfig) -> Result<(PathBuf, ApiKeys), LoadError> {
     let path = config.dir.join(&config.settings.ingress.api_keys_file);
     let text = read_key_file(&path)?;
-    let keys = ApiKeys::parse(&path.display().to_string(), &text)?;
+    let file = path.display().to_string();
+    let keys = ApiKeys::parse(&file, &text)?;
+    let keeps_usage = !config.settings.ingress.usage_db.as_os_str().is_empty();
+    if let Some(key) = keys.keys.iter().find(|k| k.has_budget() && !keeps_usage) {
+        return Err(triforce_core::config::ConfigError::Invalid {
+            file,
+            field: format!("key {:?}", key.name),
+            reason: "a token budget per day or month is counted in the usage database, and [ingress] usage_db is empty".into(),
+        }
+        .into());
+    }
     Ok((path, keys))
 }
 

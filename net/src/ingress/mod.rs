@@ -12,8 +12,10 @@ mod answer;
 mod api;
 mod body;
 mod keys;
+mod limits;
 mod server;
 mod shape;
+mod sharing;
 mod tls;
 
 pub use api::{router, CHAT_TASK, EMBEDDINGS_TASK};

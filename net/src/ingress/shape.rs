@@ -33,6 +33,8 @@ pub struct IngressError {
     /// OpenAI's `code`: stable, for programs.
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which the same request may succeed (`Retry-After`), for a limit.
+    pub retry_after: Option<u64>,
 }
 
 impl IngressError {
@@ -47,7 +49,14 @@ impl IngressError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, saying when to try again.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 }
 
@@ -72,12 +81,18 @@ impl IntoResponse for IngressError {
             }
             Api::Ollama => json!({"error": self.message}),
         };
-        (
+        let mut response = (
             self.status,
             [(CONTENT_TYPE, "application/json")],
             serde_json::to_vec(&body).expect("an error serializes"),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -32,10 +32,18 @@ impl Account {
     }
 }
 
+/// Something held while an answer passes, told the tokens it used at its end (a key's
+/// admission under its limits: in flight until then, charged the tokens).
+pub trait Charged: Send + Sync {
+    fn charge(&self, tokens: u64);
+}
+
 /// A counted answer body.
 pub struct MeteredBody<B> {
     inner: B,
     account: Option<Account>,
+    /// Dropped at the body's end, after its tokens are charged to it.
+    held: Option<Box<dyn Charged>>,
     reader: Option<UsageReader>,
     /// Present when the door asked for counts the client did not ask for.
     filter: Option<UsageEventFilter>,
@@ -45,19 +53,21 @@ pub struct MeteredBody<B> {
 }
 
 impl<B> MeteredBody<B> {
-    /// `inner`, framed as `framing`, with status `status`, counted to `account`;
-    /// `strip_usage_event` when the door added `stream_options.include_usage` itself.
+    /// `inner`, framed as `framing`, with status `status`, counted to `account` (if the door
+    /// keeps usage); `strip_usage_event` when the door added `stream_options.include_usage`
+    /// itself.
     pub fn new(
         inner: B,
         framing: Framing,
         status: u16,
-        account: Account,
+        account: Option<Account>,
         strip_usage_event: bool,
     ) -> Self {
         let strip = strip_usage_event && framing == Framing::ServerSentEvents;
         MeteredBody {
             inner,
-            account: Some(account),
+            account,
+            held: None,
             reader: Some(UsageReader::new(framing)),
             filter: strip.then(UsageEventFilter::default),
             error_status: status >= 400,
@@ -65,13 +75,26 @@ impl<B> MeteredBody<B> {
         }
     }
 
+    /// Holds `held` until the body's end, and charges it the tokens the answer used.
+    pub fn holding(mut self, held: Box<dyn Charged>) -> Self {
+        self.held = Some(held);
+        self
+    }
+
     /// Counts the request, once: at the body's end, or when it is dropped before (the client
     /// left, or the stream broke off), which counts as a failure.
     fn record(&mut self) {
-        let (Some(account), Some(reader)) = (self.account.take(), self.reader.take()) else {
+        let Some(reader) = self.reader.take() else {
             return;
         };
         let report = reader.finish();
+        if let Some(held) = self.held.take() {
+            let tokens = report.usage.map_or(0, |u| u.prompt + u.completion);
+            held.charge(tokens);
+        }
+        let Some(account) = self.account.take() else {
+            return;
+        };
         let ended = if self.ended && !self.error_status && !report.error_event {
             Metered::Answered(report.usage)
         } else {
@@ -226,7 +249,7 @@ mod tests {
         let whole = Full::new(Bytes::from_static(
             br#"{"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
         ));
-        let body = MeteredBody::new(whole, Framing::Whole, 200, account.clone(), false);
+        let body = MeteredBody::new(whole, Framing::Whole, 200, Some(account.clone()), false);
         assert_eq!(body.size_hint().exact(), Some(51), "the length stays");
         body.collect().await.unwrap();
         assert_eq!(counts(&account), (1, 0, 3, 2));
@@ -250,7 +273,7 @@ mod tests {
             stream,
             Framing::ServerSentEvents,
             200,
-            account.clone(),
+            Some(account.clone()),
             true,
         );
         let passed = body.collect().await.unwrap().to_bytes();
@@ -268,7 +291,7 @@ mod tests {
             broken,
             Framing::ServerSentEvents,
             200,
-            account.clone(),
+            Some(account.clone()),
             false,
         )
         .collect()
@@ -282,7 +305,7 @@ mod tests {
             pending,
             Framing::ServerSentEvents,
             200,
-            account.clone(),
+            Some(account.clone()),
             false,
         ));
         assert_eq!(counts(&account), (3, 2, 4, 1));

@@ -34,9 +34,37 @@ pub struct UsageError {
 
 type RowKey = (String, String, String);
 
+/// Tokens (prompt and completion) one key used today and this month (UTC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub day: u64,
+    pub month: u64,
+}
+
+/// A key's [`Spent`], kept in memory once read from the store.
+struct SpentSoFar {
+    day: String,
+    spent: Spent,
+}
+
+impl SpentSoFar {
+    /// Moves to `day`: a new day starts at 0, a new month too.
+    fn roll(&mut self, day: &str) {
+        if self.day != day {
+            if self.day[..7] != day[..7] {
+                self.spent.month = 0;
+            }
+            self.spent.day = 0;
+            self.day = day.to_string();
+        }
+    }
+}
+
 /// Counts per (day, key, model), in memory and in the store.
 pub struct UsageMeter {
     path: PathBuf,
+    /// Lock order: `spent`, then `pending`.
+    spent: Mutex<std::collections::HashMap<String, SpentSoFar>>,
     pending: Mutex<BTreeMap<RowKey, UsageRow>>,
     store: Mutex<UsageStore>,
 }
@@ -50,6 +78,7 @@ impl UsageMeter {
         })?;
         Ok(Arc::new(UsageMeter {
             path: path.to_path_buf(),
+            spent: Mutex::new(std::collections::HashMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             store: Mutex::new(store),
         }))
@@ -62,6 +91,15 @@ impl UsageMeter {
     /// Counts one request of `key` for `model`, ended at `unix_s`.
     pub fn record(&self, unix_s: u64, key: &str, model: &str, ended: Metered) {
         let day = day_of(unix_s);
+        let mut spent = self.spent.lock().expect("spent lock");
+        if let (Some(so_far), Metered::Answered(Some(usage)) | Metered::Failed(Some(usage))) =
+            (spent.get_mut(key), ended)
+        {
+            so_far.roll(&day);
+            let tokens = usage.prompt + usage.completion;
+            so_far.spent.day += tokens;
+            so_far.spent.month += tokens;
+        }
         let mut pending = self.pending.lock().expect("usage lock");
         let row = pending
             .entry((day.clone(), key.to_string(), model.to_string()))
@@ -87,6 +125,36 @@ impl UsageMeter {
             None if matches!(ended, Metered::Answered(_)) => row.unmetered += 1,
             None => {}
         }
+    }
+
+    /// The tokens `key` used today and this month as of `unix_s`. Read from the store the first
+    /// time a key asks (after writing the counts in memory), then kept up to date by
+    /// [`Self::record`].
+    pub fn spent(&self, key: &str, unix_s: u64) -> Result<Spent, UsageError> {
+        let day = day_of(unix_s);
+        let mut spent = self.spent.lock().expect("spent lock");
+        if let Some(so_far) = spent.get_mut(key) {
+            so_far.roll(&day);
+            return Ok(so_far.spent);
+        }
+        // Held across the read, so no count of this key lands between the store and memory.
+        self.flush()?;
+        let month_start = format!("{}-01", &day[..7]);
+        let read = self
+            .store
+            .lock()
+            .expect("store lock")
+            .spent(key, &day, &month_start);
+        let (day_tokens, month_tokens) = read.map_err(|source| UsageError {
+            path: self.path.clone(),
+            source,
+        })?;
+        let so_far = Spent {
+            day: day_tokens,
+            month: month_tokens,
+        };
+        spent.insert(key.to_string(), SpentSoFar { day, spent: so_far });
+        Ok(so_far)
     }
 
     /// Writes the counts in memory to the store. On a failure they stay in memory (added to
@@ -201,6 +269,47 @@ mod tests {
         );
         let bob = &rows[1];
         assert_eq!((bob.requests, bob.errors, bob.prompt_tokens), (1, 1, 3));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn what_a_key_spent_follows_the_day_and_the_month() {
+        let dir = std::env::temp_dir().join(format!("triforce-spent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("usage.sqlite3");
+        let used = |n| {
+            Metered::Answered(Some(TokenUsage {
+                prompt: n,
+                completion: 1,
+            }))
+        };
+        let dec_30 = 1_767_052_800; // 2025-12-30
+        {
+            let meter = UsageMeter::open(&path).unwrap();
+            meter.record(dec_30 - 86_400, "ann", "m", used(9));
+            meter.record(dec_30, "ann", "m", used(4));
+            meter.flush().unwrap();
+        }
+        // A restarted node reads what was spent from the store, then counts on in memory.
+        let meter = UsageMeter::open(&path).unwrap();
+        assert_eq!(
+            meter.spent("ann", dec_30).unwrap(),
+            Spent { day: 5, month: 15 }
+        );
+        meter.record(dec_30, "ann", "m", used(1));
+        assert_eq!(
+            meter.spent("ann", dec_30).unwrap(),
+            Spent { day: 7, month: 17 }
+        );
+        assert_eq!(
+            meter.spent("ann", dec_30 + 86_400).unwrap(),
+            Spent { day: 0, month: 17 }
+        );
+        assert_eq!(
+            meter.spent("ann", dec_30 + 3 * 86_400).unwrap(),
+            Spent { day: 0, month: 0 }
+        );
+        assert_eq!(meter.spent("bob", dec_30).unwrap(), Spent::default());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

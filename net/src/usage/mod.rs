@@ -10,8 +10,8 @@ pub mod body;
 pub mod meter;
 pub mod store;
 
-pub use body::{Account, MeteredBody};
-pub use meter::{day_of, Metered, UsageError, UsageMeter};
+pub use body::{Account, Charged, MeteredBody};
+pub use meter::{day_of, Metered, Spent, UsageError, UsageMeter};
 pub use store::{UsageFilter, UsageRow, UsageStore};
 
 use std::sync::Arc;

@@ -108,6 +108,21 @@ impl UsageStore {
         transaction.commit()
     }
 
+    /// Tokens (prompt and completion) `key` used on `day` and from `month_start` on.
+    pub fn spent(&self, key: &str, day: &str, month_start: &str) -> rusqlite::Result<(u64, u64)> {
+        let mut select = self.connection.prepare_cached(
+            "SELECT COALESCE(SUM(CASE WHEN day = ?2 THEN prompt_tokens + completion_tokens END), 0),
+                    COALESCE(SUM(prompt_tokens + completion_tokens), 0)
+             FROM usage WHERE key = ?1 AND day >= ?3",
+        )?;
+        select.query_row(params![key, day, month_start], |row| {
+            Ok((
+                row.get::<_, i64>(0)?.max(0) as u64,
+                row.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })
+    }
+
     /// The rows `filter` selects, by day, key and model.
     pub fn rows(&self, filter: &UsageFilter) -> rusqlite::Result<Vec<UsageRow>> {
         let mut select = self.connection.prepare(

@@ -201,6 +201,21 @@ fn prompt_tokens(request: &Value) -> u64 {
     inputs(&request["input"]).iter().map(|t| words(t)).sum()
 }
 
+/// Tokens in the answer to `request`: the backend's `--tokens`, or fewer where the request
+/// asks for fewer (`max_tokens`, `max_completion_tokens`, Ollama's `options.num_predict`).
+fn answer_tokens(backend: &Shared, request: &Value) -> u32 {
+    [
+        &request["max_tokens"],
+        &request["max_completion_tokens"],
+        &request["options"]["num_predict"],
+    ]
+    .into_iter()
+    .filter_map(Value::as_u64)
+    .fold(backend.args.tokens, |tokens, asked| {
+        tokens.min(u32::try_from(asked).unwrap_or(u32::MAX))
+    })
+}
+
 /// Whether an OpenAI streaming request asked for a last event with its token counts.
 fn wants_stream_usage(request: &Value) -> bool {
     request["stream_options"]["include_usage"].as_bool() == Some(true)
@@ -249,14 +264,16 @@ struct Shape {
     end: String,
 }
 
-/// Streams the tokens in `shape`, honouring `[hold]` and `[break]`, counting how it ended.
-fn stream(backend: &Shared, prompt: &str, shape: Shape) -> Response {
+/// Streams the tokens in `shape` (as many as `request` may have), honouring `[hold]` and
+/// `[break]`, counting how it ended.
+fn stream(backend: &Shared, request: &Value, shape: Shape) -> Response {
+    let prompt = prompt(request);
     let hold = prompt.contains("[hold]");
     let cut = prompt.contains("[break]");
     let mut released = backend.release.subscribe();
     released.mark_unchanged();
     let gap = Duration::from_millis(backend.args.gap_ms);
-    let tokens = backend.args.tokens;
+    let tokens = answer_tokens(backend, request);
     let stamp = backend.args.stamp;
     let content_type = shape.content_type;
     let ending = Ending {
@@ -309,7 +326,7 @@ async fn whole_text(backend: &Shared, request: &Value) -> String {
         released.mark_unchanged();
         let _ = released.changed().await;
     }
-    let tokens = backend.args.tokens;
+    let tokens = answer_tokens(backend, request);
     let pace = Duration::from_millis(backend.args.gap_ms) * tokens.saturating_sub(1);
     if !pace.is_zero() {
         tokio::time::sleep(pace).await;
@@ -366,17 +383,17 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
             &id,
             "chat.completion.chunk",
             &model,
-            backend.args.tokens,
+            answer_tokens(&backend, &request),
         );
         let shape = Shape {
             content_type: "text/event-stream",
             token: Box::new(chunk),
             end: format!("data: {last}\n\n{usage}data: [DONE]\n\n"),
         };
-        return stream(&backend, &prompt(&request), shape);
+        return stream(&backend, &request, shape);
     }
     let text = whole_text(&backend, &request).await;
-    let tokens = backend.args.tokens;
+    let tokens = answer_tokens(&backend, &request);
     let answer = Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": openai_usage(&request, tokens)}))
@@ -434,20 +451,20 @@ async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Respon
             &id,
             "text_completion",
             &model,
-            backend.args.tokens,
+            answer_tokens(&backend, &request),
         );
         let shape = Shape {
             content_type: "text/event-stream",
             token: Box::new(chunk),
             end: format!("{usage}data: [DONE]\n\n"),
         };
-        return stream(&backend, &prompt(&request), shape);
+        return stream(&backend, &request, shape);
     }
     let text = whole_text(&backend, &request).await;
     Json(
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
-        "usage": openai_usage(&request, backend.args.tokens)}),
+        "usage": openai_usage(&request, answer_tokens(&backend, &request))}),
     )
     .into_response()
 }
@@ -500,7 +517,7 @@ async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Respo
         "message" => json!({"role": "assistant", "content": text}),
         _ => json!(text),
     };
-    let tokens = backend.args.tokens;
+    let tokens = answer_tokens(&backend, &request);
     let prompt_eval_count = prompt_tokens(&request);
     let last = |text: &str| {
         let mut done = json!({"model": model, "created_at": CREATED_AT, "done": true, "done_reason": "stop",
@@ -522,7 +539,7 @@ async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Respo
             token: Box::new(chunk),
             end: format!("{}\n", last("")),
         };
-        return stream(&backend, &prompt(&request), shape);
+        return stream(&backend, &request, shape);
     }
     let text = whole_text(&backend, &request).await;
     Json(last(&text)).into_response()

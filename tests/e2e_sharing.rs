@@ -1,7 +1,9 @@
-//! Usage accounting at the door, end to end: hetzner's door counts what each key used, per
-//! model and day, from the token counts the backend (`triforce backend --llm`, behind
-//! zombie-pc) reports, in whole answers and streams of both dialects; `triforce usage` reads
-//! the counts back, and a `kill -9` of the door's node loses at most the last second.
+//! Sharing the door, end to end: hetzner's door counts what each key used, per model and day,
+//! from the token counts the backend (`triforce backend --llm`, behind zombie-pc) reports, in
+//! whole answers and streams of both dialects; `triforce usage` reads the counts back, and a
+//! `kill -9` of the door's node loses at most the last second. Each key's limits (a cap on
+//! completion tokens, tokens per minute, requests in flight, a daily budget) answer 429 with
+//! `Retry-After` naming the limit, and serve the key again once it has passed.
 
 mod support;
 
@@ -9,15 +11,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::ingress::{apikey_add, apikey_add_with, http, wait_listening, Backend};
+use support::ingress::{
+    apikey_add, apikey_add_with, exchange, http, open, read_until, wait_listening, Backend,
+};
 use support::Federation;
 
 /// Completion tokens in every answer of the stand-in (its `--tokens` default).
 const COMPLETION: u64 = 8;
 const MODEL: &str = "tiny-llm";
 
-/// hetzner with the door and two keys (and `ops`, which may read the dashboard); zombie-pc
-/// relays chat and embeddings to `backend`.
+/// hetzner with the door and two keys (and `ops`, which may read the dashboard, and one key
+/// per limit, its key kept in `<name>.key` in hetzner's config); zombie-pc relays chat and
+/// embeddings to `backend`.
 fn federation(name: &str, backend: &Backend) -> (Federation, u16, String, String) {
     let door = Federation::free_tcp_port();
     let relay = format!(
@@ -36,8 +41,17 @@ fn federation(name: &str, backend: &Backend) -> (Federation, u16, String, String
         |id, dir| {
             if id == "hetzner" {
                 *keys.borrow_mut() = (apikey_add(dir, "ann"), apikey_add(dir, "bob"));
-                let ops = apikey_add_with(dir, "ops", &["--dashboard"]);
-                std::fs::write(dir.join("ops.key"), ops).unwrap();
+                let limited: [(&str, &[&str]); 5] = [
+                    ("ops", &["--dashboard"]),
+                    ("capped", &["--max-tokens", "3"]),
+                    ("tight", &["--tokens-per-minute", "300"]),
+                    ("single", &["--concurrent", "1"]),
+                    ("daily", &["--tokens-per-day", "50"]),
+                ];
+                for (name, limit) in limited {
+                    let key = apikey_add_with(dir, name, limit);
+                    std::fs::write(dir.join(format!("{name}.key")), key).unwrap();
+                }
             }
         },
     );
@@ -124,6 +138,11 @@ fn counted(federation: &Federation, extra: &[&str]) -> BTreeMap<String, (u64, u6
         entry.2 += row["completion_tokens"].as_u64().unwrap();
     }
     per_key
+}
+
+/// The key `triforce apikey add` made for `name` on hetzner.
+fn key_of(federation: &Federation, name: &str) -> String {
+    std::fs::read_to_string(federation.config_dir("hetzner").join(format!("{name}.key"))).unwrap()
 }
 
 /// `tests/clients/dashboard_usage.py` in chromium: the page at `url` shows `expected`.
@@ -214,7 +233,7 @@ async fn each_key_is_counted_what_the_backend_reported() {
     );
 
     // The door's dashboard shows the same in a browser.
-    let ops = std::fs::read_to_string(federation.config_dir("hetzner").join("ops.key")).unwrap();
+    let ops = key_of(&federation, "ops");
     let (ann_n, bob_n) = (&expected["ann"], &expected["bob"]);
     let shown = format!(
         "ann:{}:0:{}:{},bob:{}:1:{}:{}",
@@ -294,4 +313,113 @@ async fn a_killed_door_loses_at_most_its_last_second() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The status, `Retry-After` and error code of a request the door refuses.
+async fn refusal(door: u16, path: &str, key: &str, body: &str) -> (u16, Option<u64>, String) {
+    let (head, rest) = exchange(door, "POST", path, key, body).await;
+    let status = head[9..12].parse().unwrap();
+    let retry_after = head
+        .lines()
+        .find_map(|line| line.strip_prefix("retry-after: "))
+        .and_then(|s| s.trim().parse().ok());
+    let error: Value = serde_json::from_str(rest.trim()).unwrap_or_default();
+    let code = error["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, retry_after, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_keys_limits_refuse_with_a_reason_and_serve_again() {
+    let backend = Backend::start("limits-backend", 0);
+    let (federation, door, _, _) = federation("limits", &backend);
+    federation.wait_all_online().await;
+    let chat = |words: usize, extra: &str| {
+        let words = vec!["word"; words].join(" ");
+        format!(
+            r#"{{"model":"{MODEL}",{extra}"messages":[{{"role":"user","content":"{words}"}}]}}"#
+        )
+    };
+
+    // The cap: a request that names no limit is given it, one over it is refused.
+    let capped = key_of(&federation, "capped");
+    let (status, answer) = http(door, "POST", "/v1/chat/completions", &capped, &chat(2, "")).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["usage"]["completion_tokens"], 3, "{answer}");
+    let over = chat(2, r#""max_tokens":10,"#);
+    let (status, _, code) = refusal(door, "/v1/chat/completions", &capped, &over).await;
+    assert_eq!((status, code.as_str()), (400, "max_tokens_over_cap"));
+    for options in ["", r#""options":{"temperature":0},"#] {
+        let body = format!(r#"{{"model":"{MODEL}","stream":false,{options}"prompt":"hi"}}"#);
+        let (status, answer) = http(door, "POST", "/api/generate", &capped, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["eval_count"], 3, "{options}: {answer}");
+    }
+    let unlimited =
+        format!(r#"{{"model":"{MODEL}","options":{{"num_predict":-1}},"prompt":"hi"}}"#);
+    let (status, _) = http(door, "POST", "/api/generate", &capped, &unlimited).await;
+    assert_eq!(status, 400);
+
+    // Tokens per minute: charged after the answer (300 words + 8 completion tokens = 308 of
+    // 300), so the next request waits for the refill.
+    let tight = key_of(&federation, "tight");
+    let (status, _) = http(door, "POST", "/v1/chat/completions", &tight, &chat(300, "")).await;
+    assert_eq!(status, 200);
+    let (status, retry_after, code) =
+        refusal(door, "/v1/chat/completions", &tight, &chat(1, "")).await;
+    assert_eq!((status, code.as_str()), (429, "tokens_per_minute_exceeded"));
+    let wait = retry_after.expect("a Retry-After");
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (status, answer) = http(door, "POST", "/v1/chat/completions", &tight, &chat(1, "")).await;
+    assert_eq!(status, 200, "served again after Retry-After: {answer}");
+
+    // Requests in flight: one held stream takes the key's only place until it ends.
+    let single = key_of(&federation, "single");
+    let mut held = open(
+        door,
+        "POST",
+        "/v1/chat/completions",
+        &single,
+        &chat(1, r#""stream":true,"#).replace("word", "[hold]"),
+    )
+    .await;
+    read_until(&mut held, "tok0", Duration::from_secs(10)).await;
+    let (status, retry_after, code) =
+        refusal(door, "/v1/chat/completions", &single, &chat(1, "")).await;
+    assert_eq!(
+        (status, retry_after, code.as_str()),
+        (429, Some(1), "concurrency_limit_exceeded")
+    );
+    backend.release().await;
+    read_until(&mut held, "[DONE]", Duration::from_secs(10)).await;
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _) = http(door, "POST", "/v1/chat/completions", &single, &chat(1, "")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ended stream still holds the key's place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A daily budget of 50 tokens: 20 words + 8 = 28 a request, so the third is refused until
+    // the next UTC midnight.
+    let daily = key_of(&federation, "daily");
+    for _ in 0..2 {
+        let (status, _) = http(door, "POST", "/v1/chat/completions", &daily, &chat(20, "")).await;
+        assert_eq!(status, 200);
+    }
+    let (status, retry_after, code) =
+        refusal(door, "/v1/chat/completions", &daily, &chat(20, "")).await;
+    assert_eq!((status, code.as_str()), (429, "daily_budget_exceeded"));
+    assert!((1..=86_400).contains(&retry_after.unwrap()));
 }
