@@ -24,9 +24,18 @@ const MODEL: &str = "tiny-llm";
 /// per limit, its key kept in `<name>.key` in hetzner's config); zombie-pc relays chat and
 /// embeddings to `backend`.
 fn federation(name: &str, backend: &Backend) -> (Federation, u16, String, String) {
+    federation_with(name, backend, "")
+}
+
+/// Like [`federation`], with `relay_extra` in zombie-pc's settings.
+fn federation_with(
+    name: &str,
+    backend: &Backend,
+    relay_extra: &str,
+) -> (Federation, u16, String, String) {
     let door = Federation::free_tcp_port();
     let relay = format!(
-        "[executors.chat]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{0}\"\n\
+        "{relay_extra}\n[executors.chat]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{0}\"\n\
          [executors.embeddings]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{0}\"\n",
         backend.port
     );
@@ -422,4 +431,52 @@ async fn each_keys_limits_refuse_with_a_reason_and_serve_again() {
         refusal(door, "/v1/chat/completions", &daily, &chat(20, "")).await;
     assert_eq!((status, code.as_str()), (429, "daily_budget_exceeded"));
     assert!((1..=86_400).contains(&retry_after.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_one_request_is_not_queued_behind_a_key_with_sixty() {
+    // Four relays on the only backend's node, each stream about 0.4 s (8 tokens 50 ms apart):
+    // 60 streams of one key keep 56 waiting for about 5.6 s.
+    let backend = Backend::start("fair-backend", 50);
+    let (federation, door, ann, bob) =
+        federation_with("fair", &backend, "[limits]\nrelays_max = 4");
+    federation.wait_all_online().await;
+    let stream = |content: &str| {
+        json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": content}]})
+            .to_string()
+    };
+    let mut greedy = Vec::new();
+    for i in 0..60 {
+        greedy.push(
+            open(
+                door,
+                "POST",
+                "/v1/chat/completions",
+                &ann,
+                &stream(&format!("greedy {i}")),
+            )
+            .await,
+        );
+    }
+    // The greedy streams have reached the relay's queue when the first of them is answering.
+    read_until(&mut greedy[0], "tok0", Duration::from_secs(10)).await;
+    let started = Instant::now();
+    let mut polite = open(
+        door,
+        "POST",
+        "/v1/chat/completions",
+        &bob,
+        &stream("polite"),
+    )
+    .await;
+    read_until(&mut polite, "tok0", Duration::from_secs(20)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "bob's first token came {waited:?} after his request, behind ann's queue"
+    );
+    // Every greedy stream is still answered whole.
+    for mut stream in greedy {
+        read_until(&mut stream, "[DONE]", Duration::from_secs(30)).await;
+    }
 }

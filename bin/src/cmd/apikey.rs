@@ -83,6 +83,9 @@ struct LimitArgs {
     /// Tokens per UTC calendar month.
     #[arg(long, value_name = "N")]
     tokens_per_month: Option<u64>,
+    /// Share of a saturated backend's queue against other keys' (1-100; default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    weight: Option<u32>,
 }
 
 impl LimitArgs {
@@ -96,6 +99,7 @@ impl LimitArgs {
         set(&mut key.max_tokens, self.max_tokens);
         set_u64(&mut key.tokens_per_day, self.tokens_per_day);
         set_u64(&mut key.tokens_per_month, self.tokens_per_month);
+        set(&mut key.weight, self.weight);
     }
 }
 
@@ -202,6 +206,7 @@ fn limits_text(key: &ApiKey) -> String {
     .into_iter()
     .filter(|(n, _)| *n > 0)
     .map(|(n, what)| format!("{n} {what}"))
+    .chain((key.weight > 1).then(|| format!("weight {}", key.weight)))
     .collect();
     if limits.is_empty() {
         "no limits".to_string()

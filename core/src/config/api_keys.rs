@@ -12,6 +12,7 @@
 //! max_tokens = 2048                # optional: cap on a request's max_tokens / num_predict
 //! tokens_per_day = 1000000         # optional: budget per UTC day; 0 = none
 //! tokens_per_month = 20000000      # optional: budget per UTC calendar month; 0 = none
+//! weight = 2                       # optional: share of a busy backend's queue (1-100; default 1)
 //! dashboard = true                 # optional: may read the whole federation's dashboard
 //! ```
 
@@ -56,6 +57,10 @@ pub struct ApiKey {
     pub tokens_per_day: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub tokens_per_month: u64,
+    /// This key's share of a saturated backend's queue against other keys' (1-100; 0 reads
+    /// as 1): with weights 2 and 1, two of its waiting requests go for one of the other's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight: u32,
     /// May read the dashboard (`/ui/state`), which shows every node, model and task of the
     /// federation, whatever `models` says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -101,6 +106,7 @@ impl ApiKey {
             max_tokens: 0,
             tokens_per_day: 0,
             tokens_per_month: 0,
+            weight: 0,
             dashboard: false,
         }
     }
@@ -161,6 +167,13 @@ impl ApiKeys {
                     "sha256 must be 64 lowercase hex digits",
                 ));
             }
+            if key.weight > 100 {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!("weight {} must be 1-100 (0 reads as 1)", key.weight),
+                ));
+            }
             if self.keys[..i].iter().any(|k| k.name == key.name) {
                 return Err(ConfigError::invalid(
                     file,
@@ -203,6 +216,7 @@ mod tests {
                 max_tokens: 512,
                 tokens_per_day: 1_000_000,
                 tokens_per_month: 9_000_000,
+                weight: 3,
                 dashboard: true,
                 ..ApiKey::new("webui", hash.clone())
             }],

@@ -24,5 +24,5 @@ pub use openai::{relayed_conversation, requested_model, WHOLE_ANSWER_MAX};
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use running::Running;
-pub use scheduler::{Admission, Permit, Scheduler};
+pub use scheduler::{Admission, Permit, Scheduler, Share};
 pub use stream::{answer_channel, AnswerStream, Chunk, ChunkSender, StreamHead};

@@ -20,6 +20,7 @@ use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
 
 use super::http_backend::{CallError, HttpBackends};
+use super::scheduler::Share;
 use super::stream::{Chunk, ChunkSender, StreamHead};
 
 /// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
@@ -57,6 +58,10 @@ struct RelayedModel<'a> {
     path: &'a str,
     #[serde(default)]
     body: Option<BodyModel>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    weight: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +74,33 @@ struct BodyModel {
 /// sent through the seed's API routes by model as one through the door does. `None` for any
 /// other payload.
 pub fn requested_model(payload: &RawJson) -> Option<String> {
+    requested(payload)?.model
+}
+
+/// What the executing node reads of a relay-shaped payload: the model its body asks for, and
+/// whose request it is (the door's `key` and `weight`, for the fair share of the relays).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Requested {
+    pub model: Option<String>,
+    pub key: Option<String>,
+    pub weight: u32,
+}
+
+impl Requested {
+    /// The request's share of the relays' queue.
+    pub fn share(&self) -> Share<'_> {
+        match &self.key {
+            Some(key) => Share {
+                key,
+                weight: self.weight.max(1),
+            },
+            None => Share::NONE,
+        }
+    }
+}
+
+/// Reads a relay-shaped payload (see [`Requested`]); `None` for any other payload.
+pub fn requested(payload: &RawJson) -> Option<Requested> {
     // Most payloads are not relayed requests: a byte search spares them a parse that would
     // fail at the end with an allocated error (1% of a node's CPU per task at saturation).
     if !payload.get().contains("\"path\"") {
@@ -78,7 +110,11 @@ pub fn requested_model(payload: &RawJson) -> Option<String> {
     if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
         return None;
     }
-    relayed.body?.model.filter(|m| !m.is_empty())
+    Some(Requested {
+        model: relayed.body.and_then(|b| b.model).filter(|m| !m.is_empty()),
+        key: relayed.key,
+        weight: relayed.weight.unwrap_or(1),
+    })
 }
 
 /// The conversation a relay-shaped payload's body belongs to (see

@@ -19,8 +19,8 @@ use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
 
 use super::{
     answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
-    openai::RelayFailure, run_executor, Admission, AnswerStream, Backends, HttpBackends, Permit,
-    Running, Scheduler, TaskResult,
+    openai::RelayFailure, openai::Requested, run_executor, Admission, AnswerStream, Backends,
+    HttpBackends, Permit, Running, Scheduler, Share, TaskResult,
 };
 
 /// How long a streamed answer waits for the attempt that asked for it to take it. The taker
@@ -163,9 +163,10 @@ impl Runner {
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
+        let requested = openai::requested(&task.payload);
         let refusal = match spec {
-            ExecutorSpec::Openai { .. } => self.model_refusal(&task),
-            _ => Self::not_a_relay(&task),
+            ExecutorSpec::Openai { .. } => self.model_refusal(&task, requested.as_ref()),
+            _ => Self::not_a_relay(&task, requested.as_ref()),
         };
         if let Some(refusal) = refusal {
             ledger.forget(&task.task_id);
@@ -175,7 +176,9 @@ impl Runner {
             ExecutorSpec::Openai { .. } => &self.relays,
             _ => &self.scheduler,
         };
-        let admission = slots.admit(task.priority);
+        // A relayed request waits in the relays' queue with its key's fair share.
+        let share = requested.as_ref().map_or(Share::NONE, Requested::share);
+        let admission = slots.admit(task.priority, share);
         if matches!(admission, Admission::Busy) {
             ledger.forget(&task.task_id);
             return Started::Refused(RemoteError::new(ErrorCode::Busy, "queue is full"));
@@ -221,9 +224,13 @@ impl Runner {
     /// having no executor for it, so the task moves on to a node that has the model without
     /// spending the retry budget. The sender chose this node from a capability seen up to a
     /// heartbeat and a probe ago; this node's own view is fresher.
-    fn model_refusal(&self, task: &TaskRequest) -> Option<RemoteError> {
-        let model = openai::requested_model(&task.payload)?;
-        if !self.backends.lacks_model(&task.task_type, &model) {
+    fn model_refusal(
+        &self,
+        task: &TaskRequest,
+        requested: Option<&Requested>,
+    ) -> Option<RemoteError> {
+        let model = requested?.model.as_deref()?;
+        if !self.backends.lacks_model(&task.task_type, model) {
             return None;
         }
         self.count_relay(&task.task_type, relay_outcome::NO_MODEL);
@@ -239,8 +246,8 @@ impl Runner {
     /// A request for a model (a relay-shaped payload naming one) to an executor that relays to
     /// no model server: refused as having no executor for it, so it moves on to a node whose
     /// executor is a relay, rather than answering a chat with an echo or a script's output.
-    fn not_a_relay(task: &TaskRequest) -> Option<RemoteError> {
-        let model = openai::requested_model(&task.payload)?;
+    fn not_a_relay(task: &TaskRequest, requested: Option<&Requested>) -> Option<RemoteError> {
+        let model = requested?.model.as_deref()?;
         Some(RemoteError::new(
             ErrorCode::NoExecutor,
             format!(

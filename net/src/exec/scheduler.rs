@@ -1,7 +1,15 @@
-//! A bounded priority queue in front of a fixed number of workers.
+//! A bounded priority queue in front of a fixed number of workers, fair between the keys
+//! whose requests wait in it.
+//!
+//! Within a priority, waiting tasks are served by start-time fair queueing: each task gets a
+//! tag, its key's previous tag plus one unit over the key's weight, but never less than the
+//! tag of the task served last; the lowest tag goes first. A key with 60 requests waiting
+//! holds tags 0, 1, 2, ...; another key's one request, arriving while the first is served,
+//! gets that served tag and goes next. Among keys that keep requests waiting, each is served
+//! in proportion to its weight; tasks without a key (the seed's API) share one.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -21,18 +29,44 @@ struct State {
     running: usize,
     next_seq: u64,
     waiting: BinaryHeap<Waiting>,
+    /// The tag of the task served last: where a key that had nothing waiting starts again.
+    served_tag: u64,
+    /// Per key with tasks waiting: the tag after its last one.
+    next_tags: HashMap<String, u64>,
+}
+
+/// What one task of a key of weight 1 adds to its key's tag.
+const TAG_UNIT: u64 = 1_000;
+
+/// Whose task it is, for the fair share: the key's name and weight (1-100).
+#[derive(Clone, Copy, Debug)]
+pub struct Share<'a> {
+    pub key: &'a str,
+    pub weight: u32,
+}
+
+impl Share<'_> {
+    /// Tasks that name no key share one.
+    pub const NONE: Share<'static> = Share { key: "", weight: 1 };
 }
 
 #[derive(Debug)]
 struct Waiting {
     priority: i32,
+    tag: Reverse<u64>,
     seq: Reverse<u64>,
     wake: oneshot::Sender<()>,
 }
 
+impl Waiting {
+    fn order(&self) -> (i32, Reverse<u64>, Reverse<u64>) {
+        (self.priority, self.tag, self.seq)
+    }
+}
+
 impl PartialEq for Waiting {
     fn eq(&self, other: &Self) -> bool {
-        (self.priority, self.seq) == (other.priority, other.seq)
+        self.order() == other.order()
     }
 }
 impl Eq for Waiting {}
@@ -43,7 +77,21 @@ impl PartialOrd for Waiting {
 }
 impl Ord for Waiting {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+        self.order().cmp(&other.order())
+    }
+}
+
+impl State {
+    /// The next waiting task to serve, its tag now the served one.
+    fn pop(&mut self) -> Option<Waiting> {
+        let next = self.waiting.pop()?;
+        self.served_tag = self.served_tag.max(next.tag.0);
+        if self.waiting.is_empty() {
+            // Nothing waits: no key is owed anything, and the tags start again.
+            self.next_tags.clear();
+            self.served_tag = 0;
+        }
+        Some(next)
     }
 }
 
@@ -82,7 +130,7 @@ impl Scheduler {
         state.workers_max = workers_max;
         state.queue_len_max = queue_len_max;
         while state.running < state.workers_max {
-            let Some(next) = state.waiting.pop() else {
+            let Some(next) = state.pop() else {
                 break;
             };
             if next.wake.send(()).is_ok() {
@@ -91,7 +139,9 @@ impl Scheduler {
         }
     }
 
-    pub fn admit(self: &Arc<Self>, priority: i32) -> Admission {
+    /// Takes a task of `priority` for `share`'s key: a worker now, a place in the queue, or
+    /// busy.
+    pub fn admit(self: &Arc<Self>, priority: i32, share: Share<'_>) -> Admission {
         let mut state = self.state.lock().expect("scheduler lock");
         if state.running < state.workers_max {
             state.running += 1;
@@ -105,8 +155,13 @@ impl Scheduler {
         let (wake, woken) = oneshot::channel();
         let seq = Reverse(state.next_seq);
         state.next_seq += 1;
+        let served = state.served_tag;
+        let next_tag = state.next_tags.entry(share.key.to_string()).or_insert(0);
+        let tag = (*next_tag).max(served);
+        *next_tag = tag + TAG_UNIT / u64::from(share.weight.clamp(1, 100));
         state.waiting.push(Waiting {
             priority,
+            tag: Reverse(tag),
             seq,
             wake,
         });
@@ -131,7 +186,7 @@ impl Scheduler {
         // Hand the slot to the best waiting task that is still there; `running` stays the same.
         // Unless a reload left fewer workers than are running: then the slot goes away.
         while state.running <= state.workers_max {
-            let Some(next) = state.waiting.pop() else {
+            let Some(next) = state.pop() else {
                 break;
             };
             if next.wake.send(()).is_ok() {
@@ -155,16 +210,16 @@ mod tests {
     #[tokio::test]
     async fn higher_priority_runs_first_and_the_queue_is_bounded() {
         let scheduler = Scheduler::new(1, 2);
-        let Admission::Now(first) = scheduler.admit(0) else {
+        let Admission::Now(first) = scheduler.admit(0, Share::NONE) else {
             panic!()
         };
-        let Admission::Queued(low) = scheduler.admit(1) else {
+        let Admission::Queued(low) = scheduler.admit(1, Share::NONE) else {
             panic!()
         };
-        let Admission::Queued(mut high) = scheduler.admit(5) else {
+        let Admission::Queued(mut high) = scheduler.admit(5, Share::NONE) else {
             panic!()
         };
-        assert!(matches!(scheduler.admit(9), Admission::Busy));
+        assert!(matches!(scheduler.admit(9, Share::NONE), Admission::Busy));
         assert_eq!(scheduler.load(), (1, 2));
         drop(first);
         high.try_recv()
@@ -179,10 +234,10 @@ mod tests {
     #[tokio::test]
     async fn a_resize_starts_queued_tasks_or_lets_running_ones_end() {
         let scheduler = Scheduler::new(1, 4);
-        let Admission::Now(first) = scheduler.admit(0) else {
+        let Admission::Now(first) = scheduler.admit(0, Share::NONE) else {
             panic!()
         };
-        let Admission::Queued(mut queued) = scheduler.admit(0) else {
+        let Admission::Queued(mut queued) = scheduler.admit(0, Share::NONE) else {
             panic!()
         };
         scheduler.resize(2, 4);
@@ -193,7 +248,7 @@ mod tests {
         assert_eq!(scheduler.load(), (2, 0));
         // Down to one worker: nothing stops, but an ending task frees no slot for the queue.
         scheduler.resize(1, 4);
-        let Admission::Queued(mut third) = scheduler.admit(0) else {
+        let Admission::Queued(mut third) = scheduler.admit(0, Share::NONE) else {
             panic!()
         };
         drop(first);
@@ -203,5 +258,67 @@ mod tests {
         third.try_recv().expect("the one worker left takes it");
         drop(scheduler.permit_for_woken());
         assert_eq!(scheduler.load(), (0, 0));
+    }
+
+    /// Admits `count` queued tasks of `key` and returns their receivers.
+    fn queue(
+        scheduler: &Arc<Scheduler>,
+        key: &'static str,
+        weight: u32,
+        count: usize,
+    ) -> Vec<(&'static str, oneshot::Receiver<()>)> {
+        (0..count)
+            .map(|_| match scheduler.admit(0, Share { key, weight }) {
+                Admission::Queued(woken) => (key, woken),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Serves the queue one task at a time; the keys in the order they were served.
+    fn serve_all(
+        scheduler: &Arc<Scheduler>,
+        mut slot: Permit,
+        mut waiting: Vec<(&'static str, oneshot::Receiver<()>)>,
+    ) -> Vec<&'static str> {
+        let mut order = Vec::new();
+        while !waiting.is_empty() {
+            drop(slot);
+            let at = waiting
+                .iter_mut()
+                .position(|(_, woken)| woken.try_recv().is_ok())
+                .expect("a freed slot goes to a waiting task");
+            order.push(waiting.remove(at).0);
+            slot = scheduler.permit_for_woken();
+        }
+        order
+    }
+
+    #[test]
+    fn a_key_with_one_request_waits_for_one_of_the_busy_keys_not_all() {
+        let scheduler = Scheduler::new(1, 100);
+        let Admission::Now(slot) = scheduler.admit(0, Share::NONE) else {
+            panic!()
+        };
+        let mut waiting = queue(&scheduler, "busy", 1, 60);
+        waiting.extend(queue(&scheduler, "quiet", 1, 1));
+        let order = serve_all(&scheduler, slot, waiting);
+        let quiet_at = order.iter().position(|k| *k == "quiet").unwrap();
+        assert!(quiet_at <= 1, "served {quiet_at}th: {order:?}");
+        assert_eq!(scheduler.load(), (0, 0), "every slot handed back");
+    }
+
+    #[test]
+    fn keys_that_keep_waiting_are_served_by_weight() {
+        let scheduler = Scheduler::new(1, 100);
+        let Admission::Now(slot) = scheduler.admit(0, Share::NONE) else {
+            panic!()
+        };
+        let mut waiting = queue(&scheduler, "heavy", 3, 30);
+        waiting.extend(queue(&scheduler, "light", 1, 30));
+        let order = serve_all(&scheduler, slot, waiting);
+        let first_20 = &order[..20];
+        let heavy = first_20.iter().filter(|k| **k == "heavy").count();
+        assert!((14..=16).contains(&heavy), "{order:?}");
     }
 }

@@ -237,8 +237,15 @@ async fn relay_post(
     } else {
         None
     };
-    // The client's body goes inside the payload as written: never decoded and re-encoded.
-    let payload = format!("{{\"path\":\"{}\",\"body\":{body}}}", endpoint.path);
+    // The client's body goes inside the payload as written: never decoded and re-encoded. The
+    // key's name (letters, digits, `-_.`: nothing to escape) and weight give the request its
+    // fair share of a busy backend's queue on the node that relays it.
+    let payload = format!(
+        "{{\"path\":\"{}\",\"key\":\"{}\",\"weight\":{},\"body\":{body}}}",
+        endpoint.path,
+        key.name,
+        key.weight.max(1)
+    );
     let account = ingress.usage.as_ref().map(|meter| Account {
         meter: meter.clone(),
         clock: ingress.node.shared.clock.clone(),
