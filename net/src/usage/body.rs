@@ -146,8 +146,8 @@ where
                 reader.feed(&data);
             }
             let mut data = match &mut self.filter {
-                Some(filter) => filter.pass(&data).into(),
-                None => data,
+                Some(filter) if !filter.passes_whole(&data) => filter.pass(&data).into(),
+                _ => data,
             };
             // A body that knows it has ended (a whole answer) is not polled again: hyper asks
             // `is_end_stream` after each frame, so the end is counted here.
