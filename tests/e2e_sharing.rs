@@ -475,6 +475,20 @@ async fn a_key_with_one_request_is_not_queued_behind_a_key_with_sixty() {
         waited < Duration::from_secs(1),
         "bob's first token came {waited:?} after his request, behind ann's queue"
     );
+    // The relaying node shows the queue per key: ann's requests waiting, bob's one wait.
+    let metrics = federation.metrics("zombie-pc").await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("triforce_relay_queue_waiting{key=\"ann\"}") > 0.0);
+    assert_eq!(
+        value("triforce_relay_queue_wait_seconds_count{key=\"bob\"}"),
+        1.0
+    );
     // Every greedy stream is still answered whole.
     for mut stream in greedy {
         read_until(&mut stream, "[DONE]", Duration::from_secs(30)).await;

@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
@@ -64,6 +65,31 @@ pub mod relay_outcome {
 /// Counts of relayed requests per backend; the runner holds a handle to the registered family.
 pub type BackendRequests = Family<BackendRequestLabels, Counter>;
 
+/// An API key, by the name its door gave it (`-` for relayed tasks that name none).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    pub key: String,
+}
+
+/// How long relayed requests waited for a relay slot, per key.
+pub type QueueWaits = Family<KeyLabel, Histogram, fn() -> Histogram>;
+
+fn queue_wait_histogram() -> Histogram {
+    // 1 ms to about 2 minutes (the door's first-byte limit), doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 18,
+    ))
+}
+
+/// The handles the runner writes to.
+#[derive(Clone)]
+pub struct RunnerMetrics {
+    pub backend_requests: BackendRequests,
+    /// Relayed requests waiting for a relay slot now, per key.
+    pub relay_queue_waiting: Family<KeyLabel, Gauge>,
+    pub relay_queue_wait_seconds: QueueWaits,
+}
+
 /// Why a connection was turned away before a request was read (the `reason` label of
 /// `triforce_connection_refusals_total`).
 pub mod refusal {
@@ -105,6 +131,8 @@ pub struct Metrics {
     pub backend_up: Family<BackendLabel, Gauge>,
     pub backend_probe_seconds: Family<BackendLabel, Gauge<f64, AtomicU64>>,
     pub backend_requests: BackendRequests,
+    pub relay_queue_waiting: Family<KeyLabel, Gauge>,
+    pub relay_queue_wait_seconds: QueueWaits,
     /// Reloads by outcome: `applied` or `refused`.
     pub reloads: Family<OutcomeLabel, Counter>,
 }
@@ -179,6 +207,18 @@ impl Metrics {
             "backend_requests",
             "Requests relayed to the backends, by task type and outcome",
         );
+        let relay_queue_waiting: Family<KeyLabel, Gauge> = registered(
+            &mut registry,
+            "relay_queue_waiting",
+            "Relayed requests waiting for a relay slot on this node, by API key (fair share)",
+        );
+        let relay_queue_wait_seconds =
+            QueueWaits::new_with_constructor(queue_wait_histogram as fn() -> Histogram);
+        registry.register(
+            "relay_queue_wait_seconds",
+            "How long relayed requests waited for a relay slot on this node, by API key",
+            relay_queue_wait_seconds.clone(),
+        );
         let reloads: Family::<OutcomeLabel, Counter> = registered(&mut registry, "reloads", "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched");
         for outcome in ["applied", "refused"] {
             let _ = reloads.get_or_create(&OutcomeLabel {
@@ -187,6 +227,8 @@ impl Metrics {
         }
         Metrics {
             reloads,
+            relay_queue_waiting,
+            relay_queue_wait_seconds,
             backend_up,
             backend_probe_seconds,
             backend_requests,
@@ -200,6 +242,15 @@ impl Metrics {
             peer_rtt_seconds,
             tasks_running,
             queue_depth,
+        }
+    }
+
+    /// The handles the runner writes to.
+    pub fn runner(&self) -> RunnerMetrics {
+        RunnerMetrics {
+            backend_requests: self.backend_requests.clone(),
+            relay_queue_waiting: self.relay_queue_waiting.clone(),
+            relay_queue_wait_seconds: self.relay_queue_wait_seconds.clone(),
         }
     }
 

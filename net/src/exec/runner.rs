@@ -15,7 +15,7 @@ use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
 use triforce_core::task::TaskRequest;
 
-use crate::metrics::{relay_outcome, BackendRequestLabels, BackendRequests};
+use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
 
 use super::{
     answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
@@ -73,8 +73,9 @@ pub struct Runner {
     ram_gb: u32,
     gpu: bool,
     observer: Option<Arc<dyn crate::node::Observer>>,
-    /// How relayed requests ended, per backend (a handle to the node's metric).
-    backend_requests: BackendRequests,
+    /// How relayed requests ended, per backend, and how long they queued, per key (handles to
+    /// the node's metrics).
+    metrics: RunnerMetrics,
 }
 
 impl Runner {
@@ -85,7 +86,7 @@ impl Runner {
         gpu: bool,
         http: HttpBackends,
         observer: Option<Arc<dyn crate::node::Observer>>,
-        backend_requests: BackendRequests,
+        metrics: RunnerMetrics,
     ) -> Arc<Self> {
         let workers = workers(settings.limits.workers_max, cores);
         let scheduler = Scheduler::new(workers, settings.limits.queue_len_max);
@@ -110,12 +111,13 @@ impl Runner {
             ram_gb,
             gpu,
             observer,
-            backend_requests,
+            metrics,
         })
     }
 
     fn count_relay(&self, task_type: &str, outcome: &str) {
-        self.backend_requests
+        self.metrics
+            .backend_requests
             .get_or_create(&BackendRequestLabels {
                 task_type: task_type.to_string(),
                 outcome: outcome.to_string(),
@@ -194,8 +196,12 @@ impl Runner {
             // A relay's answer body streams on after its head (the result) is out, while the
             // task holds its slot: it keeps a task of its own.
             let receiver = self.wait_for(&task.task_id);
+            let queued = self.queued(&admission, share);
             tokio::spawn(async move {
                 let _permit = slot(admission, &slots).await;
+                if let Some((key, since)) = queued {
+                    runner.served_from_queue(&key, since);
+                }
                 runner.executing(&task);
                 let timeout = Duration::from_millis(timeout_ms);
                 // Boxed, as each executor kind is (see `run_executor`): the relay's future is
@@ -212,6 +218,34 @@ impl Runner {
             runner.finish(&task.task_id, &result);
             result
         })))
+    }
+
+    /// A relayed request that waits for a slot: counted as waiting for its key, from now.
+    fn queued(
+        &self,
+        admission: &Admission,
+        share: Share<'_>,
+    ) -> Option<(KeyLabel, tokio::time::Instant)> {
+        if !matches!(admission, Admission::Queued(_)) {
+            return None;
+        }
+        let key = KeyLabel {
+            key: match share.key {
+                "" => "-".to_string(),
+                key => key.to_string(),
+            },
+        };
+        self.metrics.relay_queue_waiting.get_or_create(&key).inc();
+        Some((key, tokio::time::Instant::now()))
+    }
+
+    /// A queued relayed request got its slot.
+    fn served_from_queue(&self, key: &KeyLabel, since: tokio::time::Instant) {
+        self.metrics.relay_queue_waiting.get_or_create(key).dec();
+        self.metrics
+            .relay_queue_wait_seconds
+            .get_or_create(key)
+            .observe(since.elapsed().as_secs_f64());
     }
 
     fn executing(&self, task: &TaskRequest) {

@@ -125,7 +125,7 @@ impl Node {
             spec.has_gpu(),
             dial.map_or_else(HttpBackends::default, HttpBackends::with_dial),
             observer.clone(),
-            metrics.backend_requests.clone(),
+            metrics.runner(),
         );
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared::new(
