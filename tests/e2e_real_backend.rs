@@ -149,6 +149,7 @@ async fn the_federation_in_front_of_a_real_llama_cpp_server() {
     let direct = References::ask(&interrupting, &queueing, &embedding).await;
     let ingress = Federation::free_tcp_port();
     let key = std::cell::RefCell::new(String::new());
+    let metered = std::cell::RefCell::new(String::new());
     let federation = Federation::start_each_prepared(
         "real-backend",
         |id| match id {
@@ -159,6 +160,7 @@ async fn the_federation_in_front_of_a_real_llama_cpp_server() {
         |id, dir| {
             if id == "hetzner" {
                 *key.borrow_mut() = apikey_add(dir, "real");
+                *metered.borrow_mut() = apikey_add(dir, "metered");
             }
         },
     );
@@ -177,6 +179,58 @@ async fn the_federation_in_front_of_a_real_llama_cpp_server() {
     four_streams_queue_and_all_end_well(&direct, ingress, &key).await;
     a_client_that_leaves_frees_the_server(ingress, &key).await;
     a_killed_server_is_down_and_back_after_restart(queueing, ingress, &key).await;
+    usage_is_the_servers_own_count(&federation, ingress, &metered.into_inner()).await;
+}
+
+/// The door counts what the real server reported: its `usage` in whole answers, token for
+/// token; a stream from llama-cpp-python's server, which ignores `stream_options`, is counted
+/// as unmetered, not guessed.
+async fn usage_is_the_servers_own_count(federation: &Federation, port: u16, key: &str) {
+    let (mut prompt, mut completion) = (0, 0);
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            chat_body("smollm2", "Name a colour.", 8, false),
+        ),
+        (
+            "/v1/chat/completions",
+            chat_body("smollm2", "Name a fruit.", 6, false),
+        ),
+        ("/v1/completions", once_upon()),
+    ] {
+        let (status, answer) = http(port, "POST", path, key, &body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        prompt += answer["usage"]["prompt_tokens"]
+            .as_u64()
+            .expect("the server's usage");
+        completion += answer["usage"]["completion_tokens"].as_u64().unwrap();
+    }
+    let (_, finish) = streamed(port, key, &chat_body("smollm2", "Name a tree.", 6, true)).await;
+    assert!(finish.is_some(), "the stream ended with its finish reason");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, stdout, stderr) =
+            federation.cli("hetzner", &["usage", "--json", "--key", "metered"]);
+        assert!(ok, "{stderr}");
+        let rows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+        let sum = |field: &str| rows.iter().map(|r| r[field].as_u64().unwrap()).sum::<u64>();
+        if sum("requests") == 4 {
+            assert_eq!(
+                (
+                    sum("prompt_tokens"),
+                    sum("completion_tokens"),
+                    sum("unmetered"),
+                    sum("errors")
+                ),
+                (prompt, completion, 1, 0),
+                "{rows:?}"
+            );
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "counted: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The requests the cases send, and what each server answered them directly.

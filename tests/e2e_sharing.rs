@@ -180,7 +180,7 @@ async fn each_key_is_counted_what_the_backend_reported() {
     federation.wait_all_online().await;
 
     let mut expected: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    for i in 0..70 {
+    for i in 0..100 {
         let (name, key) = if i % 3 == 0 {
             ("bob", &bob)
         } else {
