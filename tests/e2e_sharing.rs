@@ -489,6 +489,23 @@ async fn a_key_with_one_request_is_not_queued_behind_a_key_with_sixty() {
         value("triforce_relay_queue_wait_seconds_count{key=\"bob\"}"),
         1.0
     );
+    // And its dashboard's state, what the page shows.
+    let state: Value = reqwest::Client::builder()
+        .local_address("127.0.0.1".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+        .get(format!("http://{}/ui/state", federation.addr("zombie-pc")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        state["relay_queue"]["ann"].as_u64().is_some_and(|n| n > 0),
+        "{}",
+        state["relay_queue"]
+    );
     // Every greedy stream is still answered whole.
     for mut stream in greedy {
         read_until(&mut stream, "[DONE]", Duration::from_secs(30)).await;

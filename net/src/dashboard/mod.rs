@@ -45,6 +45,8 @@ pub fn state_json(node: &Node) -> serde_json::Value {
         "tasks": tasks,
         "events": events,
         "usage": usage_today(node, unix_s),
+        // Relayed requests waiting here for a relay slot, per key (the fair share's queue).
+        "relay_queue": node.shared.runner.relay_queue(),
     })
 }
 

@@ -410,6 +410,11 @@ impl Runner {
         }
     }
 
+    /// Relayed requests waiting for a relay slot here, per key (`""`: tasks that name none).
+    pub fn relay_queue(&self) -> std::collections::BTreeMap<String, usize> {
+        self.relays.waiting_by_key()
+    }
+
     /// The relaying executors' backends.
     pub fn backends(&self) -> &Backends {
         &self.backends

@@ -56,6 +56,8 @@ struct Waiting {
     tag: Reverse<u64>,
     seq: Reverse<u64>,
     wake: oneshot::Sender<()>,
+    /// Whose it is, for the dashboard's view of the queue.
+    key: Box<str>,
 }
 
 impl Waiting {
@@ -164,6 +166,7 @@ impl Scheduler {
             tag: Reverse(tag),
             seq,
             wake,
+            key: share.key.into(),
         });
         Admission::Queued(woken)
     }
@@ -173,6 +176,16 @@ impl Scheduler {
         Permit {
             scheduler: self.clone(),
         }
+    }
+
+    /// How many tasks wait, per key (`""` for tasks that name none), for the dashboard.
+    pub fn waiting_by_key(&self) -> std::collections::BTreeMap<String, usize> {
+        let state = self.state.lock().expect("scheduler lock");
+        let mut by_key = std::collections::BTreeMap::new();
+        for waiting in state.waiting.iter().filter(|w| !w.wake.is_closed()) {
+            *by_key.entry(waiting.key.to_string()).or_default() += 1;
+        }
+        by_key
     }
 
     /// (running, queued)
@@ -302,6 +315,8 @@ mod tests {
         };
         let mut waiting = queue(&scheduler, "busy", 1, 60);
         waiting.extend(queue(&scheduler, "quiet", 1, 1));
+        let by_key = scheduler.waiting_by_key();
+        assert_eq!((by_key["busy"], by_key["quiet"]), (60, 1));
         let order = serve_all(&scheduler, slot, waiting);
         let quiet_at = order.iter().position(|k| *k == "quiet").unwrap();
         assert!(quiet_at <= 1, "served {quiet_at}th: {order:?}");
