@@ -192,3 +192,49 @@ pub fn config(data: &[u8]) {
         assert!(settings.check().is_ok());
     }
 }
+
+/// What a backend may answer, read as the door reads it: the usage reader and the strip
+/// filter over arbitrary bytes in arbitrary pieces, and the door's field reader over the same
+/// bytes as a request body.
+///
+/// Layout: byte 0 picks the framing; byte 1 the piece length (1-256); the rest is the answer.
+/// The filter may only take bytes out, never add or reorder them: what it passes plus what it
+/// took out is the input, and its output is the same however the answer is cut.
+pub fn backend_answer(data: &[u8]) {
+    use triforce_core::usage::{Framing, UsageEventFilter, UsageReader};
+    let [control, piece, answer @ ..] = data else {
+        return;
+    };
+    let framing = match control % 3 {
+        0 => Framing::Whole,
+        1 => Framing::ServerSentEvents,
+        _ => Framing::JsonLines,
+    };
+    let piece = usize::from(*piece).max(1);
+    let mut reader = UsageReader::new(framing);
+    let mut filter = UsageEventFilter::default();
+    let mut passed = Vec::new();
+    for chunk in answer.chunks(piece) {
+        reader.feed(chunk);
+        if filter.passes_whole(chunk) {
+            passed.extend_from_slice(chunk);
+        } else {
+            passed.extend(filter.pass(chunk));
+        }
+    }
+    passed.extend(filter.finish());
+    let whole = reader.finish();
+    let mut at_once = UsageReader::new(framing);
+    at_once.feed(answer);
+    assert_eq!(at_once.finish(), whole, "the pieces read as the whole");
+    let mut one_filter = UsageEventFilter::default();
+    let mut in_one = one_filter.pass(answer);
+    in_one.extend(one_filter.finish());
+    assert_eq!(
+        passed, in_one,
+        "the filter passes the same bytes however cut"
+    );
+    assert!(passed.len() <= answer.len());
+    let _ = triforce_core::door::read_door_fields(answer);
+    let _ = triforce_core::door::conversation_key(answer);
+}
