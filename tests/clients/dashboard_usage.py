@@ -10,9 +10,9 @@ checks that the browser console holds no errors.
 import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from browser import chromium
 
 URL, EXPECTED = sys.argv[1], sys.argv[2]
 expected = {}
@@ -20,17 +20,7 @@ for item in EXPECTED.split(","):
     key, *counts = item.split(":")
     expected[key] = counts
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-             "--window-size=1280,900", "--no-first-run", "--disable-extensions",
-             "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-default-apps", "--no-proxy-server",
-             # The network rule: nothing but the page's own host.
-             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"):
-    options.add_argument(flag)
-options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium()
 
 
 def shown():
