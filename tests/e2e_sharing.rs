@@ -361,7 +361,7 @@ async fn each_keys_limits_refuse_with_a_reason_and_serve_again() {
     let over = chat(2, r#""max_tokens":10,"#);
     let (status, _, code) = refusal(door, "/v1/chat/completions", &capped, &over).await;
     assert_eq!((status, code.as_str()), (400, "max_tokens_over_cap"));
-    for options in ["", r#""options":{"temperature":0},"#] {
+    for options in ["", r#""options":{"temperature":0},"#, r#""options":null,"#] {
         let body = format!(r#"{{"model":"{MODEL}","stream":false,{options}"prompt":"hi"}}"#);
         let (status, answer) = http(door, "POST", "/api/generate", &capped, &body).await;
         assert_eq!(status, 200, "{answer}");
@@ -372,6 +372,16 @@ async fn each_keys_limits_refuse_with_a_reason_and_serve_again() {
         format!(r#"{{"model":"{MODEL}","options":{{"num_predict":-1}},"prompt":"hi"}}"#);
     let (status, _) = http(door, "POST", "/api/generate", &capped, &unlimited).await;
     assert_eq!(status, 400);
+    // Ollama reads `NUM_PREDICT` as `num_predict`: a variant beside a small one is refused.
+    let variant = format!(
+        r#"{{"model":"{MODEL}","options":{{"num_predict":2,"NUM_PREDICT":99999}},"prompt":"hi"}}"#
+    );
+    let (status, answer) = http(door, "POST", "/api/generate", &capped, &variant).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("NUM_PREDICT"),
+        "Ollama's shape names the field: {answer}"
+    );
 
     // Tokens per minute: charged after the answer (300 words + 8 completion tokens = 308 of
     // 300), so the next request waits for the refill.

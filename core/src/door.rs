@@ -38,15 +38,8 @@ pub struct DoorFields {
     /// `max_completion_tokens` and Ollama's `options.num_predict`, where a number; a negative
     /// `num_predict` (Ollama's "no limit") reads as `u64::MAX`.
     pub max_tokens: Option<u64>,
-    /// Whether Ollama's `options` object is there (a cap then goes inside it).
+    /// Whether Ollama's `options` is there, whatever its value (a cap then goes inside it).
     pub options: bool,
-}
-
-/// What the door reads of Ollama's `options`.
-#[derive(Deserialize)]
-struct OllamaOptions {
-    #[serde(default)]
-    num_predict: Option<serde_json::Value>,
 }
 
 /// A token count as a client wrote it: a non-negative integer, or (Ollama) a negative one for
@@ -137,12 +130,20 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                     }
                     "options" => {
                         let value: serde_json::Value = map.next_value()?;
-                        fields.options = value.is_object();
-                        let asked = serde_json::from_value::<OllamaOptions>(value)
-                            .ok()
-                            .and_then(|o| o.num_predict)
-                            .and_then(|n| token_count(&n));
-                        fields.max_tokens = fields.max_tokens.max(asked);
+                        fields.options = true;
+                        // Go reads `NUM_PREDICT` as `num_predict` (the last one wins), so a
+                        // case variant would pass a cap the door checked on another key.
+                        let options = value.as_object().into_iter().flatten();
+                        for (key, value) in options {
+                            if key == "num_predict" {
+                                fields.max_tokens = fields.max_tokens.max(token_count(value));
+                            } else if is_case_variant(key, "num_predict") {
+                                refusal.get_or_insert(FieldError::CaseVariant {
+                                    field: "options.num_predict",
+                                    found: key.clone(),
+                                });
+                            }
+                        }
                     }
                     _ => {
                         let value: serde_json::Value = map.next_value()?;
@@ -189,12 +190,20 @@ pub fn with_member(body: &[u8], member: &str) -> Option<Vec<u8>> {
 }
 
 /// `body` with Ollama's `options.num_predict` set to `cap`, where `options` is there without
-/// it: the one change the door cannot make as text, so the body is decoded and written again.
+/// it (an `options` that is no object, such as `null`, becomes one): the one change the door
+/// cannot make as text, so the body is decoded and written again.
 pub fn with_num_predict(body: &[u8], cap: u64) -> Option<Vec<u8>> {
     let mut request: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).ok()?;
-    let options = request.get_mut("options")?.as_object_mut()?;
-    options.insert("num_predict".into(), cap.into());
+    let options = request
+        .entry("options")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if !options.is_object() {
+        *options = serde_json::Value::Object(Default::default());
+    }
+    options
+        .as_object_mut()?
+        .insert("num_predict".into(), cap.into());
     serde_json::to_vec(&request).ok()
 }
 
@@ -314,6 +323,19 @@ mod tests {
         assert_eq!(asked(r#"{"options":{"num_predict":-1}}"#), Some(u64::MAX));
         assert_eq!(asked(r#"{"options":{"temperature":0}}"#), None);
         assert!(read(r#"{"options":{}}"#).unwrap().options);
+        assert!(read(r#"{"options":null}"#).unwrap().options);
+        assert_eq!(
+            read(r#"{"options":{"num_predict":5,"NUM_PREDICT":100000}}"#),
+            Err(FieldError::CaseVariant {
+                field: "options.num_predict",
+                found: "NUM_PREDICT".into()
+            })
+        );
+        // A key twice: every decoder keeps the last, as the door does.
+        assert_eq!(
+            asked(r#"{"options":{"num_predict":5,"num_predict":900}}"#),
+            Some(900)
+        );
         assert_eq!(asked(r#"{"max_tokens":"many"}"#), None);
         assert_eq!(
             read(r#"{"max_tokens":5,"MAX_TOKENS":500}"#),
@@ -336,6 +358,9 @@ mod tests {
         let capped: serde_json::Value = serde_json::from_slice(&capped).unwrap();
         assert_eq!(capped["options"]["num_predict"], 64);
         assert_eq!(capped["options"]["temperature"], 0);
+        let from_null = with_num_predict(br#"{"options":null,"model":"m"}"#, 64).unwrap();
+        let from_null: serde_json::Value = serde_json::from_slice(&from_null).unwrap();
+        assert_eq!(from_null["options"]["num_predict"], 64);
     }
 
     #[test]
