@@ -207,18 +207,7 @@ impl Metrics {
             "backend_requests",
             "Requests relayed to the backends, by task type and outcome",
         );
-        let relay_queue_waiting: Family<KeyLabel, Gauge> = registered(
-            &mut registry,
-            "relay_queue_waiting",
-            "Relayed requests waiting for a relay slot on this node, by API key (fair share)",
-        );
-        let relay_queue_wait_seconds =
-            QueueWaits::new_with_constructor(queue_wait_histogram as fn() -> Histogram);
-        registry.register(
-            "relay_queue_wait_seconds",
-            "How long relayed requests waited for a relay slot on this node, by API key",
-            relay_queue_wait_seconds.clone(),
-        );
+        let (relay_queue_waiting, relay_queue_wait_seconds) = relay_queue(&mut registry);
         let reloads: Family::<OutcomeLabel, Counter> = registered(&mut registry, "reloads", "Config reloads (SIGHUP, triforce reload) by outcome: applied, or refused with the running config untouched");
         for outcome in ["applied", "refused"] {
             let _ = reloads.get_or_create(&OutcomeLabel {
@@ -260,6 +249,22 @@ impl Metrics {
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+}
+
+/// The relays' queue per key: how many wait now, and how long each waited.
+fn relay_queue(registry: &mut Registry) -> (Family<KeyLabel, Gauge>, QueueWaits) {
+    let waiting: Family<KeyLabel, Gauge> = registered(
+        registry,
+        "relay_queue_waiting",
+        "Relayed requests waiting for a relay slot on this node, by API key (fair share)",
+    );
+    let waits = QueueWaits::new_with_constructor(queue_wait_histogram as fn() -> Histogram);
+    registry.register(
+        "relay_queue_wait_seconds",
+        "How long relayed requests waited for a relay slot on this node, by API key",
+        waits.clone(),
+    );
+    (waiting, waits)
 }
 
 /// A new metric, registered under `name` with `help`; the registry keeps a handle to the same

@@ -109,32 +109,7 @@ fn main_inner() -> Result<bool> {
     let mut all_passed = true;
     let (mut total_runs, mut total_failed) = (0u64, 0u64);
     for scenario in scenarios {
-        let mut reports: Vec<RunReport> = Vec::new();
-        for seed in seeds.clone() {
-            let mut config = RunConfig::new(scenario, seed);
-            config.nodes = args.nodes;
-            config.tick = Duration::from_millis(args.tick_ms);
-            config.heal_at = Duration::from_secs(args.heal_at_s);
-            config.keep_trace = args.trace_out.is_some();
-            let report = run(config);
-            if let (Some(path), Some(lines)) = (&args.trace_out, &report.trace_lines) {
-                std::fs::write(path, lines.join("\n") + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            if !report.passed() {
-                eprintln!("FAIL {} seed {}:", scenario.name, seed);
-                for violation in
-                    report
-                        .violations
-                        .iter()
-                        .take(if args.seed.is_some() { 100 } else { 5 })
-                {
-                    eprintln!("  {violation}");
-                }
-                eprintln!("  replay: cargo run -p triforce-sim --release -- --scenario {} --seed {seed} --nodes {}", scenario.name, args.nodes);
-            }
-            reports.push(report);
-        }
+        let reports = run_seeds(&args, scenario, seeds.clone())?;
         let failed = reports.iter().filter(|r| !r.passed()).count();
         let simulated: f64 = reports.iter().map(|r| r.simulated.as_secs_f64()).sum();
         let wall: f64 = reports.iter().map(|r| r.wall.as_secs_f64()).sum();
@@ -179,6 +154,42 @@ fn main_inner() -> Result<bool> {
         total_failed
     );
     Ok(all_passed)
+}
+
+/// Runs `scenario` for each seed, printing each failing seed's violations and the command that
+/// replays it; writes the trace when asked.
+fn run_seeds(
+    args: &Args,
+    scenario: Scenario,
+    seeds: std::ops::Range<u64>,
+) -> Result<Vec<RunReport>> {
+    let mut reports: Vec<RunReport> = Vec::new();
+    for seed in seeds {
+        let mut config = RunConfig::new(scenario, seed);
+        config.nodes = args.nodes;
+        config.tick = Duration::from_millis(args.tick_ms);
+        config.heal_at = Duration::from_secs(args.heal_at_s);
+        config.keep_trace = args.trace_out.is_some();
+        let report = run(config);
+        if let (Some(path), Some(lines)) = (&args.trace_out, &report.trace_lines) {
+            std::fs::write(path, lines.join("\n") + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if !report.passed() {
+            eprintln!("FAIL {} seed {}:", scenario.name, seed);
+            for violation in
+                report
+                    .violations
+                    .iter()
+                    .take(if args.seed.is_some() { 100 } else { 5 })
+            {
+                eprintln!("  {violation}");
+            }
+            eprintln!("  replay: cargo run -p triforce-sim --release -- --scenario {} --seed {seed} --nodes {}", scenario.name, args.nodes);
+        }
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 /// Time to first token of the conversations' turns: first turns (always cold) apart from the
