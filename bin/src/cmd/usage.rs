@@ -154,12 +154,7 @@ fn usage_table(rows: &[(String, UsageRow)]) -> String {
             row.completion_tokens,
             row.unmetered
         );
-        let total = totals.entry(&row.key).or_default();
-        total.requests += row.requests;
-        total.errors += row.errors;
-        total.prompt_tokens += row.prompt_tokens;
-        total.completion_tokens += row.completion_tokens;
-        total.unmetered += row.unmetered;
+        totals.entry(&row.key).or_default().add_counts(row);
     }
     for (key, total) in totals {
         out += &format!(

@@ -72,12 +72,8 @@ fn usage_today(node: &Node, unix_s: u64) -> serde_json::Value {
     let mut keys: std::collections::BTreeMap<String, crate::usage::UsageRow> = Default::default();
     for row in rows {
         let total = keys.entry(row.key.clone()).or_default();
+        total.add_counts(&row);
         total.key = row.key;
-        total.requests += row.requests;
-        total.errors += row.errors;
-        total.prompt_tokens += row.prompt_tokens;
-        total.completion_tokens += row.completion_tokens;
-        total.unmetered += row.unmetered;
     }
     json!({"day": day, "keys": keys.into_values().collect::<Vec<_>>()})
 }

@@ -172,17 +172,14 @@ impl UsageMeter {
             let mut pending = self.pending.lock().expect("usage lock");
             for delta in deltas {
                 let key = (delta.day.clone(), delta.key.clone(), delta.model.clone());
-                let row = pending.entry(key).or_insert_with(|| UsageRow {
-                    day: delta.day.clone(),
-                    key: delta.key.clone(),
-                    model: delta.model.clone(),
-                    ..UsageRow::default()
-                });
-                row.requests += delta.requests;
-                row.errors += delta.errors;
-                row.prompt_tokens += delta.prompt_tokens;
-                row.completion_tokens += delta.completion_tokens;
-                row.unmetered += delta.unmetered;
+                match pending.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(mut row) => {
+                        row.get_mut().add_counts(&delta)
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(delta);
+                    }
+                }
             }
             return Err(UsageError {
                 path: self.path.clone(),

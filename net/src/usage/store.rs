@@ -28,6 +28,17 @@ pub struct UsageRow {
     pub unmetered: u64,
 }
 
+impl UsageRow {
+    /// Adds `other`'s counts to this row's (its day, key and model stay).
+    pub fn add_counts(&mut self, other: &UsageRow) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.unmetered += other.unmetered;
+    }
+}
+
 /// Which rows to read.
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
