@@ -69,6 +69,12 @@ impl RawJson {
         Ok(RawJson(Arc::from(raw)))
     }
 
+    /// A value inside a document already checked (a field of a checked [`RawJson`]): valid and
+    /// no deeper than the document, so it is not checked again.
+    pub fn from_raw(raw: &RawValue) -> Self {
+        RawJson(Arc::from(raw.to_owned()))
+    }
+
     /// JSON `null`, the payload of a task that names none.
     pub fn null() -> Self {
         Self::parse_str("null").expect("null is JSON")

@@ -40,6 +40,8 @@
 //! - [`config`]: `federation_nodes.json` and `federation.toml`, parsed and checked.
 //! - [`door`]: what the AI door reads of a client's body, refusing bodies two decoders would
 //!   read differently.
+//! - [`relay`]: an AI request's head (dialect, path, model, stream, key), typed once where it
+//!   enters and carried typed between nodes.
 //! - [`usage`]: the token counts a backend reports, read from its answer as it passes.
 
 pub mod affinity;
@@ -54,6 +56,7 @@ pub mod json;
 pub mod ledger;
 pub mod membership;
 pub mod node;
+pub mod relay;
 pub mod selection;
 pub mod task;
 pub mod time;

@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Serialize};
 
 use crate::json::RawJson;
+use crate::relay::{split_envelope, EnvelopeError, RelayHead};
 
 /// The longest task id accepted, in bytes; task ids key the ledger and the logs.
 pub const TASK_ID_LEN_MAX: usize = 128;
@@ -27,6 +28,11 @@ pub struct TaskRequest {
     /// Higher runs first under saturation.
     #[serde(default)]
     pub priority: i32,
+    /// For a request relayed to a model server: what every node reads of it, typed once where
+    /// it entered. The payload is then the body relayed, as the client wrote it. Filled by the
+    /// door, and by [`TaskRequest::parse`] from a payload in the relay shape.
+    #[serde(skip)]
+    pub relay: Option<RelayHead>,
 }
 
 /// Why a task body was refused before any work was done.
@@ -40,14 +46,22 @@ pub enum TaskRequestError {
     TaskType,
     #[error("priority {0} is outside {min}..={max}", min = PRIORITY_RANGE.start(), max = PRIORITY_RANGE.end())]
     Priority(i32),
+    #[error("payload: {0}")]
+    Relay(#[from] EnvelopeError),
 }
 
 impl TaskRequest {
-    /// Parses and checks a task body. Never panics; the error names the first problem.
+    /// Parses and checks a task body. Never panics; the error names the first problem. A
+    /// payload in the relay shape (`{"path", "body"}`) is split into its typed head and the body.
     pub fn parse(body: &[u8]) -> Result<Self, TaskRequestError> {
-        let task: TaskRequest =
+        let mut task: TaskRequest =
             serde_json::from_slice(body).map_err(|e| TaskRequestError::Shape(e.to_string()))?;
         task.check()?;
+        if let Some(split) = split_envelope(&task.payload) {
+            let (head, body) = split?;
+            task.relay = Some(head);
+            task.payload = body;
+        }
         Ok(task)
     }
 
@@ -76,15 +90,25 @@ impl TaskRequest {
 }
 
 impl TaskRequest {
-    /// A digest of what the task asks for (type and payload bytes), kept beside its id in the
-    /// executing node's ledger: the same id with other work is a conflict, not a retry.
+    /// A digest of what the task asks for (type, the relayed path and payload bytes), kept
+    /// beside its id in the executing node's ledger: the same id with other work is a conflict,
+    /// not a retry.
     pub fn digest(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
         hasher.update((self.task_type.len() as u64).to_be_bytes());
         hasher.update(self.task_type.as_bytes());
+        if let Some(relay) = &self.relay {
+            hasher.update((relay.path.len() as u64).to_be_bytes());
+            hasher.update(relay.path.as_bytes());
+        }
         hasher.update(self.payload.as_bytes());
         hasher.finalize().into()
+    }
+
+    /// The model a relayed request names, if it names one.
+    pub fn model(&self) -> Option<&str> {
+        self.relay.as_ref()?.model.as_deref()
     }
 }
 
@@ -115,5 +139,24 @@ mod tests {
             ..task.clone()
         };
         assert_ne!(task.digest(), other.digest(), "other bytes, other digest");
+    }
+
+    #[test]
+    fn a_relayed_payload_is_typed_once_and_its_path_is_part_of_the_digest() {
+        let body = |path: &str| {
+            format!(
+                r#"{{"task_id":"t","type":"chat","payload":{{"path":"{path}","body":{{"model":"qwen"}}}}}}"#
+            )
+        };
+        let chat = TaskRequest::parse(body("/v1/chat/completions").as_bytes()).unwrap();
+        assert_eq!(chat.model(), Some("qwen"));
+        assert_eq!(chat.payload.get(), r#"{"model":"qwen"}"#);
+        let completion = TaskRequest::parse(body("/v1/completions").as_bytes()).unwrap();
+        assert_eq!(chat.payload, completion.payload);
+        assert_ne!(chat.digest(), completion.digest());
+        assert!(matches!(
+            TaskRequest::parse(body("/v1/../x").as_bytes()),
+            Err(TaskRequestError::Relay(_))
+        ));
     }
 }

@@ -15,7 +15,7 @@ use triforce_core::config::ApiKey;
 use triforce_core::usage::Framing;
 use triforce_net::clock::SystemClock;
 use triforce_net::exec::{Admission, Scheduler, Share};
-use triforce_net::ingress::{Api, KeyLimits};
+use triforce_net::ingress::{Dialect, KeyLimits};
 use triforce_net::usage::{Account, MeteredBody, Spent, UsageMeter};
 
 const WHOLE: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"llama3","choices":[{"index":0,"message":{"role":"assistant","content":"tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}"#;
@@ -86,7 +86,7 @@ fn door(c: &mut Criterion) {
     group.bench_function("whole_answer", |b| {
         b.iter(|| {
             let admitted = limits
-                .admit(Api::OpenAi, &key, Spent::default(), 1_765_000_000)
+                .admit(Dialect::OpenAi, &key, Spent::default(), 1_765_000_000)
                 .unwrap();
             let body = http_body_util::Full::new(Bytes::from_static(WHOLE.as_bytes()));
             let body = MeteredBody::new(body, Framing::Whole, 200, Some(account()), false)
@@ -98,7 +98,7 @@ fn door(c: &mut Criterion) {
     group.bench_function("stream_50_events_usage_taken_out", |b| {
         b.iter(|| {
             let admitted = limits
-                .admit(Api::OpenAi, &key, Spent::default(), 1_765_000_000)
+                .admit(Dialect::OpenAi, &key, Spent::default(), 1_765_000_000)
                 .unwrap();
             let body = Frames(events.iter().cloned().collect());
             let body =

@@ -115,8 +115,8 @@ pub fn frame(data: &[u8]) {
 }
 
 /// The task body of `POST /v1/federation/task`, and its forwarding: a task that parses
-/// crosses to another node with its payload byte for byte, in a frame no larger than the body
-/// plus a small envelope (re-encoding once grew `1e15` fourfold, past the receiver's limit).
+/// crosses to another node with its payload byte for byte (a relayed request's body, beside
+/// its typed head), in a frame no larger than the body plus a small envelope (re-encoding once grew `1e15` fourfold, past the receiver's limit).
 pub fn task_json(data: &[u8]) {
     let Ok(task) = TaskRequest::parse(data) else {
         return;
@@ -127,10 +127,14 @@ pub fn task_json(data: &[u8]) {
         task_type: task.task_type.clone(),
         payload_json: task.payload.get().to_string(),
         priority: task.priority,
+        relay: task.relay.clone(),
     });
     let encoded = postcard::to_stdvec(&frame).expect("frames encode");
+    // A relayed request's model is in its body and in its typed head: the one part carried
+    // twice.
+    let model_len = task.model().map_or(0, str::len);
     assert!(
-        encoded.len() <= data.len() + 64,
+        encoded.len() <= data.len() + model_len + 64,
         "a {} byte body became a {} byte frame",
         data.len(),
         encoded.len()
@@ -143,6 +147,10 @@ pub fn task_json(data: &[u8]) {
     assert_eq!(
         payload, task.payload,
         "the payload arrives as it was written"
+    );
+    assert_eq!(
+        received.relay, task.relay,
+        "the relay head arrives as it was read"
     );
 }
 

@@ -1,4 +1,4 @@
-//! The executors: `echo`, `sleep`, `http` and `command`.
+//! The executors: `echo`, `sleep`, `http` and `command` (`openai` relays are the runner's).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -10,7 +10,6 @@ use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
 
 use super::http_backend::{CallError, HttpBackends};
-use super::openai::AnswerBody;
 
 /// What running a task produced: its result as the executor wrote it, or the error.
 pub type TaskResult = Result<RawJson, RemoteError>;
@@ -57,19 +56,12 @@ pub async fn run_executor(
         ExecutorSpec::Http { url, timeout_ms } => {
             Box::pin(run_http(url, *timeout_ms, payload, http, result_bytes_max)).await
         }
-        ExecutorSpec::Openai {
-            base_url,
-            timeout_ms,
-        } => {
-            Box::pin(run_openai_whole(
-                base_url,
-                *timeout_ms,
-                payload,
-                http,
-                result_bytes_max,
-            ))
-            .await
-        }
+        // The runner relays these itself (`Runner::relay`), streaming the answer; it never
+        // hands one here.
+        ExecutorSpec::Openai { base_url, .. } => Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("a request for {base_url} must be relayed, not run"),
+        )),
         ExecutorSpec::Command {
             program,
             args,
@@ -85,56 +77,6 @@ pub async fn run_executor(
             Box::pin(run_command(&command, payload, result_bytes_max)).await
         }
     }
-}
-
-/// An `openai` task run outside the runner's relay (`Runner::relay` streams them): its answer
-/// collected whole.
-async fn run_openai_whole(
-    base_url: &str,
-    timeout_ms: u64,
-    payload: &RawJson,
-    http: &HttpBackends,
-    result_bytes_max: usize,
-) -> TaskResult {
-    let timeout = Duration::from_millis(timeout_ms);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let (head, body) = super::openai::open(base_url, payload, http, timeout)
-        .await
-        .map_err(RemoteError::from)?;
-    let body = match body {
-        AnswerBody::Whole(body) if body.len() > result_bytes_max => {
-            return Err(too_large(
-                &format!("the answer of {base_url}"),
-                result_bytes_max,
-            ))
-        }
-        AnswerBody::Whole(body) => body,
-        AnswerBody::Streaming(body) => {
-            let (chunks, stream) = super::answer_channel();
-            let (_, body) = tokio::join!(
-                super::openai::pump(body, chunks, deadline),
-                stream.collect(result_bytes_max)
-            );
-            body.map_err(|e| RemoteError::new(ErrorCode::ExecutorFailed, e))?
-                .into()
-        }
-    };
-    if head.status >= 400 {
-        return Err(RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            format!(
-                "{base_url} answered {}: {}",
-                head.status,
-                tail(&String::from_utf8_lossy(&body))
-            ),
-        ));
-    }
-    RawJson::parse(&body).map_err(|e| {
-        RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            format!("{base_url} did not answer JSON: {e}"),
-        )
-    })
 }
 
 fn too_large(what: &str, limit: usize) -> RemoteError {

@@ -20,9 +20,11 @@ pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]
 pub(crate) use http_backend::error_chain;
 pub use http_backend::{CallError, HttpBackends};
-pub use openai::{relayed_conversation, requested_model, WHOLE_ANSWER_MAX};
+pub use openai::WHOLE_ANSWER_MAX;
 pub use report::{Report, Reports};
 pub use runner::{Runner, Started};
 pub use running::Running;
 pub use scheduler::{Admission, Permit, Scheduler, Share};
-pub use stream::{answer_channel, AnswerStream, Chunk, ChunkSender, StreamHead};
+pub use stream::{
+    answer_channel, Answer, AnswerStream, Answered, Chunk, ChunkSender, RelayAnswer, StreamHead,
+};

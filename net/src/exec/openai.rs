@@ -1,9 +1,8 @@
 //! The `openai` executor: relays a client's OpenAI- or Ollama-shaped request to a local
 //! inference server and streams its answer back as written.
 //!
-//! The task's payload is what the ingress made of the client's request:
-//! `{"method": "POST", "path": "/v1/chat/completions", "body": <the client's JSON>}` (`method`
-//! defaults to POST; a GET has no body). The body is forwarded as the client wrote it.
+//! The task carries the request's typed head (`triforce_core::relay::RelayHead`: the path, the
+//! model, the key) and, as its payload, the client's body, which is forwarded as written.
 
 use std::time::Duration;
 
@@ -12,19 +11,12 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use triforce_core::affinity::AffinityKey;
-use triforce_core::door::conversation_key;
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::json::RawJson;
+use triforce_core::relay::RelayHead;
 
 use super::http_backend::{CallError, HttpBackends};
-use super::scheduler::Share;
 use super::stream::{Chunk, ChunkSender, StreamHead};
-
-/// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
-const PATH_PREFIXES: [&str; 2] = ["/v1/", "/api/"];
 
 /// An answer with a `Content-Length` up to this is read whole at the relay and passed on in one
 /// piece: head and body then cross QUIC in one packet and reach the client in one write with
@@ -39,93 +31,6 @@ pub enum AnswerBody {
     Whole(Bytes),
     /// To be passed on as it comes, by [`pump`].
     Streaming(Incoming),
-}
-
-/// The payload of a task the ingress made.
-#[derive(Deserialize)]
-struct Relayed<'a> {
-    #[serde(default)]
-    method: Option<&'a str>,
-    path: &'a str,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-}
-
-/// The part of a relayed payload that routing reads: the model its body names.
-#[derive(Deserialize)]
-struct RelayedModel<'a> {
-    #[serde(borrow)]
-    path: &'a str,
-    #[serde(default)]
-    body: Option<BodyModel>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    weight: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct BodyModel {
-    #[serde(default)]
-    model: Option<String>,
-}
-
-/// The model a relay-shaped payload (`{"path", "body": {"model", ...}}`) asks for, so a task
-/// sent through the seed's API routes by model as one through the door does. `None` for any
-/// other payload.
-pub fn requested_model(payload: &RawJson) -> Option<String> {
-    requested(payload)?.model
-}
-
-/// What the executing node reads of a relay-shaped payload: the model its body asks for, and
-/// whose request it is (the door's `key` and `weight`, for the fair share of the relays).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Requested {
-    pub model: Option<String>,
-    pub key: Option<String>,
-    pub weight: u32,
-}
-
-impl Requested {
-    /// The request's share of the relays' queue.
-    pub fn share(&self) -> Share<'_> {
-        match &self.key {
-            Some(key) => Share {
-                key,
-                weight: self.weight.max(1),
-            },
-            None => Share::NONE,
-        }
-    }
-}
-
-/// Reads a relay-shaped payload (see [`Requested`]); `None` for any other payload.
-pub fn requested(payload: &RawJson) -> Option<Requested> {
-    // Most payloads are not relayed requests: a byte search spares them a parse that would
-    // fail at the end with an allocated error (1% of a node's CPU per task at saturation).
-    if !payload.get().contains("\"path\"") {
-        return None;
-    }
-    let relayed: RelayedModel = serde_json::from_str(payload.get()).ok()?;
-    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
-        return None;
-    }
-    Some(Requested {
-        model: relayed.body.and_then(|b| b.model).filter(|m| !m.is_empty()),
-        key: relayed.key,
-        weight: relayed.weight.unwrap_or(1),
-    })
-}
-
-/// The conversation a relay-shaped payload's body belongs to (see
-/// [`triforce_core::door::conversation_key`]), so a chat sent through the seed's API stays on
-/// the node that has its history, as the door's chats do. `None` for any other payload.
-pub fn relayed_conversation(payload: &RawJson) -> Option<AffinityKey> {
-    let relayed: Relayed = serde_json::from_str(payload.get()).ok()?;
-    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) {
-        return None;
-    }
-    conversation_key(relayed.body?.get().as_bytes())
 }
 
 /// Why a relayed request got no answer to pass on.
@@ -168,45 +73,6 @@ fn overloaded(status: hyper::StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
-/// The method, URL (at `base_url`) and body a relay-shaped payload asks for, if it is one this
-/// executor relays.
-fn relayed_request(
-    base_url: &str,
-    payload: &RawJson,
-) -> Result<(Method, String, Option<Bytes>), RelayError> {
-    let relayed: Relayed = serde_json::from_str(payload.get()).map_err(|e| {
-        RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            format!("an openai task's payload must be {{\"path\", \"body\"}}: {e}"),
-        )
-    })?;
-    if !PATH_PREFIXES.iter().any(|p| relayed.path.starts_with(p)) || relayed.path.contains("..") {
-        return Err(RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            format!(
-                "path {:?} is not an OpenAI or Ollama API path",
-                relayed.path
-            ),
-        )
-        .into());
-    }
-    let method = match relayed.method.unwrap_or("POST") {
-        "POST" => Method::POST,
-        "GET" => Method::GET,
-        other => {
-            return Err(RemoteError::new(
-                ErrorCode::ExecutorFailed,
-                format!("method {other:?} is not relayed"),
-            )
-            .into())
-        }
-    };
-    let body = relayed
-        .body
-        .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()));
-    Ok((method, format!("{base_url}{}", relayed.path), body))
-}
-
 /// What a call to `url` that got no answer says: only one that never reached the backend is
 /// safe to run elsewhere, and marks it unreachable.
 fn call_failure(url: &str, error: CallError) -> RelayError {
@@ -235,13 +101,23 @@ fn call_failure(url: &str, error: CallError) -> RelayError {
 /// other status, 500 included, is the backend's answer to this request, passed on with its body.
 pub async fn open(
     base_url: &str,
-    payload: &RawJson,
+    relay: &RelayHead,
+    body: &RawJson,
     http: &HttpBackends,
     timeout: Duration,
 ) -> Result<(StreamHead, AnswerBody), RelayError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let (method, url, body) = relayed_request(base_url, payload)?;
-    let call = http.send(method, &url, body);
+    // Checked where the head was made; checked again here, where a path becomes a URL.
+    if !RelayHead::allowed_path(&relay.path) {
+        return Err(RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!("path {:?} is not an OpenAI or Ollama API path", relay.path),
+        )
+        .into());
+    }
+    let url = format!("{base_url}{}", relay.path);
+    let body = Bytes::copy_from_slice(body.as_bytes());
+    let call = http.send(Method::POST, &url, Some(body));
     let response: Response<Incoming> = tokio::time::timeout_at(deadline, call)
         .await
         .map_err(|_| RelayError {
@@ -400,10 +276,6 @@ async fn read_some(body: Incoming, bytes_max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn model_of(payload: &str) -> Option<String> {
-        requested_model(&RawJson::parse_str(payload).expect("test payloads are JSON"))
-    }
-
     #[test]
     fn a_finish_is_seen_in_either_framing() {
         assert!(says_finished(
@@ -423,62 +295,5 @@ mod tests {
         assert!(!says_finished(
             br#"{"message":{"content":"a"},"done":false}"#
         ));
-    }
-
-    #[test]
-    fn the_model_of_a_relayed_request() {
-        let chat =
-            r#"{"path": "/v1/chat/completions", "body": {"model": "llama3", "messages": []}}"#;
-        assert_eq!(model_of(chat).as_deref(), Some("llama3"));
-        let generate = r#"{"method": "POST", "path": "/api/generate", "body": {"model": "qwen"}}"#;
-        assert_eq!(model_of(generate).as_deref(), Some("qwen"));
-        // Not relay-shaped, or no model named: routing by type alone.
-        assert_eq!(model_of(r#"{"ms": 5, "model": "llama3"}"#), None);
-        assert_eq!(
-            model_of(r#"{"path": "/etc/passwd", "body": {"model": "x"}}"#),
-            None
-        );
-        assert_eq!(model_of(r#"{"path": "/v1/models"}"#), None);
-        assert_eq!(
-            model_of(r#"{"path": "/v1/chat/completions", "body": {"model": ""}}"#),
-            None
-        );
-        assert_eq!(model_of("null"), None);
-    }
-
-    #[test]
-    fn a_relayed_chat_keeps_its_conversation() {
-        let conversation = |payload: &str| {
-            relayed_conversation(&RawJson::parse_str(payload).expect("test payloads are JSON"))
-        };
-        let turn = |history: &str| {
-            format!(
-                r#"{{"path": "/v1/chat/completions", "body": {{"model": "m", "messages": [{{"role": "system", "content": "be brief"}}, {{"role": "user", "content": "hi"}}{history}]}}}}"#
-            )
-        };
-        let first = conversation(&turn(""));
-        assert!(first.is_some());
-        let later = turn(
-            r#", {"role": "assistant", "content": "hello"}, {"role": "user", "content": "more"}"#,
-        );
-        assert_eq!(
-            conversation(&later),
-            first,
-            "the same conversation, a later turn"
-        );
-        let other = turn("").replace("be brief", "be verbose");
-        assert_ne!(conversation(&other), first);
-        // A task that is no chat, or names no conversation, has none.
-        assert_eq!(conversation(r#"{"ms": 5}"#), None);
-        assert_eq!(
-            conversation(r#"{"path": "/v1/chat/completions", "body": {"model": "m", "ms": 5}}"#),
-            None
-        );
-        assert_eq!(
-            conversation(
-                r#"{"path": "/etc/x", "body": {"messages": [{"role": "user", "content": "hi"}]}}"#
-            ),
-            None
-        );
     }
 }

@@ -2,14 +2,15 @@
 
 use std::time::Duration;
 
-use super::{Running, Started, TaskResult};
+use super::stream::{Answer, Answered};
+use super::{Running, Started};
 
 /// What the node running a task tells the node that sent it.
 #[derive(Debug)]
 pub enum Report {
     Accepted,
     Progress,
-    Done(TaskResult),
+    Done(Answered),
 }
 
 /// The reports of one started task, pulled by its caller in its own task (no extra task or
@@ -28,7 +29,7 @@ pub struct Reports {
 
 enum State {
     /// Refused or already done: the answer is known.
-    Known(TaskResult),
+    Known(Answered),
     /// Taken; `Accepted` not reported yet.
     Taken(Running),
     Running(Running),
@@ -39,7 +40,7 @@ impl Reports {
     pub fn new(started: Started, progress_interval: Duration, accept_grace: Duration) -> Self {
         let state = match started {
             Started::Refused(error) => State::Known(Err(error)),
-            Started::AlreadyDone(result) => State::Known(result),
+            Started::AlreadyDone(result) => State::Known(result.map(Answer::Json)),
             Started::Accepted(result) => State::Taken(result),
         };
         Reports {
@@ -97,14 +98,14 @@ mod tests {
     const GRACE: Duration = Duration::from_millis(5);
 
     fn is_done_with(report: Option<Report>, expected: serde_json::Value) -> bool {
-        matches!(report, Some(Report::Done(Ok(value))) if value == expected.into())
+        matches!(report, Some(Report::Done(Ok(Answer::Json(value)))) if value == expected.into())
     }
 
     #[tokio::test]
     async fn a_quick_task_is_acknowledged_by_its_answer() {
         let (tx, rx) = oneshot::channel();
         tx.send(Ok(json!(1).into())).unwrap();
-        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::joined(rx)), PROGRESS, GRACE);
         assert!(is_done_with(reports.next().await, json!(1)));
         assert!(reports.next().await.is_none());
     }
@@ -114,7 +115,7 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         tx.send(Ok(json!(2).into())).unwrap();
         let mut reports = Reports::new(
-            Started::Accepted(Running::elsewhere(rx)),
+            Started::Accepted(Running::joined(rx)),
             PROGRESS,
             Duration::ZERO,
         );
@@ -126,7 +127,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_task_is_acknowledged_then_reports_progress_then_its_result() {
         let (tx, rx) = oneshot::channel();
-        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::joined(rx)), PROGRESS, GRACE);
         assert!(matches!(reports.next().await, Some(Report::Accepted)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
         assert!(matches!(reports.next().await, Some(Report::Progress)));
@@ -137,9 +138,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_worker_and_a_refusal_end_with_an_error() {
-        let (tx, rx) = oneshot::channel::<TaskResult>();
+        let (tx, rx) = oneshot::channel::<crate::exec::TaskResult>();
         drop(tx);
-        let mut reports = Reports::new(Started::Accepted(Running::elsewhere(rx)), PROGRESS, GRACE);
+        let mut reports = Reports::new(Started::Accepted(Running::joined(rx)), PROGRESS, GRACE);
         let Some(Report::Done(Err(error))) = reports.next().await else {
             panic!("a worker that vanished is an executor failure")
         };

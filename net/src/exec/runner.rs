@@ -13,30 +13,19 @@ use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::federation::Capabilities;
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
+use triforce_core::relay::RelayHead;
 use triforce_core::task::TaskRequest;
 
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
 
 use super::{
     answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
-    openai::RelayFailure, openai::Requested, run_executor, Admission, AnswerStream, Backends,
-    HttpBackends, Permit, Running, Scheduler, Share, TaskResult,
+    openai::RelayFailure, run_executor, Admission, Backends, HttpBackends, Permit, RelayAnswer,
+    Running, Scheduler, Share, TaskResult,
 };
 
-/// How long a streamed answer waits for the attempt that asked for it to take it. The taker
-/// looks the moment the head is in; one that went away (abandoned) never will, and the backend
-/// request is then dropped instead of holding a slot.
-const STREAM_TAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often a relayed task waiting for its backend's answer checks that someone still waits
-/// for it.
-const ABANDON_CHECK: Duration = Duration::from_millis(100);
-
-/// A streamed answer whose head is out and whose body waits for its reader.
-struct WaitingStream {
-    stream: AnswerStream,
-    taken: oneshot::Sender<()>,
-}
+/// Where a relay hands its answer (or why there is none) to the caller that started it.
+type RelayAnswerSender = oneshot::Sender<Result<RelayAnswer, RemoteError>>;
 
 /// How [`Runner::start`] took a task.
 #[derive(Debug)]
@@ -58,8 +47,6 @@ pub struct Runner {
     /// these do not take one of the node's `workers_max` (one per core), which would hold a
     /// 2-core node to two concurrent chat streams.
     relays: Arc<Scheduler>,
-    /// Streamed answers between their head and their reader (see [`Runner::take_stream`]).
-    streams: Mutex<BTreeMap<String, WaitingStream>>,
     ledger: Mutex<TaskLedger<TaskResult>>,
     waiters: Mutex<BTreeMap<String, Vec<oneshot::Sender<TaskResult>>>>,
     http: HttpBackends,
@@ -100,7 +87,6 @@ impl Runner {
             settings: ArcSwap::from_pointee(settings),
             scheduler,
             relays,
-            streams: Mutex::new(BTreeMap::new()),
             ledger,
             waiters: Mutex::new(BTreeMap::new()),
             http,
@@ -137,9 +123,7 @@ impl Runner {
         let mut ledger = self.ledger.lock().expect("ledger lock");
         match ledger.begin(&task.task_id, digest) {
             Begin::Done(result) => return Started::AlreadyDone(result),
-            Begin::Join => {
-                return Started::Accepted(Running::elsewhere(self.wait_for(&task.task_id)))
-            }
+            Begin::Join => return Started::Accepted(Running::joined(self.wait_for(&task.task_id))),
             Begin::Conflict => {
                 return Started::Refused(RemoteError::new(
                     ErrorCode::TaskIdConflict,
@@ -165,10 +149,11 @@ impl Runner {
                 format!("no executor for task type {:?}", task.task_type),
             ));
         };
-        let requested = openai::requested(&task.payload);
-        let refusal = match spec {
-            ExecutorSpec::Openai { .. } => self.model_refusal(&task, requested.as_ref()),
-            _ => Self::not_a_relay(&task, requested.as_ref()),
+        let refusal = match (&spec, &task.relay) {
+            (ExecutorSpec::Openai { .. }, Some(relay)) => self.model_refusal(&task, relay),
+            (ExecutorSpec::Openai { .. }, None) => Some(Self::not_relayed(&task)),
+            (_, Some(relay)) => Some(Self::not_a_relay(&task, relay)),
+            (_, None) => None,
         };
         if let Some(refusal) = refusal {
             ledger.forget(&task.task_id);
@@ -179,7 +164,7 @@ impl Runner {
             _ => &self.scheduler,
         };
         // A relayed request waits in the relays' queue with its key's fair share.
-        let share = requested.as_ref().map_or(Share::NONE, Requested::share);
+        let share = task.relay.as_ref().map_or(Share::NONE, Share::of);
         let admission = slots.admit(task.priority, share);
         if matches!(admission, Admission::Busy) {
             ledger.forget(&task.task_id);
@@ -188,27 +173,35 @@ impl Runner {
         drop(ledger);
         let runner = self.clone();
         let slots = slots.clone();
-        if let ExecutorSpec::Openai {
-            base_url,
-            timeout_ms,
-        } = spec
+        if let (
+            ExecutorSpec::Openai {
+                base_url,
+                timeout_ms,
+            },
+            Some(relay),
+        ) = (&spec, task.relay.clone())
         {
-            // A relay's answer body streams on after its head (the result) is out, while the
-            // task holds its slot: it keeps a task of its own.
-            let receiver = self.wait_for(&task.task_id);
+            let (base_url, timeout_ms) = (base_url.clone(), *timeout_ms);
+            // A relay's answer body streams on after its head is out, while the task holds its
+            // slot: it keeps a task of its own, and hands head and body to its caller.
+            let (mut answer_to, answer) = oneshot::channel();
             let queued = self.queued(&admission, share);
             tokio::spawn(async move {
-                let _permit = slot(admission, &slots).await;
+                let permit = slot_unless_left(admission, &slots, answer_to.closed()).await;
                 if let Some((key, since)) = queued {
                     runner.served_from_queue(&key, since);
                 }
+                let Some(_permit) = permit else {
+                    runner.relay_cancelled(&task, answer_to);
+                    return;
+                };
                 runner.executing(&task);
                 let timeout = Duration::from_millis(timeout_ms);
                 // Boxed, as each executor kind is (see `run_executor`): the relay's future is
                 // large, and this spawned one stays small to move.
-                Box::pin(runner.relay(&task, &base_url, timeout)).await;
+                Box::pin(runner.relay(&task, &relay, &base_url, timeout, answer_to)).await;
             });
-            return Started::Accepted(Running::elsewhere(receiver));
+            return Started::Accepted(Running::relay(answer));
         }
         Started::Accepted(Running::here(Box::pin(async move {
             let _permit = slot(admission, &slots).await;
@@ -258,12 +251,8 @@ impl Runner {
     /// having no executor for it, so the task moves on to a node that has the model without
     /// spending the retry budget. The sender chose this node from a capability seen up to a
     /// heartbeat and a probe ago; this node's own view is fresher.
-    fn model_refusal(
-        &self,
-        task: &TaskRequest,
-        requested: Option<&Requested>,
-    ) -> Option<RemoteError> {
-        let model = requested?.model.as_deref()?;
+    fn model_refusal(&self, task: &TaskRequest, relay: &RelayHead) -> Option<RemoteError> {
+        let model = relay.model.as_deref()?;
         if !self.backends.lacks_model(&task.task_type, model) {
             return None;
         }
@@ -277,38 +266,52 @@ impl Runner {
         ))
     }
 
-    /// A request for a model (a relay-shaped payload naming one) to an executor that relays to
-    /// no model server: refused as having no executor for it, so it moves on to a node whose
-    /// executor is a relay, rather than answering a chat with an echo or a script's output.
-    fn not_a_relay(task: &TaskRequest, requested: Option<&Requested>) -> Option<RemoteError> {
-        let model = requested?.model.as_deref()?;
-        Some(RemoteError::new(
+    /// A request for a model server to an executor that relays to none: refused as having no
+    /// executor for it, so it moves on to a node whose executor is a relay, rather than
+    /// answering a chat with an echo or a script's output.
+    fn not_a_relay(task: &TaskRequest, relay: &RelayHead) -> RemoteError {
+        RemoteError::new(
             ErrorCode::NoExecutor,
             format!(
-                "the executor for {:?} here relays to no model server (model {model:?})",
-                task.task_type
+                "the executor for {:?} here relays to no model server (path {:?}, model {:?})",
+                task.task_type, relay.path, relay.model
             ),
-        ))
+        )
     }
 
-    /// Runs a relayed task: its head is the task's result; its body streams to whoever takes it
-    /// with [`Self::take_stream`], while this task holds its slot.
-    async fn relay(&self, task: &TaskRequest, base_url: &str, timeout: Duration) {
+    /// A task for a relaying executor that is no relayed request (its payload is not
+    /// `{"path", "body"}`): nothing here can run it.
+    fn not_relayed(task: &TaskRequest) -> RemoteError {
+        RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            format!(
+                "the executor for {:?} here relays to a model server: the payload must be {{\"path\", \"body\"}}",
+                task.task_type
+            ),
+        )
+    }
+
+    /// Runs a relayed task: hands its answer's head and body to the caller that started it
+    /// (`answer_to`), then streams the body while this task holds its slot. Dropping the
+    /// request (its caller left) closes its connection: the backend stops generating.
+    async fn relay(
+        &self,
+        task: &TaskRequest,
+        relay: &RelayHead,
+        base_url: &str,
+        timeout: Duration,
+        mut answer_to: RelayAnswerSender,
+    ) {
         // While it runs (stream included), the backend is not probed: see `Backends`.
         let _in_flight = self.backends.relay_started(base_url);
         let task_id = task.task_id.as_str();
         let deadline = tokio::time::Instant::now() + timeout;
         let opened = tokio::select! {
-            opened = openai::open(base_url, &task.payload, &self.http, timeout) => opened,
-            () = self.abandoned(task_id) => {
-                // Dropping the request closes its connection: the backend stops generating.
-                self.count_relay(&task.task_type, relay_outcome::CANCELLED);
-                let error = RemoteError::new(ErrorCode::ExecutorFailed, "cancelled: no one waits for the answer any more");
-                self.finish(task_id, &Err(error));
-                return;
-            }
+            opened = openai::open(base_url, relay, &task.payload, &self.http, timeout) => opened,
+            () = answer_to.closed() => return self.relay_cancelled(task, answer_to),
         };
-        match opened {
+        let (head, body) = match opened {
+            Ok(opened) => opened,
             Err(RelayError { error, cause }) => {
                 if error.code == ErrorCode::ExecutorUnavailable {
                     self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
@@ -322,63 +325,54 @@ impl Runner {
                     RelayFailure::TimedOut => self.backends.handle_relay_timeout(base_url),
                     RelayFailure::Other => {}
                 }
-                self.finish(task_id, &Err(error));
-            }
-            Ok((head, body)) => {
-                self.backends.handle_answered(base_url);
-                self.count_relay(&task.task_type, relay_outcome::ANSWERED);
-                let (chunks, stream) = answer_channel();
-                // A whole answer is in the channel before its head is out, so the reader finds
-                // head, body and end together.
-                let streaming = match body {
-                    AnswerBody::Whole(body) => {
-                        openai::send_whole(body, &chunks);
-                        None
-                    }
-                    AnswerBody::Streaming(body) => Some(body),
-                };
-                let (taken, was_taken) = oneshot::channel();
-                self.streams
-                    .lock()
-                    .expect("streams lock")
-                    .insert(task_id.to_string(), WaitingStream { stream, taken });
-                self.finish(task_id, &Ok(head.to_json()));
-                if !matches!(
-                    tokio::time::timeout(STREAM_TAKE_TIMEOUT, was_taken).await,
-                    Ok(Ok(()))
-                ) {
-                    self.streams.lock().expect("streams lock").remove(task_id);
-                    return;
-                }
-                if let Some(body) = streaming {
-                    if openai::pump(body, chunks, deadline).await == PumpEnd::Truncated {
-                        self.count_relay(&task.task_type, relay_outcome::TRUNCATED);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Resolves once no one waits for task `task_id`'s result (every caller went away), looked
-    /// at every [`ABANDON_CHECK`].
-    async fn abandoned(&self, task_id: &str) {
-        loop {
-            tokio::time::sleep(ABANDON_CHECK).await;
-            let waiters = self.waiters.lock().expect("waiters lock");
-            let waited_for = waiters
-                .get(task_id)
-                .is_some_and(|senders| senders.iter().any(|s| !s.is_closed()));
-            if !waited_for {
+                self.finish(task_id, &Err(error.clone()));
+                let _ = answer_to.send(Err(error));
                 return;
             }
+        };
+        self.backends.handle_answered(base_url);
+        self.count_relay(&task.task_type, relay_outcome::ANSWERED);
+        // The answer goes to its caller alone: a later run of the same id (a retry that
+        // reached this node again) learns that it ran, not its body.
+        self.finish(
+            task_id,
+            &Err(RemoteError::new(
+                ErrorCode::ExecutorFailed,
+                "the backend's answer went to an earlier attempt of this task",
+            )),
+        );
+        let (chunks, stream) = answer_channel();
+        // A whole answer is in the channel before its head is out, so the reader finds head,
+        // body and end together.
+        let streaming = match body {
+            AnswerBody::Whole(body) => {
+                openai::send_whole(body, &chunks);
+                None
+            }
+            AnswerBody::Streaming(body) => Some(body),
+        };
+        let answer = RelayAnswer { head, body: stream };
+        if answer_to.send(Ok(answer)).is_err() {
+            self.count_relay(&task.task_type, relay_outcome::CANCELLED);
+            return;
+        }
+        if let Some(body) = streaming {
+            if openai::pump(body, chunks, deadline).await == PumpEnd::Truncated {
+                self.count_relay(&task.task_type, relay_outcome::TRUNCATED);
+            }
         }
     }
 
-    /// The body of task `task_id`'s streamed answer, once, if it has one.
-    pub fn take_stream(&self, task_id: &str) -> Option<AnswerStream> {
-        let waiting = self.streams.lock().expect("streams lock").remove(task_id)?;
-        let _ = waiting.taken.send(());
-        Some(waiting.stream)
+    /// A relayed task whose caller went away before its answer began (queued, or waiting for
+    /// the backend's head): nothing more is done for it.
+    fn relay_cancelled(&self, task: &TaskRequest, answer_to: RelayAnswerSender) {
+        self.count_relay(&task.task_type, relay_outcome::CANCELLED);
+        let error = RemoteError::new(
+            ErrorCode::ExecutorFailed,
+            "cancelled: no one waits for the answer any more",
+        );
+        self.finish(&task.task_id, &Err(error.clone()));
+        let _ = answer_to.send(Err(error));
     }
 
     fn wait_for(&self, task_id: &str) -> oneshot::Receiver<TaskResult> {
@@ -495,6 +489,32 @@ impl Runner {
                 return false;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits for the relay slot `admission` promised, unless `left` (the caller went away) comes
+/// first: then `None`, and a slot handed over meanwhile goes on to the next in the queue.
+async fn slot_unless_left(
+    admission: Admission,
+    slots: &Arc<Scheduler>,
+    left: impl std::future::Future<Output = ()>,
+) -> Option<Permit> {
+    let mut woken = match admission {
+        Admission::Now(permit) => return Some(permit),
+        Admission::Queued(woken) => woken,
+        Admission::Busy => unreachable!("a refused task does not run"),
+    };
+    tokio::select! {
+        biased;
+        _ = &mut woken => Some(slots.permit_for_woken()),
+        () = left => {
+            // No slot can be handed over from now on; one handed over already is passed on.
+            woken.close();
+            if woken.try_recv().is_ok() {
+                drop(slots.permit_for_woken());
+            }
+            None
         }
     }
 }

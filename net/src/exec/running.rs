@@ -16,10 +16,14 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use triforce_core::failover::{ErrorCode, RemoteError};
 
+use super::stream::{Answer, Answered, RelayAnswer};
 use super::TaskResult;
 
 /// A run that records its own result (ledger, joined waiters) before it returns it.
 pub(super) type Run = Pin<Box<dyn Future<Output = TaskResult> + Send>>;
+
+/// Where a relay hands its answer to the one caller that started it.
+pub(super) type RelayAnswerReceiver = oneshot::Receiver<Result<RelayAnswer, RemoteError>>;
 
 /// The result of a task that was taken, once it is there. Dropped before then, the task runs
 /// on without it.
@@ -30,9 +34,12 @@ pub struct Running {
 enum Source {
     /// The task runs inside this future; `None` once it has returned.
     Here(Option<Run>),
-    /// The task runs elsewhere (a run of the same id this one joined, or a relay, which keeps
-    /// its own task to stream its answer's body): its result comes through the channel.
-    Elsewhere(oneshot::Receiver<TaskResult>),
+    /// A run of the same id elsewhere, which this one joined: its result comes through the
+    /// channel.
+    Joined(oneshot::Receiver<TaskResult>),
+    /// A relay, which keeps its own task to stream its answer's body: its head and body come
+    /// through the channel.
+    Relay(RelayAnswerReceiver),
 }
 
 impl Running {
@@ -42,9 +49,15 @@ impl Running {
         }
     }
 
-    pub(crate) fn elsewhere(result: oneshot::Receiver<TaskResult>) -> Self {
+    pub(crate) fn joined(result: oneshot::Receiver<TaskResult>) -> Self {
         Running {
-            source: Source::Elsewhere(result),
+            source: Source::Joined(result),
+        }
+    }
+
+    pub(super) fn relay(answer: RelayAnswerReceiver) -> Self {
+        Running {
+            source: Source::Relay(answer),
         }
     }
 }
@@ -54,16 +67,23 @@ impl std::fmt::Debug for Running {
         let source = match &self.source {
             Source::Here(Some(_)) => "here",
             Source::Here(None) => "here, returned",
-            Source::Elsewhere(_) => "elsewhere",
+            Source::Joined(_) => "joined",
+            Source::Relay(_) => "relay",
         };
         write!(f, "Running({source})")
     }
 }
 
 impl Future for Running {
-    type Output = TaskResult;
+    type Output = Answered;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskResult> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answered> {
+        let vanished = || {
+            RemoteError::new(
+                ErrorCode::ExecutorFailed,
+                "the task's worker ended without a result",
+            )
+        };
         match &mut self.source {
             Source::Here(run) => {
                 let Some(future) = run else {
@@ -71,15 +91,15 @@ impl Future for Running {
                 };
                 let result = std::task::ready!(future.as_mut().poll(cx));
                 *run = None;
-                Poll::Ready(result)
+                Poll::Ready(result.map(Answer::Json))
             }
-            Source::Elsewhere(result) => Pin::new(result).poll(cx).map(|result| {
-                result.unwrap_or_else(|_| {
-                    Err(RemoteError::new(
-                        ErrorCode::ExecutorFailed,
-                        "the task's worker ended without a result",
-                    ))
-                })
+            Source::Joined(result) => Pin::new(result)
+                .poll(cx)
+                .map(|result| result.unwrap_or_else(|_| Err(vanished())).map(Answer::Json)),
+            Source::Relay(answer) => Pin::new(answer).poll(cx).map(|answer| {
+                answer
+                    .unwrap_or_else(|_| Err(vanished()))
+                    .map(Answer::Relayed)
             }),
         }
     }
@@ -116,7 +136,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_here_returns_its_result() {
         let running = Running::here(Box::pin(async { Ok(json!(7).into()) }));
-        assert_eq!(running.await.unwrap(), json!(7).into());
+        assert!(matches!(running.await, Ok(Answer::Json(json)) if json == json!(7).into()));
     }
 
     #[tokio::test]
@@ -141,7 +161,11 @@ mod tests {
     async fn a_run_elsewhere_that_vanished_is_an_executor_failure() {
         let (tx, rx) = oneshot::channel::<TaskResult>();
         drop(tx);
-        let error = Running::elsewhere(rx).await.unwrap_err();
+        let error = Running::joined(rx).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::ExecutorFailed);
+        let (tx, rx) = oneshot::channel();
+        drop(tx);
+        let error = Running::relay(rx).await.unwrap_err();
         assert_eq!(error.code, ErrorCode::ExecutorFailed);
     }
 }

@@ -45,9 +45,20 @@ pub struct Share<'a> {
     pub weight: u32,
 }
 
-impl Share<'_> {
+impl<'a> Share<'a> {
     /// Tasks that name no key share one.
     pub const NONE: Share<'static> = Share { key: "", weight: 1 };
+
+    /// A relayed request's share: its door key's, or the keyless one.
+    pub fn of(relay: &'a triforce_core::relay::RelayHead) -> Self {
+        match &relay.key {
+            Some(key) => Share {
+                key,
+                weight: relay.weight.max(1),
+            },
+            None => Share::NONE,
+        }
+    }
 }
 
 #[derive(Debug)]

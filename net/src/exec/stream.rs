@@ -3,7 +3,6 @@
 //! read instead of filling memory.
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use triforce_core::json::RawJson;
 
@@ -11,30 +10,25 @@ use triforce_core::json::RawJson;
 /// client leaves waiting, and a token is a few dozen bytes.
 pub const CHUNKS_BUFFERED: usize = 8;
 
-/// The start of a streamed answer: what the backend answered before its body. It is the task's
-/// result (ledger, outcome); the body follows in the [`AnswerStream`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamHead {
-    pub status: u16,
-    pub content_type: String,
-    /// The body's length when the backend gave one and the relay read the body whole (see
-    /// `openai::WHOLE_ANSWER_MAX`): the door answers with the same length, head and body in one
-    /// write, where a streamed body would go out chunked. Absent for streams (and from peers
-    /// that predate it, which the door then streams).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<u64>,
+pub use triforce_core::relay::StreamHead;
+
+/// A relayed answer as the node that ran it hands it on: the backend's head, then its body as
+/// it comes.
+#[derive(Debug)]
+pub struct RelayAnswer {
+    pub head: StreamHead,
+    pub body: AnswerStream,
 }
 
-impl StreamHead {
-    pub fn to_json(&self) -> RawJson {
-        let text = serde_json::to_string(self).expect("a head serializes");
-        RawJson::parse_str(&text).expect("serde_json writes JSON")
-    }
-
-    pub fn from_json(json: &RawJson) -> Option<Self> {
-        serde_json::from_str(json.get()).ok()
-    }
+/// What a task taken by the runner answers: an executor's JSON result, or a relayed answer.
+#[derive(Debug)]
+pub enum Answer {
+    Json(RawJson),
+    Relayed(RelayAnswer),
 }
+
+/// A task's answer, or why there is none.
+pub type Answered = Result<Answer, triforce_core::failover::RemoteError>;
 
 /// One piece of a streamed answer. A stream ends with `End` or `Failed`; a channel that closes
 /// without either was cut off (its producer died), which readers report as a failure: a

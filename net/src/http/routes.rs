@@ -28,7 +28,7 @@ use super::long_tasks::{
     long_task_cancel, long_task_state, prefers_async, start_long_task, LongTasks,
 };
 use super::{ApiError, ClientAddr};
-use crate::exec::{AnswerStream, StreamHead};
+use crate::exec::{AnswerStream, RelayAnswer, StreamHead};
 use crate::metrics::ReasonLabel;
 use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
 
@@ -253,35 +253,27 @@ pub(super) async fn run_task(
 /// client that asked for one.
 pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
     let task_id = task.task_id.clone();
-    // A relay-shaped payload naming a model routes by it, as the door's requests do.
-    let model = crate::exec::requested_model(&task.payload);
-    // ... and keeps its conversation on the node that has the history cached.
-    let affinity = model
-        .as_ref()
-        .and_then(|_| crate::exec::relayed_conversation(&task.payload));
-    let Submitted { outcome, stream } = node
-        .submit_streaming(task, model.as_deref(), affinity)
-        .await;
-    let outcome = match (outcome, stream) {
+    // A relay-shaped payload naming a model routes by it, as the door's requests do, and keeps
+    // its conversation on the node that has the history cached.
+    let affinity = task
+        .model()
+        .and_then(|_| triforce_core::door::conversation_key(task.payload.as_bytes()));
+    let Submitted { outcome, relayed } = node.submit_streaming(task, affinity).await;
+    let outcome = match (outcome, relayed) {
         (
             TaskOutcome::Completed {
                 node: ran_on,
-                result,
+                result: _,
                 attempts,
             },
-            Some(stream),
+            Some(RelayAnswer { head, body }),
         ) => {
-            let head = StreamHead::from_json(&result).unwrap_or(StreamHead {
-                status: 200,
-                content_type: "application/json".into(),
-                length: None,
-            });
             if stream_wanted {
                 // The backend's answer as it comes, in its own framing.
-                return crate::ingress::streamed_response(&head, stream, &ran_on, &task_id);
+                return crate::ingress::streamed_response(&head, body, &ran_on, &task_id);
             }
             let body_max = node.config().settings.limits.body_bytes_max;
-            let result = whole_answer(&head, stream, body_max).await;
+            let result = whole_answer(&head, body, body_max).await;
             match result {
                 Ok(result) => TaskOutcome::Completed {
                     node: ran_on,

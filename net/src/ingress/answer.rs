@@ -12,24 +12,24 @@ use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 
 use super::body::StreamedBody;
-use super::shape::{Api, Framing, IngressError};
-use crate::exec::{AnswerStream, StreamHead, WHOLE_ANSWER_MAX};
+use super::shape::{Dialect, Framing, IngressError};
+use crate::exec::{AnswerStream, RelayAnswer, StreamHead, WHOLE_ANSWER_MAX};
 use crate::node::Submitted;
 
 /// The client's answer to the task of request `request_id`, of `task_type` asking for `model`.
 /// What went wrong inside the federation (nodes, attempts, backend addresses and bodies) goes
 /// to the node's log under the request id; the client gets a stable code and a plain sentence.
 pub(super) async fn answer(
-    api: Api,
+    api: Dialect,
     task_type: &str,
     model: Option<&str>,
     submitted: Submitted,
     request_id: &str,
 ) -> Result<Response, IngressError> {
-    let Submitted { outcome, stream } = submitted;
+    let Submitted { outcome, relayed } = submitted;
     match outcome {
         TaskOutcome::Completed { node, result, .. } => {
-            completed(api, &node, &result, stream, request_id).await
+            completed(api, &node, &result, relayed, request_id).await
         }
         TaskOutcome::Failed { node, error, .. } => {
             tracing::warn!(request_id, %node, code = ?error.code, detail = %error.message, "a request failed");
@@ -56,29 +56,20 @@ pub(super) async fn answer(
 
 /// A completed task's answer: the backend's, streaming, or a non-relaying executor's JSON.
 async fn completed(
-    api: Api,
+    api: Dialect,
     node: &NodeId,
     result: &RawJson,
-    stream: Option<AnswerStream>,
+    relayed: Option<RelayAnswer>,
     request_id: &str,
 ) -> Result<Response, IngressError> {
-    match (StreamHead::from_json(result), stream) {
-        (Some(head), Some(stream)) => match head.length.filter(|n| *n <= WHOLE_ANSWER_MAX) {
-            Some(length) => whole_response(api, &head, length, stream, node, request_id).await,
-            None => Ok(streamed_response(&head, stream, node, request_id)),
+    match relayed {
+        Some(RelayAnswer { head, body }) => match head.length.filter(|n| *n <= WHOLE_ANSWER_MAX) {
+            Some(length) => whole_response(api, &head, length, body, node, request_id).await,
+            None => Ok(streamed_response(&head, body, node, request_id)),
         },
-        (Some(_), None) => {
-            tracing::warn!(request_id, %node, "the backend's answer went to an earlier attempt of this task");
-            Err(IngressError::new(
-                api,
-                StatusCode::BAD_GATEWAY,
-                "answer_lost",
-                format!("the backend's answer was lost on its way (request {request_id})"),
-            ))
-        }
         // A node whose executor for the type is not a relay (echo, http, command): its JSON
         // result is the answer.
-        (None, _) => {
+        None => {
             let mut response = (
                 StatusCode::OK,
                 [(CONTENT_TYPE, "application/json")],
@@ -97,7 +88,7 @@ async fn completed(
 /// so hyper writes head and body at once. An answer shorter or longer than its head said is
 /// the backend's or the relay's fault, never passed off as whole.
 async fn whole_response(
-    api: Api,
+    api: Dialect,
     head: &StreamHead,
     length: u64,
     stream: AnswerStream,
@@ -160,7 +151,7 @@ pub fn streamed_response(
 
 /// Why no node served the task, in words a client can act on; the attempts go to the log.
 fn unserved(
-    api: Api,
+    api: Dialect,
     task_type: &str,
     model: Option<&str>,
     reason: ExhaustedReason,
@@ -237,7 +228,7 @@ mod tests {
         chunks.try_send(Chunk::Data(Bytes::from(body))).unwrap();
         chunks.try_send(end).unwrap();
         let node = NodeId::new("relay").unwrap();
-        whole_response(Api::OpenAi, &head(length), length, stream, &node, "r-1").await
+        whole_response(Dialect::OpenAi, &head(length), length, stream, &node, "r-1").await
     }
 
     #[tokio::test]

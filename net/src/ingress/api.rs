@@ -18,12 +18,13 @@ use triforce_core::config::ApiKey;
 use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
+use triforce_core::relay::RelayHead;
 use triforce_core::task::TaskRequest;
 use triforce_core::usage::asking_for_usage;
 
 use super::keys::KeyCheck;
 use super::limits::KeyLimits;
-use super::shape::{Api, IngressError};
+use super::shape::{Dialect, IngressError};
 use super::sharing;
 use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
@@ -56,12 +57,12 @@ pub(super) struct RequestId(pub String);
 /// One relayed endpoint: its API, task type, and the path the backend is called on.
 #[derive(Clone, Copy)]
 struct Endpoint {
-    api: Api,
+    api: Dialect,
     task_type: &'static str,
     path: &'static str,
 }
 
-const fn endpoint(api: Api, task_type: &'static str, path: &'static str) -> Endpoint {
+const fn endpoint(api: Dialect, task_type: &'static str, path: &'static str) -> Endpoint {
     Endpoint {
         api,
         task_type,
@@ -95,13 +96,13 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
         next_id: AtomicU64::new(0),
     });
     let relayed = [
-        endpoint(Api::OpenAi, CHAT_TASK, "/v1/chat/completions"),
-        endpoint(Api::OpenAi, CHAT_TASK, "/v1/completions"),
-        endpoint(Api::OpenAi, EMBEDDINGS_TASK, "/v1/embeddings"),
-        endpoint(Api::Ollama, CHAT_TASK, "/api/chat"),
-        endpoint(Api::Ollama, CHAT_TASK, "/api/generate"),
-        endpoint(Api::Ollama, EMBEDDINGS_TASK, "/api/embed"),
-        endpoint(Api::Ollama, EMBEDDINGS_TASK, "/api/embeddings"),
+        endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/chat/completions"),
+        endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/completions"),
+        endpoint(Dialect::OpenAi, EMBEDDINGS_TASK, "/v1/embeddings"),
+        endpoint(Dialect::Ollama, CHAT_TASK, "/api/chat"),
+        endpoint(Dialect::Ollama, CHAT_TASK, "/api/generate"),
+        endpoint(Dialect::Ollama, EMBEDDINGS_TASK, "/api/embed"),
+        endpoint(Dialect::Ollama, EMBEDDINGS_TASK, "/api/embeddings"),
     ];
     let mut router = Router::new();
     for endpoint in relayed {
@@ -115,11 +116,11 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
     router
         .route(
             "/v1/models",
-            get(|state, key| list_models(state, Api::OpenAi, key)),
+            get(|state, key| list_models(state, Dialect::OpenAi, key)),
         )
         .route(
             "/api/tags",
-            get(|state, key| list_models(state, Api::Ollama, key)),
+            get(|state, key| list_models(state, Dialect::Ollama, key)),
         )
         .route("/api/ps", get(loaded_models))
         .route("/api/show", post(show_model))
@@ -166,7 +167,7 @@ async fn require_key(State(ingress): State<Shared>, mut request: Request, next: 
     if PUBLIC_PATHS.contains(&path) {
         return next.run(request).await;
     }
-    let api = Api::of_path(path);
+    let api = Dialect::of_path(path);
     match ingress.keys.authorize(api, request.headers()) {
         Ok(key) => {
             request.extensions_mut().insert(key);
@@ -216,19 +217,15 @@ async fn relay_post(
     // An OpenAI stream whose client said nothing about what it reports is asked for the
     // backend's token counts, so the key's use is counted; the client does not see them.
     let ask_for_usage = ingress.usage.is_some()
-        && api == Api::OpenAi
+        && api == Dialect::OpenAi
         && chat
         && fields.stream == Some(true)
         && !fields.stream_options;
     let asked = ask_for_usage.then(|| asking_for_usage(&body)).flatten();
     let body = asked.as_deref().unwrap_or(&body);
-    let body = std::str::from_utf8(body).map_err(|_| {
-        IngressError::new(
-            api,
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the body is not UTF-8",
-        )
+    // Checked once (valid JSON, not too deep), then carried as written: never re-encoded.
+    let body = RawJson::parse(body).map_err(|e| {
+        IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
     })?;
     let unix_s = ingress.node.shared.clock.unix_s();
     let admitted = sharing::admit(&ingress.limits, ingress.usage.as_ref(), api, &key, unix_s)?;
@@ -237,27 +234,30 @@ async fn relay_post(
     } else {
         None
     };
-    // The client's body goes inside the payload as written: never decoded and re-encoded. The
-    // key's name (letters, digits, `-_.`: nothing to escape) and weight give the request its
-    // fair share of a busy backend's queue on the node that relays it.
-    let payload = format!(
-        "{{\"path\":\"{}\",\"key\":\"{}\",\"weight\":{},\"body\":{body}}}",
-        endpoint.path,
-        key.name,
-        key.weight.max(1)
-    );
+    // The key's name and weight give the request its fair share of a busy backend's queue on
+    // the node that relays it.
+    let relay = RelayHead {
+        stream: fields.stream == Some(true),
+        key: Some(key.name.clone()),
+        weight: key.weight.max(1),
+        ..RelayHead::new(endpoint.path, Some(model.clone()))
+    };
     let account = ingress.usage.as_ref().map(|meter| Account {
         meter: meter.clone(),
         clock: ingress.node.shared.clock.clone(),
         key: key.name.clone(),
         model: model.clone(),
     });
-    let answered = submit(&ingress, endpoint, &payload, Some(&model), affinity, id).await;
+    let answered = submit(&ingress, endpoint, relay, body, affinity, id).await;
     sharing::metered(answered, account, admitted, asked.is_some())
 }
 
 /// The model a request names, if it names one and `key` may use it.
-fn allowed_model(api: Api, key: &ApiKey, model: Option<String>) -> Result<String, IngressError> {
+fn allowed_model(
+    api: Dialect,
+    key: &ApiKey,
+    model: Option<String>,
+) -> Result<String, IngressError> {
     let Some(model) = model.filter(|m| !m.is_empty()) else {
         return Err(IngressError::new(
             api,
@@ -294,7 +294,7 @@ fn conversation(headers: &HeaderMap, body: &[u8]) -> Option<AffinityKey> {
 /// each, with the nodes that serve it (`triforce.nodes`), from the nodes' capabilities.
 async fn list_models(
     State(ingress): State<Shared>,
-    api: Api,
+    api: Dialect,
     Extension(key): Extension<ApiKey>,
 ) -> Result<Response, IngressError> {
     let served = ingress
@@ -303,7 +303,7 @@ async fn list_models(
         .into_iter()
         .filter(|(model, _)| key.allows_model(model));
     let body = match api {
-        Api::OpenAi => {
+        Dialect::OpenAi => {
             let data: Vec<serde_json::Value> = served
                 .map(|(model, nodes)| {
                     serde_json::json!({"id": model, "object": "model", "created": 0,
@@ -312,7 +312,7 @@ async fn list_models(
                 .collect();
             serde_json::json!({"object": "list", "data": data})
         }
-        Api::Ollama => {
+        Dialect::Ollama => {
             let models: Vec<serde_json::Value> = served
                 .map(|(model, nodes)| {
                     serde_json::json!({"name": model, "model": model,
@@ -363,7 +363,7 @@ async fn show_model(
     Extension(key): Extension<ApiKey>,
     body: Bytes,
 ) -> Result<Response, IngressError> {
-    let api = Api::Ollama;
+    let api = Dialect::Ollama;
     let request: ShowRequest = serde_json::from_slice(&body).map_err(|e| {
         IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
     })?;
@@ -392,28 +392,34 @@ async fn show_model(
 async fn submit(
     ingress: &Ingress,
     endpoint: Endpoint,
-    payload: &str,
-    model: Option<&str>,
+    relay: RelayHead,
+    body: RawJson,
     affinity: Option<AffinityKey>,
     id: RequestId,
 ) -> Result<Response, IngressError> {
     let api = endpoint.api;
-    let payload = RawJson::parse_str(payload).map_err(|e| {
-        IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
-    })?;
     let RequestId(task_id) = id;
+    let model = relay.model.clone();
     let task = TaskRequest {
         task_id: task_id.clone(),
         task_type: endpoint.task_type.to_string(),
-        payload,
+        payload: body,
         priority: 0,
+        relay: Some(relay),
     };
     let limit = Duration::from_millis(ingress.node.config().settings.ingress.first_byte_timeout_ms);
     // Past the limit the task is dropped, which cancels it wherever it runs. A whole answer
     // (one with a length) is read within the limit too: its first byte goes out with its last.
     let answered = async {
-        let submitted = ingress.node.submit_streaming(task, model, affinity).await;
-        super::answer::answer(api, endpoint.task_type, model, submitted, &task_id).await
+        let submitted = ingress.node.submit_streaming(task, affinity).await;
+        super::answer::answer(
+            api,
+            endpoint.task_type,
+            model.as_deref(),
+            submitted,
+            &task_id,
+        )
+        .await
     };
     tokio::time::timeout(limit, answered).await.map_err(|_| {
         IngressError::new(
@@ -436,7 +442,7 @@ async fn dashboard_state(
 ) -> Result<Response, IngressError> {
     if !key.dashboard {
         return Err(IngressError::new(
-            Api::OpenAi,
+            Dialect::OpenAi,
             StatusCode::FORBIDDEN,
             "dashboard_not_allowed",
             format!(
@@ -454,7 +460,7 @@ async fn version() -> Response {
 }
 
 async fn not_found(uri: Uri) -> IngressError {
-    let api = Api::of_path(uri.path());
+    let api = Dialect::of_path(uri.path());
     IngressError::new(
         api,
         StatusCode::NOT_FOUND,

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 use triforce_core::config::{key_hash, ApiKey, ApiKeys};
 
-use super::shape::{Api, IngressError};
+use super::shape::{Dialect, IngressError};
 use crate::load::{read_key_file, LoadError, NodeConfig};
 
 /// The API keys file of `config`'s ingress: it must exist and be readable by its owner only.
@@ -50,7 +50,7 @@ impl KeyCheck {
     }
 
     /// The key the request carries, if it is known and within its rate.
-    pub fn authorize(&self, api: Api, headers: &HeaderMap) -> Result<ApiKey, IngressError> {
+    pub fn authorize(&self, api: Dialect, headers: &HeaderMap) -> Result<ApiKey, IngressError> {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

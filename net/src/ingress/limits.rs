@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use tokio::time::Instant;
 use triforce_core::config::ApiKey;
 
-use super::shape::{Api, IngressError};
+use super::shape::{Dialect, IngressError};
 use crate::usage::Spent;
 
 /// Every key's in-flight count and token bucket.
@@ -74,7 +74,7 @@ impl KeyLimits {
     /// or says which limit refuses it.
     pub fn admit(
         self: &Arc<Self>,
-        api: Api,
+        api: Dialect,
         key: &ApiKey,
         spent: Spent,
         unix_s: u64,
@@ -130,7 +130,7 @@ impl KeyLimits {
 }
 
 /// Refuses a key whose day's or month's budget is spent, until the next day or month (UTC).
-fn budget_left(api: Api, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<(), IngressError> {
+fn budget_left(api: Dialect, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<(), IngressError> {
     if key.tokens_per_month > 0 && spent.month >= key.tokens_per_month {
         return Err(too_many(
             api,
@@ -156,7 +156,7 @@ fn budget_left(api: Api, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<(), 
     Ok(())
 }
 
-fn too_many(api: Api, code: &'static str, message: String, retry_after_s: u64) -> IngressError {
+fn too_many(api: Dialect, code: &'static str, message: String, retry_after_s: u64) -> IngressError {
     IngressError::new(api, StatusCode::TOO_MANY_REQUESTS, code, message)
         .with_retry_after(retry_after_s)
 }
@@ -201,13 +201,13 @@ mod tests {
             ..key()
         };
         let first = limits
-            .admit(Api::OpenAi, &key, Spent::default(), 0)
+            .admit(Dialect::OpenAi, &key, Spent::default(), 0)
             .unwrap();
         let _second = limits
-            .admit(Api::OpenAi, &key, Spent::default(), 0)
+            .admit(Dialect::OpenAi, &key, Spent::default(), 0)
             .unwrap();
         let refused = limits
-            .admit(Api::OpenAi, &key, Spent::default(), 0)
+            .admit(Dialect::OpenAi, &key, Spent::default(), 0)
             .err()
             .unwrap();
         assert_eq!(
@@ -219,7 +219,9 @@ mod tests {
             )
         );
         drop(first);
-        assert!(limits.admit(Api::OpenAi, &key, Spent::default(), 0).is_ok());
+        assert!(limits
+            .admit(Dialect::OpenAi, &key, Spent::default(), 0)
+            .is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -230,13 +232,13 @@ mod tests {
             ..key()
         };
         let admitted = limits
-            .admit(Api::Ollama, &key, Spent::default(), 0)
+            .admit(Dialect::Ollama, &key, Spent::default(), 0)
             .unwrap();
         admitted.charge(900);
         drop(admitted);
         // 300 tokens in debt: (300 + 1) at 10 per second is 31 s.
         let refused = limits
-            .admit(Api::Ollama, &key, Spent::default(), 0)
+            .admit(Dialect::Ollama, &key, Spent::default(), 0)
             .err()
             .unwrap();
         assert_eq!(
@@ -244,7 +246,9 @@ mod tests {
             ("tokens_per_minute_exceeded", Some(31))
         );
         tokio::time::advance(std::time::Duration::from_secs(31)).await;
-        assert!(limits.admit(Api::Ollama, &key, Spent::default(), 0).is_ok());
+        assert!(limits
+            .admit(Dialect::Ollama, &key, Spent::default(), 0)
+            .is_ok());
     }
 
     #[test]
@@ -256,7 +260,7 @@ mod tests {
         };
         let noon = 1_767_182_400;
         assert!(budget_left(
-            Api::OpenAi,
+            Dialect::OpenAi,
             &key,
             Spent {
                 day: 99,
@@ -266,7 +270,7 @@ mod tests {
         )
         .is_ok());
         let day = budget_left(
-            Api::OpenAi,
+            Dialect::OpenAi,
             &key,
             Spent {
                 day: 100,
@@ -281,7 +285,7 @@ mod tests {
             ("daily_budget_exceeded", Some(12 * 3600))
         );
         let month = budget_left(
-            Api::OpenAi,
+            Dialect::OpenAi,
             &key,
             Spent {
                 day: 0,

@@ -27,5 +27,5 @@ pub use body::StreamedBody;
 pub use keys::{load_api_keys, KeyCheck};
 pub use limits::{Admitted, KeyLimits};
 pub use server::serve;
-pub use shape::{Api, Framing};
+pub use shape::{Dialect, Framing};
 pub use tls::{acceptor as tls_acceptor, TlsError};

@@ -7,28 +7,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
-/// Which API a request came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Api {
-    OpenAi,
-    Ollama,
-}
-
-impl Api {
-    /// The API a path belongs to (for answers to paths no route knows).
-    pub fn of_path(path: &str) -> Api {
-        if path.starts_with("/api/") {
-            Api::Ollama
-        } else {
-            Api::OpenAi
-        }
-    }
-}
+pub use triforce_core::relay::Dialect;
 
 /// An error answered to a client, in its API's shape.
 #[derive(Debug)]
 pub struct IngressError {
-    pub api: Api,
+    pub api: Dialect,
     pub status: StatusCode,
     /// OpenAI's `code`: stable, for programs.
     pub code: &'static str,
@@ -39,7 +23,7 @@ pub struct IngressError {
 
 impl IngressError {
     pub fn new(
-        api: Api,
+        api: Dialect,
         status: StatusCode,
         code: &'static str,
         message: impl Into<String>,
@@ -75,11 +59,11 @@ fn openai_type(status: StatusCode) -> &'static str {
 impl IntoResponse for IngressError {
     fn into_response(self) -> Response {
         let body = match self.api {
-            Api::OpenAi => {
+            Dialect::OpenAi => {
                 json!({"error": {"message": self.message, "type": openai_type(self.status),
                                             "param": null, "code": self.code}})
             }
-            Api::Ollama => json!({"error": self.message}),
+            Dialect::Ollama => json!({"error": self.message}),
         };
         let mut response = (
             self.status,

@@ -12,7 +12,7 @@ use triforce_core::door::{with_member, with_num_predict, DoorFields};
 use triforce_core::usage::Framing;
 
 use super::limits::{Admitted, KeyLimits};
-use super::shape::{Api, IngressError};
+use super::shape::{Dialect, IngressError};
 use crate::usage::{Account, MeteredBody, Spent, UsageMeter};
 
 /// `body` under `key`'s cap on completion tokens (`max_tokens`): a request asking for more is
@@ -20,7 +20,7 @@ use crate::usage::{Account, MeteredBody, Spent, UsageMeter};
 /// Ollama's `options.num_predict`), so the cap bounds every answer. Embeddings have no
 /// completion to cap.
 pub(super) fn capped<'a>(
-    api: Api,
+    api: Dialect,
     chat: bool,
     key: &ApiKey,
     fields: &DoorFields,
@@ -49,9 +49,9 @@ pub(super) fn capped<'a>(
         ));
     }
     let capped = match api {
-        Api::OpenAi => with_member(body, &format!("\"max_tokens\":{cap}")),
-        Api::Ollama if fields.options => with_num_predict(body, cap),
-        Api::Ollama => with_member(body, &format!("\"options\":{{\"num_predict\":{cap}}}")),
+        Dialect::OpenAi => with_member(body, &format!("\"max_tokens\":{cap}")),
+        Dialect::Ollama if fields.options => with_num_predict(body, cap),
+        Dialect::Ollama => with_member(body, &format!("\"options\":{{\"num_predict\":{cap}}}")),
     };
     Ok(capped.map_or(Cow::Borrowed(body), Cow::Owned))
 }
@@ -61,7 +61,7 @@ pub(super) fn capped<'a>(
 pub(super) fn admit(
     limits: &Arc<KeyLimits>,
     usage: Option<&Arc<UsageMeter>>,
-    api: Api,
+    api: Dialect,
     key: &ApiKey,
     unix_s: u64,
 ) -> Result<Admitted, IngressError> {

@@ -17,16 +17,16 @@ use std::task::Poll;
 use triforce_core::federation::TaskEvent;
 use triforce_core::node::NodeId;
 
-use crate::exec::AnswerStream;
+use crate::exec::RelayAnswer;
 
 type AttemptFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What an attempt reports to its task's driver: an event for the federation machine, and with
-/// a streamed answer's head, its body (kept aside until the machine says which answer won).
+/// a relayed answer, its head and body (kept aside until the machine says which answer won).
 pub struct AttemptEvent {
     pub node: NodeId,
     pub event: TaskEvent,
-    pub stream: Option<AnswerStream>,
+    pub relayed: Option<RelayAnswer>,
 }
 
 /// Where an attempt puts its events; [`Attempts::events`] takes them out.

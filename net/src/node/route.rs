@@ -14,7 +14,7 @@ use triforce_core::task::TaskRequest;
 use super::attempts::{AttemptEvent, Attempts, EventSink};
 use super::{Node, Shared};
 use crate::dashboard::TaskEntry;
-use crate::exec::{answer_channel, AnswerStream, Chunk, ChunkSender, Report, Reports};
+use crate::exec::{answer_channel, Answer, Chunk, ChunkSender, RelayAnswer, Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
@@ -23,10 +23,10 @@ use super::serve::{FRAME_TOO_LARGE, STREAM_CANCELLED};
 /// How long the task's timer is set for while the machine has no timeout for it.
 const NO_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// A task's outcome, with the body of its answer when that streams.
+/// A task's outcome, with the answer's head and body when a backend's answer was relayed.
 pub struct Submitted {
     pub outcome: TaskOutcome,
-    pub stream: Option<AnswerStream>,
+    pub relayed: Option<RelayAnswer>,
 }
 
 /// Tells the federation machine about a task whose future is dropped before its outcome (the
@@ -61,18 +61,17 @@ impl Node {
     /// Runs `task` somewhere in the federation and returns how it ended. A streamed answer is
     /// dropped (cancelled) here: callers that can stream use [`Self::submit_streaming`].
     pub async fn submit(&self, task: TaskRequest) -> TaskOutcome {
-        self.submit_streaming(task, None, None).await.outcome
+        self.submit_streaming(task, None).await.outcome
     }
 
     /// Runs `task` somewhere in the federation and returns how it ended, with the body of its
-    /// answer when that streams. `model`, when the task names one (an AI request), limits it to
-    /// nodes whose backend has that model. Never loses it: every path ends in exactly one
+    /// answer when that streams. A relayed request naming a model goes only to nodes whose
+    /// backend has that model. Never loses it: every path ends in exactly one
     /// outcome. `affinity`, when the task belongs to a conversation, prefers the node that has
     /// its history cached. The federation machine decides; this drives attempts.
     pub async fn submit_streaming(
         &self,
         task: TaskRequest,
-        model: Option<&str>,
         affinity: Option<AffinityKey>,
     ) -> Submitted {
         let shared = &self.shared;
@@ -80,7 +79,7 @@ impl Node {
         let handle = shared.federation().handle_task_with_affinity(
             shared.clock.now(),
             &task.task_type,
-            model,
+            task.model(),
             affinity,
         );
         let mut routing = Routing {
@@ -90,8 +89,8 @@ impl Node {
             ended: false,
         };
         let mut attempts = Attempts::default();
-        // Streamed answers by node, until the outcome names the one that won.
-        let mut streams: Vec<(NodeId, AnswerStream)> = Vec::new();
+        // Relayed answers by node, until the outcome names the one that won.
+        let mut relayed: Vec<(NodeId, RelayAnswer)> = Vec::new();
         // One timer for the task's life, moved as the machine's next timeout moves: a new one
         // for every turn of the loop would be registered and cancelled each time.
         let mut wake_at = None;
@@ -134,9 +133,9 @@ impl Node {
                 // Attempts run inside this future.
                 events = attempts.events() => {
                     let mut federation = shared.federation();
-                    for AttemptEvent { node, event, stream } in events {
-                        if let Some(stream) = stream {
-                            streams.push((node.clone(), stream));
+                    for AttemptEvent { node, event, relayed: answer } in events {
+                        if let Some(answer) = answer {
+                            relayed.push((node.clone(), answer));
                         }
                         federation.handle_task_event(shared.clock.now(), handle, &node, event);
                     }
@@ -155,14 +154,14 @@ impl Node {
         let type_label = shared.type_label(&task.task_type);
         record(shared, &task, &type_label, &outcome);
         journal(shared, type_label, &outcome, started);
-        let stream = match &outcome {
-            TaskOutcome::Completed { node, .. } => streams
+        let relayed = match &outcome {
+            TaskOutcome::Completed { node, .. } => relayed
                 .into_iter()
                 .find(|(from, _)| from == node)
-                .map(|(_, stream)| stream),
+                .map(|(_, answer)| answer),
             _ => None,
         };
-        Submitted { outcome, stream }
+        Submitted { outcome, relayed }
     }
 
     fn perform(&self, task: &TaskRequest, action: TaskAction, attempts: &mut Attempts) {
@@ -191,31 +190,26 @@ impl Node {
 
 /// One attempt on `node`: locally through the runner, or over QUIC.
 async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events: EventSink) {
-    let emit = |event, stream| {
+    let emit = |event, relayed| {
         let node = node.clone();
         events.emit(AttemptEvent {
             node,
             event,
-            stream,
+            relayed,
         });
     };
     if node == shared.config().me {
         // The runner spawns the executor; its reports are pulled here. No accept grace: the
         // acknowledgement is an event in this process, nothing to save.
-        let task_id = task.task_id.clone();
         let started = shared.runner.start(task);
         let mut reports = Reports::new(started, shared.progress_interval(), Duration::ZERO);
         while let Some(report) = reports.next().await {
             match report {
                 Report::Accepted => emit(TaskEvent::Accepted, None),
                 Report::Progress => emit(TaskEvent::Progress, None),
-                Report::Done(result) => {
-                    let stream = match &result {
-                        Ok(_) => shared.runner.take_stream(&task_id),
-                        Err(_) => None,
-                    };
-                    emit(TaskEvent::Answer(result), stream);
-                }
+                Report::Done(Ok(Answer::Json(result))) => emit(TaskEvent::Answer(Ok(result)), None),
+                Report::Done(Ok(Answer::Relayed(answer))) => emit(relayed_answer(), Some(answer)),
+                Report::Done(Err(error)) => emit(TaskEvent::Answer(Err(error)), None),
             }
         }
         return;
@@ -230,7 +224,7 @@ async fn remote_attempt(
     shared: &Shared,
     node: &NodeId,
     task: TaskRequest,
-    emit: &impl Fn(TaskEvent, Option<AnswerStream>),
+    emit: &impl Fn(TaskEvent, Option<RelayAnswer>),
 ) -> Result<(), String> {
     let connection = shared
         .peers
@@ -244,6 +238,7 @@ async fn remote_attempt(
         // The payload as the client wrote it: re-encoding could grow it past the peer's limit.
         payload_json: task.payload.get().to_string(),
         priority: task.priority,
+        relay: task.relay,
     });
     match write_frame(&mut send, &frame).await {
         Ok(()) => {}
@@ -286,18 +281,21 @@ async fn remote_attempt(
                 return Ok(());
             }
             Frame::Streamed { head } => {
-                let answer = parse_result(head);
-                let stream = answer.is_ok().then(|| {
-                    let (chunks, stream) = answer_channel();
-                    tokio::spawn(receive_stream(recv, chunks, frame_bytes_max, node.clone()));
-                    stream
-                });
-                emit(TaskEvent::Answer(answer), stream);
+                let (chunks, body) = answer_channel();
+                tokio::spawn(receive_stream(recv, chunks, frame_bytes_max, node.clone()));
+                let answer = RelayAnswer { head, body };
+                emit(relayed_answer(), Some(answer));
                 return Ok(());
             }
             other => return Err(format!("unexpected frame {other:?}")),
         }
     }
+}
+
+/// What the federation machine is told of a relayed answer: that the attempt answered. The
+/// answer's head and body travel beside it, in the [`AttemptEvent`].
+fn relayed_answer() -> TaskEvent {
+    TaskEvent::Answer(Ok(RawJson::null()))
 }
 
 fn parse_result(text: String) -> Result<RawJson, RemoteError> {

@@ -9,7 +9,7 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::Shared;
-use crate::exec::{AnswerStream, Chunk, Report, Reports, Started};
+use crate::exec::{Answer, AnswerStream, Chunk, RelayAnswer, Report, Reports, Started};
 use crate::metrics::refusal;
 use crate::quic::{
     accept_peer, read_frame, write_frame, Frame, FrameError, ProofRecord, TaskFrame,
@@ -206,7 +206,6 @@ async fn serve_stream(
         }
         Frame::Task(task) => {
             serving = Some(StreamGuard::new(&shared.task_streams));
-            let task_id = task.task_id.clone();
             let mut reports = Reports::new(
                 start_task(shared, task),
                 shared.progress_interval(),
@@ -216,18 +215,15 @@ async fn serve_stream(
                 let frame = match report {
                     Report::Accepted => Frame::Accepted,
                     Report::Progress => Frame::Progress,
-                    Report::Done(Ok(head)) => match shared.runner.take_stream(&task_id) {
-                        Some(stream) => {
-                            let head = head.get().to_string();
-                            write_frame(&mut send, &Frame::Streamed { head })
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            relay_stream(stream, &mut send).await?;
-                            break;
-                        }
-                        None => Frame::Outcome {
-                            result: Ok(head.get().to_string()),
-                        },
+                    Report::Done(Ok(Answer::Relayed(RelayAnswer { head, body }))) => {
+                        write_frame(&mut send, &Frame::Streamed { head })
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        relay_stream(body, &mut send).await?;
+                        break;
+                    }
+                    Report::Done(Ok(Answer::Json(result))) => Frame::Outcome {
+                        result: Ok(result.get().to_string()),
                     },
                     Report::Done(Err(error)) => Frame::Outcome { result: Err(error) },
                 };
@@ -292,6 +288,7 @@ fn start_task(shared: &Shared, frame: TaskFrame) -> Started {
         task_type: frame.task_type,
         payload,
         priority: frame.priority,
+        relay: frame.relay,
     };
     if let Err(error) = task.check() {
         return Started::Refused(RemoteError::new(

@@ -4,15 +4,19 @@ use serde::{Deserialize, Serialize};
 use triforce_core::failover::RemoteError;
 use triforce_core::federation::Capabilities;
 use triforce_core::membership::Load;
+use triforce_core::relay::{RelayHead, StreamHead};
 
 /// A task as it travels between nodes. The payload is JSON text: postcard cannot carry
-/// self-describing values such as `serde_json::Value`.
+/// self-describing values such as `serde_json::Value`. A relayed request's head travels typed
+/// beside its body (the payload), so the executing node reads the model and key without
+/// parsing the body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskFrame {
     pub task_id: String,
     pub task_type: String,
     pub payload_json: String,
     pub priority: i32,
+    pub relay: Option<RelayHead>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,11 +51,11 @@ pub enum Frame {
     Outcome {
         result: Result<String, RemoteError>,
     },
-    /// The task's end, whose answer streams: the head (its result, JSON text), then `Chunk`s
-    /// as the backend writes them, then `StreamEnd`. Failover ends here: part of an answer may
-    /// be on its way to the client.
+    /// The task's end, a relayed answer: the backend's head, then `Chunk`s as the backend
+    /// writes them, then `StreamEnd`. Failover ends here: part of an answer may be on its way
+    /// to the client.
     Streamed {
-        head: String,
+        head: StreamHead,
     },
     Chunk(Vec<u8>),
     /// The streamed answer is complete (`None`) or broke off (the reason).
@@ -111,6 +115,7 @@ mod tests {
             task_type: "chat".into(),
             payload_json: "{\"a\":1}".into(),
             priority: -3,
+            relay: Some(RelayHead::new("/api/chat", Some("qwen".into()))),
         });
         let bytes = postcard::to_stdvec(&frame).unwrap();
         assert_eq!(decode(&bytes).unwrap(), frame);
