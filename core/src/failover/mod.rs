@@ -19,6 +19,7 @@ mod budget;
 mod error_code;
 mod outcome;
 mod task;
+mod verdict;
 
 pub use budget::RetryBudget;
 pub use error_code::ErrorCode;
@@ -26,3 +27,4 @@ pub use outcome::{
     AbandonReason, Action, AttemptError, AttemptRecord, ExhaustedReason, RemoteError, TaskOutcome,
 };
 pub use task::{FailoverConfig, Target, TaskFailover, ACCEPT_RTTS};
+pub use verdict::Verdict;

@@ -19,7 +19,7 @@ use triforce_core::auth::{
     Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
 };
-use triforce_core::failover::{AttemptError, ErrorCode, ExhaustedReason, RemoteError, TaskOutcome};
+use triforce_core::failover::{ErrorCode, RemoteError, TaskOutcome, Verdict};
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
@@ -334,36 +334,9 @@ async fn whole_answer(
 /// The HTTP status of a task's answer. A conflict and a task type that no node runs are the
 /// client's to fix (4xx); a failure of the work itself is the backend's (502); no node able
 /// to take it now is the federation's (503).
+/// The seed API's status for `outcome` (see [`Verdict`]).
 fn answer_status(outcome: &TaskOutcome) -> StatusCode {
-    match outcome {
-        TaskOutcome::Completed { .. } => StatusCode::OK,
-        TaskOutcome::Failed { error, .. } if error.code == ErrorCode::TaskIdConflict => {
-            StatusCode::CONFLICT
-        }
-        TaskOutcome::Failed { error, .. } if error.code == ErrorCode::RequestTooLarge => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
-        TaskOutcome::Failed { .. } => StatusCode::BAD_GATEWAY,
-        TaskOutcome::AllNodesFailed {
-            reason: ExhaustedReason::NoNodeRunsType,
-            ..
-        } => StatusCode::UNPROCESSABLE_ENTITY,
-        TaskOutcome::AllNodesFailed {
-            reason: ExhaustedReason::NoNodeHasModel,
-            ..
-        } => StatusCode::NOT_FOUND,
-        TaskOutcome::AllNodesFailed { attempts, .. }
-            if !attempts.is_empty()
-                && attempts.iter().all(|a| {
-                    a.error.as_ref().is_some_and(
-                        |e| matches!(e, AttemptError::Remote(r) if r.code == ErrorCode::NoExecutor),
-                    )
-                }) =>
-        {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        TaskOutcome::AllNodesFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    StatusCode::from_u16(Verdict::of(outcome).status()).expect("verdicts are HTTP statuses")
 }
 
 async fn metrics(State(node): State<Node>) -> Response {

@@ -5,9 +5,7 @@ use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use triforce_core::failover::{
-    AttemptError, AttemptRecord, ErrorCode, ExhaustedReason, TaskOutcome,
-};
+use triforce_core::failover::{AttemptRecord, ExhaustedReason, TaskOutcome, Verdict};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 
@@ -27,14 +25,15 @@ pub(super) async fn answer(
     request_id: &str,
 ) -> Result<Response, IngressError> {
     let Submitted { outcome, relayed } = submitted;
+    let verdict = Verdict::of(&outcome);
     match outcome {
         TaskOutcome::Completed { node, result, .. } => {
             completed(api, &node, &result, relayed, request_id).await
         }
         TaskOutcome::Failed { node, error, .. } => {
             tracing::warn!(request_id, %node, code = ?error.code, detail = %error.message, "a request failed");
-            Err(match error.code {
-                ErrorCode::ResultTooLarge | ErrorCode::RequestTooLarge => IngressError::new(
+            Err(match verdict {
+                Verdict::TooLarge | Verdict::AnswerTooLarge => IngressError::new(
                     api,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
@@ -49,7 +48,7 @@ pub(super) async fn answer(
             })
         }
         TaskOutcome::AllNodesFailed { reason, attempts } => Err(unserved(
-            api, task_type, model, reason, &attempts, request_id,
+            api, task_type, model, verdict, reason, &attempts, request_id,
         )),
     }
 }
@@ -154,40 +153,32 @@ fn unserved(
     api: Dialect,
     task_type: &str,
     model: Option<&str>,
+    verdict: Verdict,
     reason: ExhaustedReason,
     attempts: &[AttemptRecord],
     request_id: &str,
 ) -> IngressError {
     let model = model.unwrap_or_default();
-    let no_type = || {
-        IngressError::new(
-            api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_backend_available",
-            format!("no online node serves {task_type} requests"),
-        )
-    };
-    match reason {
-        ExhaustedReason::NoNodeHasModel => IngressError::new(
+    match verdict {
+        Verdict::NoNodeHasModel => IngressError::new(
             api,
             StatusCode::NOT_FOUND,
             "model_not_found",
             format!("the model {model:?} is not available on any online node"),
         ),
-        ExhaustedReason::BackendsDown => IngressError::new(
+        Verdict::BackendsDown => IngressError::new(
             api,
             StatusCode::SERVICE_UNAVAILABLE,
             "backends_down",
             format!("every backend with the model {model:?} is down; try again shortly"),
         ),
-        ExhaustedReason::NoNodeRunsType => no_type(),
-        _ if !attempts.is_empty()
-            && attempts.iter().all(|a| {
-                matches!(&a.error, Some(AttemptError::Remote(r)) if r.code == ErrorCode::NoExecutor)
-            }) =>
-        {
-            no_type()
-        }
+        // Its clients know 503 "no backend", not the seed API's 422.
+        Verdict::NoNodeRunsType => IngressError::new(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_backend_available",
+            format!("no online node serves {task_type} requests"),
+        ),
         _ => {
             for attempt in attempts {
                 if let Some(error) = &attempt.error {
@@ -198,7 +189,9 @@ fn unserved(
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_backend_available",
-                format!("no node could serve the request; try again shortly (request {request_id})"),
+                format!(
+                    "no node could serve the request; try again shortly (request {request_id})"
+                ),
             )
         }
     }
