@@ -129,6 +129,14 @@ impl Log {
                 return;
             }
         };
+        // The status says what the outcome says: a client that reads only the status (most do)
+        // must never take a failure for an answer, nor an answer for a failure.
+        if (status == "completed") != (http_status == 200) {
+            self.violation(format!(
+                "{}: task {task_id} ended {status} but was answered {http_status}",
+                at.as_secs_f64()
+            ));
+        }
         let node = answer["node"].as_str().and_then(|n| NodeId::new(n).ok());
         let attempts = answer["attempts"].as_array().map_or(0, Vec::len);
         if let (Some(model), "completed", Some(node)) =
