@@ -42,6 +42,8 @@
 //!   read differently.
 //! - [`relay`]: an AI request's head (dialect, path, model, stream, key), typed once where it
 //!   enters and carried typed between nodes.
+//! - [`translate`]: a request and its answer between the client's API and the backend's, when
+//!   they differ (pure; the relaying node drives it).
 //! - [`usage`]: the token counts a backend reports, read from its answer as it passes.
 
 pub mod affinity;
@@ -60,4 +62,5 @@ pub mod relay;
 pub mod selection;
 pub mod task;
 pub mod time;
+pub mod translate;
 pub mod usage;

@@ -1,0 +1,50 @@
+//! Translation between the APIs a client may speak and the one its backend speaks.
+//!
+//! Same dialect on both sides stays pass-through: the body as the client wrote it, the answer as
+//! the backend wrote it. When they differ, the node that relays the request (it knows what its
+//! backend speaks) translates the request once, and the answer piece by piece as it passes,
+//! never holding a whole stream. Pure code: bytes in, bytes out, no IO.
+//!
+//! Translated so far: Ollama's client API (`/api/chat`, `/api/generate`, `/api/embed`,
+//! `/api/embeddings`) to a backend that speaks only OpenAI's (llama.cpp's server, vLLM). A
+//! field the backend cannot honour is refused with a [`Refusal`] naming it, never dropped
+//! silently.
+
+mod ollama_answer;
+mod ollama_request;
+mod rfc3339;
+mod sse;
+
+pub use ollama_answer::OllamaAnswer;
+pub use ollama_request::{ollama_to_openai, ForOpenAi};
+
+/// What the translated answer must become: which Ollama endpoint's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OllamaShape {
+    /// `/api/chat`: `message: {role, content, tool_calls}`.
+    Chat,
+    /// `/api/generate`: `response`.
+    Generate,
+    /// `/api/embed`: `embeddings: [[...]]`.
+    Embed,
+    /// `/api/embeddings` (the older one): `embedding: [...]`, one input.
+    EmbeddingsLegacy,
+}
+
+/// A request the backend's API cannot carry as asked: the field, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Refusal {
+    /// The field as the client named it (`options.num_ctx`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Refusal {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
