@@ -407,6 +407,24 @@ async fn api_keys_reload_live(federation: &Federation, port: u16, key: &str) {
     assert_eq!(http(port, "GET", "/v1/models", &second, "").await.0, 200);
 }
 
+/// Open WebUI's Ollama connection and the `ollama` client in front of a backend that speaks
+/// OpenAI's API only (as llama.cpp's server and vLLM do): the relaying node translates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_clients_reach_a_backend_that_speaks_only_openai() {
+    let port = Federation::free_tcp_port();
+    let backend = Backend::start_on("zombie-backend", 5, port, &["--api", "openai"]);
+    let (federation, ingress, key) = federation("ollama-to-openai", &[&backend]);
+    federation.wait_all_online().await;
+    let base = format!("http://127.0.0.1:{ingress}");
+    run_client("ollama_client.py", &[&base, &key, "openai-backend"]);
+    // The backend was asked on its own API only (it answers 404 to Ollama's paths).
+    let (status, _) = http(port, "POST", "/api/chat", "", "{}").await;
+    assert_eq!(status, 404);
+    let stats = backend.stats().await;
+    assert!(stats["requests"].as_u64().unwrap() >= 8, "{stats}");
+    assert_eq!(stats["cancelled"], 0, "{stats}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_down_before_the_first_byte_fails_over_and_a_node_dying_after_it_ends_the_stream_with_an_error(
 ) {

@@ -176,6 +176,7 @@ async fn the_federation_in_front_of_a_real_llama_cpp_server() {
 
     probes_never_cut_a_stream_short(&direct, ingress, &key, &federation).await;
     whole_answers_completions_and_embeddings(&direct, ingress, &key).await;
+    ollama_clients_are_translated(&direct, ingress, &key).await;
     four_streams_queue_and_all_end_well(&direct, ingress, &key).await;
     a_client_that_leaves_frees_the_server(ingress, &key).await;
     a_killed_server_is_down_and_back_after_restart(queueing, ingress, &key).await;
@@ -356,6 +357,48 @@ async fn whole_answers_completions_and_embeddings(direct: &References, port: u16
         "{embedding}"
     );
     assert_eq!(vector, &direct.embedding["data"][0]["embedding"]);
+}
+
+/// An Ollama client before this OpenAI-only server: the relaying node translates `/api/chat`,
+/// whole and streamed, and the text is the server's own (greedy decoding; the opening is
+/// compared, as for `:latest` above, because the server reuses its cached prompt).
+async fn ollama_clients_are_translated(direct: &References, port: u16, key: &str) {
+    let ollama_chat = |stream: bool| {
+        json!({"model": "smollm2", "stream": stream,
+            "options": {"temperature": 0, "num_predict": 40},
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        .to_string()
+    };
+    let direct_text = &direct.chat["choices"][0]["message"]["content"];
+    let (status, answer) = http(port, "POST", "/api/chat", key, &ollama_chat(false)).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["done"], true, "{answer}");
+    assert_eq!(answer["message"]["role"], "assistant", "{answer}");
+    assert_eq!(opening(&answer["message"]["content"]), opening(direct_text));
+    // The direct answer is held to 40 tokens by a logit bias Ollama's API cannot carry; this
+    // one may end sooner, never later.
+    let counted = answer["eval_count"].as_u64().unwrap_or(0);
+    assert!((1..=40).contains(&counted), "{answer}");
+    let mut stream = open(port, "POST", "/api/chat", key, &ollama_chat(true)).await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+        .await
+        .expect("the stream ends within 60 s")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let lines: Vec<Value> = raw
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(Value::is_object) // not the chunk sizes between them
+        .collect();
+    assert!(lines.len() > 2, "one line per token: {raw}");
+    assert_eq!(lines.last().unwrap()["done"], true, "{raw}");
+    let text: String = lines
+        .iter()
+        .filter_map(|line| line["message"]["content"].as_str())
+        .collect();
+    assert_eq!(opening(&Value::String(text)), opening(direct_text));
 }
 
 /// Four streams at once to a server that serves one request at a time: they queue there, the

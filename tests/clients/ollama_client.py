@@ -1,6 +1,9 @@
 """The `ollama` client against a TriForce ingress, checked.
 
-Usage: ollama_client.py HOST API_KEY
+Usage: ollama_client.py HOST API_KEY [openai-backend]
+
+With `openai-backend`, the models are served by a backend that speaks OpenAI's API only: every
+call below is translated by the federation, and what such a backend cannot honour is refused.
 """
 
 import sys
@@ -8,6 +11,7 @@ import sys
 import ollama
 
 HOST, KEY = sys.argv[1], sys.argv[2]
+OPENAI_BACKEND = sys.argv[3:] == ["openai-backend"]
 TOKENS = [f"tok{i} " for i in range(8)]
 
 c = ollama.Client(host=HOST, headers={"Authorization": f"Bearer {KEY}"})
@@ -51,7 +55,8 @@ except ollama.ResponseError as error:
 # What Open WebUI's Ollama connection reads besides: the loaded models, a model's details, and
 # `name:latest` for a model listed without a tag.
 loaded = [m.model for m in c.ps().models]
-assert loaded == ["tiny-llm"], loaded
+# An OpenAI-API server has in memory what it lists.
+assert loaded == (["tiny-embed", "tiny-llm"] if OPENAI_BACKEND else ["tiny-llm"]), loaded
 assert all(m.expires_at is not None for m in c.ps().models)
 print("ps:", loaded)
 
@@ -70,3 +75,25 @@ try:
 except ollama.ResponseError as error:
     assert error.status_code == 404, error
     print("show of an unknown model:", error.status_code)
+
+answer = c.generate(model="tiny-llm", prompt="once")
+assert answer.response == "".join(TOKENS), answer
+assert answer.done and answer.done_reason == "stop", answer
+print("generate:", answer.response)
+
+vector = c.embeddings(model="tiny-embed", prompt="a")
+assert len(vector.embedding) == 8, vector
+print("embeddings (the older endpoint):", len(vector.embedding))
+
+if OPENAI_BACKEND:
+    # Token counts come back in Ollama's fields, whole and streamed.
+    assert answer.eval_count == len(TOKENS), answer
+    last = list(c.chat(model="tiny-llm", messages=[{"role": "user", "content": "hi"}], stream=True))[-1]
+    assert last.done and last.eval_count == len(TOKENS) and last.prompt_eval_count >= 1, last
+    print("counts:", last.prompt_eval_count, last.eval_count)
+    try:
+        c.chat(model="tiny-llm", messages=[{"role": "user", "content": "x"}], options={"num_ctx": 4096})
+        raise AssertionError("an option the backend cannot honour was dropped silently")
+    except ollama.ResponseError as error:
+        assert error.status_code == 400 and "options.num_ctx" in error.error, error
+        print("refused:", error.status_code, error.error)

@@ -14,8 +14,8 @@ pub use api_keys::{
 pub use error::ConfigError;
 pub use nodes::Federation;
 pub use settings::{
-    AuthSettings, ExecutorSpec, IngressSettings, Limits, NetworkSettings, SelectionSettings,
-    Settings, Timing,
+    AuthSettings, BackendApi, ExecutorSpec, IngressSettings, Limits, NetworkSettings,
+    SelectionSettings, Settings, Timing,
 };
 
 /// The file names inside a config directory.

@@ -321,6 +321,21 @@ impl SelectionSettings {
     }
 }
 
+/// The API a relaying executor's backend speaks. An Ollama client's request to a backend that
+/// speaks OpenAI's alone is translated; Ollama itself speaks both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendApi {
+    /// As the probe finds: a backend that lists its models at Ollama's `/api/tags` is Ollama;
+    /// one that lists them only at `/v1/models` speaks OpenAI's API alone.
+    #[default]
+    Auto,
+    /// OpenAI's API alone (llama.cpp's server, vLLM, LM Studio).
+    Openai,
+    /// Ollama, which serves its own API and OpenAI's.
+    Ollama,
+}
+
 /// How a node runs one task type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -343,6 +358,9 @@ pub enum ExecutorSpec {
         /// Longest a whole answer may take, streamed or not.
         #[serde(default = "default_stream_timeout_ms")]
         timeout_ms: u64,
+        /// Which API the backend speaks (`auto`: as its probe finds).
+        #[serde(default)]
+        api: BackendApi,
     },
     /// Runs `program` with `args` (no shell), payload on stdin, JSON from stdout. The child
     /// gets a cleared environment: `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` and `USER`
@@ -510,6 +528,7 @@ impl ExecutorSpec {
             ExecutorSpec::Openai {
                 base_url,
                 timeout_ms,
+                ..
             } => {
                 check_plain_http_url(field, "base_url", base_url)?;
                 if base_url.ends_with('/') {
@@ -772,11 +791,26 @@ mod tests {
             s.executor("chat"),
             Some(ExecutorSpec::Openai {
                 base_url: "http://127.0.0.1:8080".into(),
-                timeout_ms: 600_000
+                timeout_ms: 600_000,
+                api: BackendApi::Auto,
             })
         );
         assert!(Settings::parse("").unwrap().ingress.listen.is_none());
+        let declared = Settings::parse(
+            "[executors.chat]\nkind = \"openai\"\nbase_url = \"http://a:1\"\napi = \"openai\"",
+        )
+        .unwrap();
+        assert!(matches!(
+            declared.executor("chat"),
+            Some(ExecutorSpec::Openai {
+                api: BackendApi::Openai,
+                ..
+            })
+        ));
         let e = |text: &str| Settings::parse(text).unwrap_err().to_string();
+        let unknown_api =
+            e("[executors.chat]\nkind = \"openai\"\nbase_url = \"http://a:1\"\napi = \"grpc\"");
+        assert!(unknown_api.contains("grpc"), "{unknown_api}");
         assert!(
             e("[executors.chat]\nkind = \"openai\"\nbase_url = \"http://a:1/\"")
                 .contains("must not end with '/'")

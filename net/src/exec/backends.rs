@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::Notify;
-use triforce_core::config::{ExecutorSpec, Settings};
+use triforce_core::config::{BackendApi, ExecutorSpec, Settings};
 use triforce_core::federation::{same_model, BackendState, Capabilities};
 
 use super::HttpBackends;
@@ -34,6 +34,8 @@ const PROBE_ANSWER_BYTES_MAX: usize = 1 << 20;
 struct Backend {
     task_type: String,
     base_url: String,
+    /// The API its config says it speaks.
+    api: BackendApi,
     state: BackendState,
     slow_probes: u32,
     /// How long the last probe took.
@@ -57,6 +59,14 @@ enum Listing {
 }
 
 impl Backend {
+    fn speaks_only_openai(&self) -> bool {
+        match self.api {
+            BackendApi::Openai => true,
+            BackendApi::Ollama => false,
+            BackendApi::Auto => self.listing == Listing::OpenAi,
+        }
+    }
+
     /// Whether its own relays speak for its health now: one runs, or one ended within the
     /// last `interval`. A backend marked down is probed anyway: probes bring it back.
     fn busy(&self, now: Instant, interval: Duration) -> bool {
@@ -127,7 +137,9 @@ impl Backends {
                 backend.probe_time = old.probe_time;
                 backend.relays = old.relays;
                 backend.last_relay = old.last_relay;
-                backend.listing = old.listing;
+                if backend.api == BackendApi::Auto {
+                    backend.listing = old.listing;
+                }
             }
         }
         *backends = next;
@@ -155,6 +167,16 @@ impl Backends {
                 && !b.state.models.is_empty()
                 && !b.state.models.iter().any(|m| same_model(m, model))
         })
+    }
+
+    /// Whether the backend at `base_url` speaks OpenAI's API only, as its last good probe found
+    /// (it listed its models at `/v1/models`, not at Ollama's `/api/tags`): an Ollama client's
+    /// request to it is translated. Unknown until a probe answered.
+    pub fn speaks_only_openai(&self, base_url: &str) -> bool {
+        let backends = self.backends.lock().expect("backends lock");
+        backends
+            .iter()
+            .any(|b| b.base_url == base_url && b.speaks_only_openai())
     }
 
     /// A relay could not reach the backend at `base_url` (refused, or a 5xx before any byte).
@@ -329,11 +351,16 @@ async fn probe(http: &HttpBackends, base_url: &str, listing: Listing) -> Probe {
 
 async fn openai_listing(http: &HttpBackends, base_url: &str) -> Probe {
     match get_json(http, &format!("{base_url}/v1/models")).await {
-        Ok(list) => Probe::Up {
-            models: names(&list["data"], "id").unwrap_or_default(),
-            loaded: Vec::new(),
-            listing: Listing::OpenAi,
-        },
+        Ok(list) => {
+            let models = names(&list["data"], "id").unwrap_or_default();
+            // An OpenAI-API server (llama.cpp's, vLLM) serves the models it loaded at its
+            // start: what it lists is in memory.
+            Probe::Up {
+                loaded: models.clone(),
+                models,
+                listing: Listing::OpenAi,
+            }
+        }
         Err(ProbeError::Slow) => Probe::Slow,
         Err(ProbeError::Refused(error)) => Probe::Refused(error),
         Err(ProbeError::NotThere) => {
@@ -389,6 +416,15 @@ fn names(list: &Value, field: &str) -> Option<Vec<String>> {
     )
 }
 
+/// How a backend whose config names its API lists its models (probes ask that alone).
+fn declared_listing(api: BackendApi) -> Listing {
+    match api {
+        BackendApi::Auto => Listing::Unknown,
+        BackendApi::Openai => Listing::OpenAi,
+        BackendApi::Ollama => Listing::Ollama,
+    }
+}
+
 /// The backends of a config's relaying executors, as at start: up, any model, until probed
 /// (a node just started is not refused work for what nobody has looked at yet).
 fn configured(settings: &Settings) -> Vec<Backend> {
@@ -396,9 +432,10 @@ fn configured(settings: &Settings) -> Vec<Backend> {
         .executors
         .iter()
         .filter_map(|(task_type, spec)| match spec {
-            ExecutorSpec::Openai { base_url, .. } => Some(Backend {
+            ExecutorSpec::Openai { base_url, api, .. } => Some(Backend {
                 task_type: task_type.clone(),
                 base_url: base_url.clone(),
+                api: *api,
                 state: BackendState {
                     task_type: task_type.clone(),
                     healthy: true,
@@ -409,7 +446,7 @@ fn configured(settings: &Settings) -> Vec<Backend> {
                 probe_time: Duration::ZERO,
                 relays: 0,
                 last_relay: None,
-                listing: Listing::Unknown,
+                listing: declared_listing(*api),
             }),
             _ => None,
         })

@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response};
 use triforce_core::failover::{ErrorCode, RemoteError};
-use triforce_core::json::RawJson;
 use triforce_core::relay::RelayHead;
+use triforce_core::translate::OllamaAnswer;
 
 use super::http_backend::{CallError, HttpBackends};
 use super::stream::{Chunk, ChunkSender, StreamHead};
@@ -101,22 +101,21 @@ fn call_failure(url: &str, error: CallError) -> RelayError {
 /// other status, 500 included, is the backend's answer to this request, passed on with its body.
 pub async fn open(
     base_url: &str,
-    relay: &RelayHead,
-    body: &RawJson,
+    path: &str,
+    body: Bytes,
     http: &HttpBackends,
     timeout: Duration,
 ) -> Result<(StreamHead, AnswerBody), RelayError> {
     let deadline = tokio::time::Instant::now() + timeout;
     // Checked where the head was made; checked again here, where a path becomes a URL.
-    if !RelayHead::allowed_path(&relay.path) {
+    if !RelayHead::allowed_path(path) {
         return Err(RemoteError::new(
             ErrorCode::ExecutorFailed,
-            format!("path {:?} is not an OpenAI or Ollama API path", relay.path),
+            format!("path {path:?} is not an OpenAI or Ollama API path"),
         )
         .into());
     }
-    let url = format!("{base_url}{}", relay.path);
-    let body = Bytes::copy_from_slice(body.as_bytes());
+    let url = format!("{base_url}{path}");
     let call = http.send(Method::POST, &url, Some(body));
     let response: Response<Incoming> = tokio::time::timeout_at(deadline, call)
         .await
@@ -213,6 +212,7 @@ pub async fn pump(
     mut body: Incoming,
     chunks: ChunkSender,
     deadline: tokio::time::Instant,
+    mut translation: Option<OllamaAnswer>,
 ) -> PumpEnd {
     let mut finished = false;
     let end = loop {
@@ -231,12 +231,22 @@ pub async fn pump(
                     continue; // trailers
                 };
                 finished = finished || says_finished(&data);
+                let data = match &mut translation {
+                    Some(translation) => Bytes::from(translation.feed(&data)),
+                    None => data,
+                };
                 if !data.is_empty() && chunks.send(Chunk::Data(data)).await.is_err() {
                     return PumpEnd::Broken;
                 }
             }
         }
     };
+    if let (Chunk::End, Some(translation)) = (&end, &mut translation) {
+        let rest = translation.finish();
+        if !rest.is_empty() && chunks.send(Chunk::Data(rest.into())).await.is_err() {
+            return PumpEnd::Broken;
+        }
+    }
     let outcome = match (&end, finished) {
         (Chunk::End, true) => PumpEnd::Complete,
         (Chunk::End, false) => PumpEnd::Truncated,

@@ -7,22 +7,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use triforce_core::config::{ExecutorSpec, Settings};
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::federation::Capabilities;
+use triforce_core::json::RawJson;
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
-use triforce_core::relay::RelayHead;
+use triforce_core::relay::{Dialect, RelayHead};
 use triforce_core::task::TaskRequest;
+use triforce_core::translate::{ollama_to_openai, OllamaAnswer, OllamaShape, Refusal};
 
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
 
 use super::{
     answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
     openai::RelayFailure, run_executor, Admission, Backends, HttpBackends, Permit, RelayAnswer,
-    Running, Scheduler, Share, TaskResult,
+    Running, Scheduler, Share, StreamHead, TaskResult,
 };
+
+/// What a relay sends its backend, and the Ollama shape (and model name) its answer is
+/// translated into when the client's API is not the backend's.
+struct BackendRequest {
+    path: String,
+    body: Bytes,
+    answer_as: Option<(OllamaShape, String)>,
+}
 
 /// Where a relay hands its answer (or why there is none) to the caller that started it.
 type RelayAnswerSender = oneshot::Sender<Result<RelayAnswer, RemoteError>>;
@@ -177,6 +188,7 @@ impl Runner {
             ExecutorSpec::Openai {
                 base_url,
                 timeout_ms,
+                ..
             },
             Some(relay),
         ) = (&spec, task.relay.clone())
@@ -306,8 +318,27 @@ impl Runner {
         let _in_flight = self.backends.relay_started(base_url);
         let task_id = task.task_id.as_str();
         let deadline = tokio::time::Instant::now() + timeout;
+        let BackendRequest {
+            path,
+            body,
+            answer_as,
+        } = match self.translated(relay, base_url, &task.payload) {
+            Ok(request) => request,
+            Err(refusal) => {
+                self.count_relay(&task.task_type, relay_outcome::FAILED);
+                self.finish(
+                    task_id,
+                    &Err(RemoteError::new(
+                        ErrorCode::ExecutorFailed,
+                        refusal.to_string(),
+                    )),
+                );
+                let _ = answer_to.send(Ok(refused(&refusal)));
+                return;
+            }
+        };
         let opened = tokio::select! {
-            opened = openai::open(base_url, relay, &task.payload, &self.http, timeout) => opened,
+            opened = openai::open(base_url, &path, body, &self.http, timeout) => opened,
             () = answer_to.closed() => return self.relay_cancelled(task, answer_to),
         };
         let (head, body) = match opened {
@@ -342,10 +373,26 @@ impl Runner {
             )),
         );
         let (chunks, stream) = answer_channel();
+        let mut head = head;
+        let mut translation = answer_as.map(|(shape, model)| {
+            OllamaAnswer::new(shape, &model, head.status, &head.content_type)
+        });
+        if let Some(translation) = &translation {
+            head.content_type = translation.content_type().to_string();
+        }
         // A whole answer is in the channel before its head is out, so the reader finds head,
         // body and end together.
         let streaming = match body {
             AnswerBody::Whole(body) => {
+                let body = match translation.take() {
+                    Some(mut translation) => {
+                        let mut translated = translation.feed(&body);
+                        translated.extend(translation.finish());
+                        head.length = Some(translated.len() as u64);
+                        translated.into()
+                    }
+                    None => body,
+                };
                 openai::send_whole(body, &chunks);
                 None
             }
@@ -357,10 +404,34 @@ impl Runner {
             return;
         }
         if let Some(body) = streaming {
-            if openai::pump(body, chunks, deadline).await == PumpEnd::Truncated {
+            if openai::pump(body, chunks, deadline, translation).await == PumpEnd::Truncated {
                 self.count_relay(&task.task_type, relay_outcome::TRUNCATED);
             }
         }
+    }
+
+    /// The path and body a relayed request is sent to its backend with, and, when the client's
+    /// API is not the backend's, what its answer must be translated into (an Ollama client
+    /// before a backend that speaks OpenAI's API only). Same API: the body as written.
+    fn translated(
+        &self,
+        relay: &RelayHead,
+        base_url: &str,
+        body: &RawJson,
+    ) -> Result<BackendRequest, Refusal> {
+        if relay.dialect == Dialect::Ollama && self.backends.speaks_only_openai(base_url) {
+            let request = ollama_to_openai(&relay.path, body.as_bytes())?;
+            return Ok(BackendRequest {
+                path: request.path.to_string(),
+                body: request.body.into(),
+                answer_as: Some((request.shape, request.model)),
+            });
+        }
+        Ok(BackendRequest {
+            path: relay.path.clone(),
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            answer_as: None,
+        })
     }
 
     /// A relayed task whose caller went away before its answer began (queued, or waiting for
@@ -491,6 +562,20 @@ impl Runner {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The answer to a request its backend's API cannot carry (see [`Refusal`]): 400 in Ollama's
+/// shape, naming the field, as the backend's own answer would.
+fn refused(refusal: &Refusal) -> RelayAnswer {
+    let body = serde_json::json!({ "error": refusal.to_string() }).to_string();
+    let (chunks, stream) = answer_channel();
+    let head = StreamHead {
+        status: 400,
+        content_type: "application/json".to_string(),
+        length: Some(body.len() as u64),
+    };
+    openai::send_whole(body.into(), &chunks);
+    RelayAnswer { head, body: stream }
 }
 
 /// Waits for the relay slot `admission` promised, unless `left` (the caller went away) comes

@@ -237,7 +237,11 @@ async fn relay_post(
     // The key's name and weight give the request its fair share of a busy backend's queue on
     // the node that relays it.
     let relay = RelayHead {
-        stream: fields.stream == Some(true),
+        // Ollama streams unless told not to; OpenAI only when told to.
+        stream: match api {
+            Dialect::Ollama => chat && fields.stream != Some(false),
+            Dialect::OpenAi => fields.stream == Some(true),
+        },
         key: Some(key.name.clone()),
         weight: key.weight.max(1),
         ..RelayHead::new(endpoint.path, Some(model.clone()))

@@ -55,6 +55,18 @@ pub struct LlmArgs {
     /// (`triforce bench --mode stream` reports it).
     #[arg(long)]
     stamp: bool,
+    /// Which APIs it serves: `both`, or only `openai` (as llama.cpp's server and vLLM do) or
+    /// only `ollama`; the other's paths answer 404.
+    #[arg(long, value_enum, default_value_t = ServedApi::Both)]
+    api: ServedApi,
+}
+
+/// The APIs the stand-in serves.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServedApi {
+    Both,
+    Openai,
+    Ollama,
 }
 
 impl LlmArgs {
@@ -69,6 +81,7 @@ impl LlmArgs {
             nothing_loaded: false,
             fail_status: None,
             stamp: false,
+            api: ServedApi::Both,
         }
     }
 }
@@ -94,21 +107,29 @@ pub fn router(name: String, args: LlmArgs) -> Router {
         completed: AtomicU64::new(0),
         cancelled: AtomicU64::new(0),
     });
-    Router::new()
-        .route("/v1/chat/completions", post(openai_chat))
-        .route("/v1/completions", post(openai_completion))
-        .route("/v1/embeddings", post(openai_embeddings))
-        .route("/v1/models", get(openai_models))
-        .route("/api/chat", post(ollama_chat))
-        .route("/api/generate", post(ollama_generate))
-        .route("/api/embed", post(ollama_embed))
-        .route("/api/embeddings", post(ollama_embeddings_legacy))
-        .route("/api/tags", get(ollama_tags))
-        .route("/api/ps", get(ollama_ps))
-        .route(
-            "/api/version",
-            get(|| async { Json(json!({"version": "0.0.0-triforce"})) }),
-        )
+    let api = backend.args.api;
+    let mut router = Router::new();
+    if api != ServedApi::Ollama {
+        router = router
+            .route("/v1/chat/completions", post(openai_chat))
+            .route("/v1/completions", post(openai_completion))
+            .route("/v1/embeddings", post(openai_embeddings))
+            .route("/v1/models", get(openai_models));
+    }
+    if api != ServedApi::Openai {
+        router = router
+            .route("/api/chat", post(ollama_chat))
+            .route("/api/generate", post(ollama_generate))
+            .route("/api/embed", post(ollama_embed))
+            .route("/api/embeddings", post(ollama_embeddings_legacy))
+            .route("/api/tags", get(ollama_tags))
+            .route("/api/ps", get(ollama_ps))
+            .route(
+                "/api/version",
+                get(|| async { Json(json!({"version": "0.0.0-triforce"})) }),
+            );
+    }
+    router
         .route("/control/release", post(release))
         .route("/control/stats", get(stats))
         .with_state(backend)
