@@ -246,3 +246,57 @@ pub fn backend_answer(data: &[u8]) {
     let _ = triforce_core::door::read_door_fields(answer);
     let _ = triforce_core::door::conversation_key(answer);
 }
+
+/// The dialect translators: an Ollama request as OpenAI's (never a panic; a translation is one
+/// JSON object), and an OpenAI answer as Ollama's, the same however the answer is cut.
+///
+/// Layout: byte 0 picks the Ollama path and the answer's shape and framing; byte 1 the piece
+/// length (1-256); the rest is the request, then (after the first `0xff`) the answer.
+pub fn translation(data: &[u8]) {
+    use triforce_core::translate::{ollama_to_openai, OllamaAnswer, OllamaShape};
+    let [control, piece, rest @ ..] = data else {
+        return;
+    };
+    let paths = [
+        "/api/chat",
+        "/api/generate",
+        "/api/embed",
+        "/api/embeddings",
+    ];
+    let shapes = [
+        OllamaShape::Chat,
+        OllamaShape::Generate,
+        OllamaShape::Embed,
+        OllamaShape::EmbeddingsLegacy,
+    ];
+    let (request, answer) = match rest.iter().position(|b| *b == 0xff) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    if let Ok(translated) = ollama_to_openai(paths[usize::from(control % 4)], request) {
+        let body: serde_json::Value =
+            serde_json::from_slice(&translated.body).expect("a translation is JSON");
+        assert!(body.is_object(), "a translation is one object");
+    }
+    let shape = shapes[usize::from(control / 4 % 4)];
+    let content_type = if control & 0x10 == 0 {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let status = if control & 0x20 == 0 { 200 } else { 500 };
+    let translate = |piece: usize| {
+        let mut translation = OllamaAnswer::new(shape, "m", status, content_type);
+        let mut out = Vec::new();
+        for chunk in answer.chunks(piece.max(1)) {
+            out.extend(translation.feed(chunk));
+        }
+        out.extend(translation.finish());
+        out
+    };
+    assert_eq!(
+        translate(usize::from(*piece)),
+        translate(answer.len()),
+        "the pieces translate as the whole"
+    );
+}

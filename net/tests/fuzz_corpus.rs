@@ -5,13 +5,14 @@ use std::path::Path;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 6] = [
+const TARGETS: [(&str, Entry); 7] = [
     ("verify", triforce_net::fuzzing::verify),
     ("frame", triforce_net::fuzzing::frame),
     ("task_json", triforce_net::fuzzing::task_json),
     ("config", triforce_net::fuzzing::config),
     ("body_bounds", triforce_net::fuzzing::body_bounds),
     ("backend_answer", triforce_net::fuzzing::backend_answer),
+    ("translation", triforce_net::fuzzing::translation),
 ];
 
 #[test]
