@@ -113,5 +113,31 @@ fn heartbeat(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verify, selection, heartbeat);
+/// What translating an Ollama client's chat for an OpenAI-only backend costs over
+/// pass-through: the request once (a chat with a system prompt and four turns), and each
+/// streamed event of the answer (one token's SSE event in, one NDJSON line out).
+fn translation(c: &mut Criterion) {
+    use triforce_core::translate::{ollama_to_openai, OllamaAnswer, OllamaShape};
+    let mut group = c.benchmark_group("translation");
+    let request = serde_json::json!({"model": "llama3", "stream": true,
+        "options": {"temperature": 0.7, "num_predict": 256},
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant. ".repeat(20)},
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is Paris."},
+            {"role": "user", "content": "And of Germany?"}]})
+    .to_string();
+    group.bench_function("ollama_chat_request", |b| {
+        b.iter(|| ollama_to_openai("/api/chat", request.as_bytes()).unwrap())
+    });
+    let event = b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1796619600,\"model\":\"llama3\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" Berlin\"},\"finish_reason\":null}]}\n\n";
+    let mut answer = OllamaAnswer::new(OllamaShape::Chat, "llama3", 200, "text/event-stream");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("openai_event_to_ollama_line", |b| {
+        b.iter(|| answer.feed(event))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verify, selection, heartbeat, translation);
 criterion_main!(benches);
