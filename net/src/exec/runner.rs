@@ -182,8 +182,6 @@ impl Runner {
             return Started::Refused(RemoteError::new(ErrorCode::Busy, "queue is full"));
         }
         drop(ledger);
-        let runner = self.clone();
-        let slots = slots.clone();
         if let (
             ExecutorSpec::Openai {
                 base_url,
@@ -193,28 +191,12 @@ impl Runner {
             Some(relay),
         ) = (&spec, task.relay.clone())
         {
-            let (base_url, timeout_ms) = (base_url.clone(), *timeout_ms);
-            // A relay's answer body streams on after its head is out, while the task holds its
-            // slot: it keeps a task of its own, and hands head and body to its caller.
-            let (mut answer_to, answer) = oneshot::channel();
             let queued = self.queued(&admission, share);
-            tokio::spawn(async move {
-                let permit = slot_unless_left(admission, &slots, answer_to.closed()).await;
-                if let Some((key, since)) = queued {
-                    runner.served_from_queue(&key, since);
-                }
-                let Some(_permit) = permit else {
-                    runner.relay_cancelled(&task, answer_to);
-                    return;
-                };
-                runner.executing(&task);
-                let timeout = Duration::from_millis(timeout_ms);
-                // Boxed, as each executor kind is (see `run_executor`): the relay's future is
-                // large, and this spawned one stays small to move.
-                Box::pin(runner.relay(&task, &relay, &base_url, timeout, answer_to)).await;
-            });
-            return Started::Accepted(Running::relay(answer));
+            let timeout = Duration::from_millis(*timeout_ms);
+            return self.spawn_relay(task, relay, base_url.clone(), timeout, admission, queued);
         }
+        let runner = self.clone();
+        let slots = slots.clone();
         Started::Accepted(Running::here(Box::pin(async move {
             let _permit = slot(admission, &slots).await;
             runner.executing(&task);
@@ -223,6 +205,36 @@ impl Runner {
             runner.finish(&task.task_id, &result);
             result
         })))
+    }
+
+    /// Starts a relayed task in a task of its own: its answer's body streams on after its head
+    /// is out, while it holds its relay slot; head and body go to the caller that started it.
+    fn spawn_relay(
+        self: &Arc<Self>,
+        task: TaskRequest,
+        relay: RelayHead,
+        base_url: String,
+        timeout: Duration,
+        admission: Admission,
+        queued: Option<(KeyLabel, tokio::time::Instant)>,
+    ) -> Started {
+        let (mut answer_to, answer) = oneshot::channel();
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let permit = slot_unless_left(admission, &runner.relays, answer_to.closed()).await;
+            if let Some((key, since)) = queued {
+                runner.served_from_queue(&key, since);
+            }
+            let Some(_permit) = permit else {
+                runner.relay_cancelled(&task, answer_to);
+                return;
+            };
+            runner.executing(&task);
+            // Boxed, as each executor kind is (see `run_executor`): the relay's future is
+            // large, and this spawned one stays small to move.
+            Box::pin(runner.relay(&task, &relay, &base_url, timeout, answer_to)).await;
+        });
+        Started::Accepted(Running::relay(answer))
     }
 
     /// A relayed request that waits for a slot: counted as waiting for its key, from now.
@@ -343,23 +355,7 @@ impl Runner {
         };
         let (head, body) = match opened {
             Ok(opened) => opened,
-            Err(RelayError { error, cause }) => {
-                if error.code == ErrorCode::ExecutorUnavailable {
-                    self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
-                } else {
-                    self.count_relay(&task.task_type, relay_outcome::FAILED);
-                }
-                match cause {
-                    RelayFailure::Unreachable => {
-                        self.backends.handle_unreachable(base_url, &error.message)
-                    }
-                    RelayFailure::TimedOut => self.backends.handle_relay_timeout(base_url),
-                    RelayFailure::Other => {}
-                }
-                self.finish(task_id, &Err(error.clone()));
-                let _ = answer_to.send(Err(error));
-                return;
-            }
+            Err(failure) => return self.relay_failed(task, base_url, failure, answer_to),
         };
         self.backends.handle_answered(base_url);
         self.count_relay(&task.task_type, relay_outcome::ANSWERED);
@@ -372,8 +368,22 @@ impl Runner {
                 "the backend's answer went to an earlier attempt of this task",
             )),
         );
+        self.deliver(task, head, body, answer_as, answer_to, deadline)
+            .await;
+    }
+
+    /// Hands a relay's answer to its caller, translated when the client's API is not the
+    /// backend's, then streams its body until it ends, `deadline` passes, or the reader leaves.
+    async fn deliver(
+        &self,
+        task: &TaskRequest,
+        mut head: StreamHead,
+        body: AnswerBody,
+        answer_as: Option<(OllamaShape, String)>,
+        answer_to: RelayAnswerSender,
+        deadline: tokio::time::Instant,
+    ) {
         let (chunks, stream) = answer_channel();
-        let mut head = head;
         let mut translation = answer_as.map(|(shape, model)| {
             OllamaAnswer::new(shape, &model, head.status, &head.content_type)
         });
@@ -408,6 +418,29 @@ impl Runner {
                 self.count_relay(&task.task_type, relay_outcome::TRUNCATED);
             }
         }
+    }
+
+    /// A relay that got no answer to pass on: counted, the backend marked as the failure says,
+    /// and the error handed to the caller.
+    fn relay_failed(
+        &self,
+        task: &TaskRequest,
+        base_url: &str,
+        RelayError { error, cause }: RelayError,
+        answer_to: RelayAnswerSender,
+    ) {
+        if error.code == ErrorCode::ExecutorUnavailable {
+            self.count_relay(&task.task_type, relay_outcome::UNAVAILABLE);
+        } else {
+            self.count_relay(&task.task_type, relay_outcome::FAILED);
+        }
+        match cause {
+            RelayFailure::Unreachable => self.backends.handle_unreachable(base_url, &error.message),
+            RelayFailure::TimedOut => self.backends.handle_relay_timeout(base_url),
+            RelayFailure::Other => {}
+        }
+        self.finish(&task.task_id, &Err(error.clone()));
+        let _ = answer_to.send(Err(error));
     }
 
     /// The path and body a relayed request is sent to its backend with, and, when the client's
