@@ -124,16 +124,22 @@ fn stream_text(sse: &str) -> (String, Option<String>) {
     (text, finish)
 }
 
-/// A streamed chat through `port` (`key` set: the door) or to the server direct; its text and
-/// finish reason.
-async fn streamed(port: u16, key: &str, body: &str) -> (String, Option<String>) {
-    let mut stream = open(port, "POST", "/v1/chat/completions", key, body).await;
+/// A streamed answer to `body` at `path` through `port` (`key` set: the door) or from the
+/// server direct, read to its end (the raw HTTP answer).
+async fn read_stream(port: u16, path: &str, key: &str, body: &str) -> String {
+    let mut stream = open(port, "POST", path, key, body).await;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
         .await
         .expect("the stream ends within 60 s")
         .unwrap();
-    let raw = String::from_utf8_lossy(&raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// A streamed chat through `port` (`key` set: the door) or to the server direct; its text and
+/// finish reason.
+async fn streamed(port: u16, key: &str, body: &str) -> (String, Option<String>) {
+    let raw = read_stream(port, "/v1/chat/completions", key, body).await;
     let (text, finish) = stream_text(&raw);
     assert!(finish.is_some(), "no finish reason in {raw}");
     (text, finish)
@@ -380,13 +386,7 @@ async fn ollama_clients_are_translated(direct: &References, port: u16, key: &str
     // one may end sooner, never later.
     let counted = answer["eval_count"].as_u64().unwrap_or(0);
     assert!((1..=40).contains(&counted), "{answer}");
-    let mut stream = open(port, "POST", "/api/chat", key, &ollama_chat(true)).await;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
-        .await
-        .expect("the stream ends within 60 s")
-        .unwrap();
-    let raw = String::from_utf8_lossy(&raw);
+    let raw = read_stream(port, "/api/chat", key, &ollama_chat(true)).await;
     let lines: Vec<Value> = raw
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())

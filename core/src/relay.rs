@@ -32,6 +32,13 @@ impl Dialect {
     }
 }
 
+/// The task type the door's chats, completions and generations run as.
+pub const CHAT_TASK: &str = "chat";
+/// The task type the door's embeddings run as.
+pub const EMBEDDINGS_TASK: &str = "embeddings";
+/// Every task type the door submits.
+pub const DOOR_TASK_TYPES: [&str; 2] = [CHAT_TASK, EMBEDDINGS_TASK];
+
 /// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
 pub const PATH_PREFIXES: [&str; 2] = ["/v1/", "/api/"];
 

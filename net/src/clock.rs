@@ -25,11 +25,6 @@ impl SystemClock {
             origin: tokio::time::Instant::now(),
         }
     }
-
-    /// The tokio instant for a core instant, for `sleep_until`.
-    pub fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
-        self.origin + std::time::Duration::from_millis(at.as_millis())
-    }
 }
 
 impl Default for SystemClock {

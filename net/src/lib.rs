@@ -28,6 +28,7 @@ pub mod load;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;
+pub mod observer;
 
 pub mod quic;
 pub mod usage;

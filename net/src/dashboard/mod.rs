@@ -6,13 +6,9 @@
 //! public but its state needs an API key, which the page takes from the URL fragment
 //! (`/ui#key=tf-...`): a fragment never reaches a server log or a proxy.
 
-mod journal;
-
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-
-pub use journal::{EventEntry, Journal, TaskEntry};
 
 use crate::node::{status_json, Node};
 

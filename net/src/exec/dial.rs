@@ -13,6 +13,13 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Longest wait for a backend to accept a connection. A backend is on this machine or its LAN,
+/// where a connection is accepted in well under a millisecond even when the server is busy
+/// (the kernel answers the handshake); one not accepted by then sits on a host that is gone
+/// or cut off. Without this, a relay would wait out its whole answer timeout before the task
+/// could run elsewhere.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A byte stream to a backend.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -49,7 +56,7 @@ impl tower::Service<Uri> for Connector {
         let port = uri.port_u16().unwrap_or(80);
         let dialing = self.0.dial(host, port);
         Box::pin(async move {
-            let stream = tokio::time::timeout(super::http_backend::CONNECT_TIMEOUT, dialing)
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, dialing)
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
             Ok(Dialed(TokioIo::new(stream)))

@@ -16,16 +16,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::dial::{Connector, Dial};
+use super::dial::{Connector, Dial, CONNECT_TIMEOUT};
 
 /// How long an unused pooled connection to a backend is kept.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a backend to accept a connection. A backend is on this machine or its LAN,
-/// where a connection is accepted in well under a millisecond even when the server is busy
-/// (the kernel answers the handshake); one not accepted by then sits on a host that is gone
-/// or cut off. Without this, a relay would wait out its whole answer timeout before the task
-/// could run elsewhere.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a call to a backend produced no answer.
 #[derive(Debug)]

@@ -70,7 +70,7 @@ pub struct Runner {
     cores: u32,
     ram_gb: u32,
     gpu: bool,
-    observer: Option<Arc<dyn crate::node::Observer>>,
+    observer: Option<Arc<dyn crate::observer::Observer>>,
     /// How relayed requests ended, per backend, and how long they queued, per key (handles to
     /// the node's metrics).
     metrics: RunnerMetrics,
@@ -83,7 +83,7 @@ impl Runner {
         ram_gb: u32,
         gpu: bool,
         http: HttpBackends,
-        observer: Option<Arc<dyn crate::node::Observer>>,
+        observer: Option<Arc<dyn crate::observer::Observer>>,
         metrics: RunnerMetrics,
     ) -> Arc<Self> {
         let workers = workers(settings.limits.workers_max, cores);

@@ -15,7 +15,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use triforce_core::auth::ControlRequest;
 
-use super::routes::{remember, signed};
+use super::signed::{remember, signed};
 use super::{ApiError, ClientAddr};
 use crate::node::{Node, ReloadError};
 

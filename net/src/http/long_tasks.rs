@@ -26,7 +26,8 @@ use triforce_core::task::TaskRequest;
 
 use triforce_core::auth::signed_payload;
 
-use super::routes::{answer_task, authenticate, remember};
+use super::signed::{authenticate, remember};
+use super::task_answer::answer_task;
 use super::{ApiError, ClientAddr};
 use crate::node::Node;
 

@@ -10,10 +10,14 @@ mod front;
 mod long_tasks;
 mod routes;
 mod server;
+mod signed;
 pub mod sources;
+mod streamed;
+mod task_answer;
 mod usage;
 
 pub use usage::is_day;
 
 pub use error::ApiError;
 pub use server::{serve, ClientAddr, Listener};
+pub use streamed::{stream_error_event, streamed_response, StreamedBody};

@@ -3,34 +3,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::header::ACCEPT;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Extension;
 use axum::{Json, Router};
-use triforce_core::auth::{
-    Authenticated, HeaderValue, Rejection, SignedRequest, HEADER_NODE, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-};
-use triforce_core::failover::{ErrorCode, RemoteError, TaskOutcome, Verdict};
-use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
 
 use super::body::{read_bounded, BodyLimits};
 use super::long_tasks::{
     long_task_cancel, long_task_state, prefers_async, start_long_task, LongTasks,
 };
+use super::signed::{authenticate, body_or_error, remember, signed};
+use super::task_answer::{answer_task, wants_stream};
 use super::{ApiError, ClientAddr};
-use crate::exec::{AnswerStream, RelayAnswer, StreamHead};
-use crate::metrics::ReasonLabel;
-use crate::node::{health_json, outcome_body, status_json, Node, Submitted};
+use crate::node::{health_json, status_json, Node};
 
 /// The API's router for `node`, its long tasks kept in `long_tasks`.
 pub fn router(node: Node, long_tasks: Arc<LongTasks>) -> Router {
@@ -104,85 +95,6 @@ fn host_is_own_address(node: &Node, host: &str) -> bool {
         .is_some_and(|(_, spec)| host == SocketAddr::new(spec.ip, spec.port).to_string())
 }
 
-/// A signed request's body, read within its limit, and its signer: every check but the replay
-/// cache, outside any lock (the MAC runs over the whole body).
-pub(super) fn signed(
-    node: &Node,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    from: SocketAddr,
-) -> Result<(Bytes, Authenticated), ApiError> {
-    let body = body_or_error(body)?;
-    let request = authenticate(node, headers, &body, from)?;
-    Ok((body, request))
-}
-
-pub(super) fn authenticate(
-    node: &Node,
-    headers: &HeaderMap,
-    body: &[u8],
-    from: SocketAddr,
-) -> Result<Authenticated, ApiError> {
-    let value =
-        |name: &str| HeaderValue::from_values(headers.get_all(name).iter().map(|v| v.as_bytes()));
-    let request = SignedRequest {
-        node: value(HEADER_NODE),
-        timestamp: value(HEADER_TIMESTAMP),
-        signature: value(HEADER_SIGNATURE),
-        body,
-        source: from.ip(),
-    };
-    let now = node.shared.clock.unix_s();
-    node.shared
-        .authenticator()
-        .authenticate(&request, now)
-        .map_err(|rejection| refused(node, from, &rejection))
-}
-
-/// Remembers an authenticated request that changes something; a second one with the same
-/// signature inside the window is a replay. The only step under a lock, and a short one.
-pub(super) fn remember(
-    node: &Node,
-    request: &Authenticated,
-    from: SocketAddr,
-) -> Result<(), ApiError> {
-    let now = node.shared.clock.unix_s();
-    let remembered = node
-        .shared
-        .replay
-        .lock()
-        .expect("no code panics while holding the replay lock")
-        .remember(request, now);
-    remembered.map_err(|rejection| refused(node, from, &rejection))
-}
-
-/// Counts a refusal, logs it within the per-reason budget, and turns it into its answer.
-fn refused(node: &Node, from: SocketAddr, rejection: &Rejection) -> ApiError {
-    node.metrics()
-        .auth_rejections
-        .get_or_create(&ReasonLabel {
-            reason: rejection.code().into(),
-        })
-        .inc();
-    node.shared.refusal(
-        rejection.code(),
-        || tracing::info!(%from, reason = rejection.code(), "refused a request: {rejection}"),
-    );
-    ApiError::from(rejection)
-}
-
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "bad_body"
-        };
-        ApiError::new(status, code, rejection.body_text())
-    })
-}
-
 async fn health(
     State(node): State<Node>,
     ConnectInfo(ClientAddr(from)): ConnectInfo<ClientAddr>,
@@ -247,96 +159,6 @@ pub(super) async fn run_task(
         return start_long_task(node.clone(), long_tasks.clone(), task);
     }
     Ok(answer_task(node, task, wants_stream(headers)).await)
-}
-
-/// Runs `task` and answers as the seed's API does: the outcome, or a streamed answer for a
-/// client that asked for one.
-pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: bool) -> Response {
-    let task_id = task.task_id.clone();
-    // A relay-shaped payload naming a model routes by it, as the door's requests do, and keeps
-    // its conversation on the node that has the history cached.
-    let affinity = task
-        .model()
-        .and_then(|_| triforce_core::door::conversation_key(task.payload.as_bytes()));
-    let Submitted { outcome, relayed } = node.submit_streaming(task, affinity).await;
-    let outcome = match (outcome, relayed) {
-        (
-            TaskOutcome::Completed {
-                node: ran_on,
-                result: _,
-                attempts,
-            },
-            Some(RelayAnswer { head, body }),
-        ) => {
-            if stream_wanted {
-                // The backend's answer as it comes, in its own framing.
-                return crate::ingress::streamed_response(&head, body, &ran_on, &task_id);
-            }
-            let body_max = node.config().settings.limits.body_bytes_max;
-            let result = whole_answer(&head, body, body_max).await;
-            match result {
-                Ok(result) => TaskOutcome::Completed {
-                    node: ran_on,
-                    result,
-                    attempts,
-                },
-                Err(message) => TaskOutcome::Failed {
-                    node: ran_on,
-                    error: RemoteError::new(ErrorCode::ExecutorFailed, message),
-                    attempts,
-                },
-            }
-        }
-        (outcome, _) => outcome,
-    };
-    // Built directly: axum's tuple form copies the static content type into a new header value.
-    let mut response = Response::new(Body::from(outcome_body(&task_id, &outcome)));
-    *response.status_mut() = answer_status(&outcome);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Whether the client asked for the answer as a stream (`Accept: text/event-stream`).
-fn wants_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"))
-}
-
-/// A streamed answer collected for a client that did not ask for a stream: `{status,
-/// content_type, body}`, the body as JSON when it is JSON, else as text.
-async fn whole_answer(
-    head: &StreamHead,
-    stream: AnswerStream,
-    body_max: usize,
-) -> Result<RawJson, String> {
-    let body = stream.collect(body_max).await?;
-    let body = match RawJson::parse(&body) {
-        Ok(json) => json,
-        Err(_) => RawJson::from(serde_json::Value::String(
-            String::from_utf8_lossy(&body).into_owned(),
-        )),
-    };
-    let text = format!(
-        "{{\"status\":{},\"content_type\":{},\"body\":{}}}",
-        head.status,
-        serde_json::to_string(&head.content_type).expect("a string serializes"),
-        body.get()
-    );
-    RawJson::parse_str(&text).map_err(|e| e.to_string())
-}
-
-/// The HTTP status of a task's answer. A conflict and a task type that no node runs are the
-/// client's to fix (4xx); a failure of the work itself is the backend's (502); no node able
-/// to take it now is the federation's (503).
-/// The seed API's status for `outcome` (see [`Verdict`]).
-fn answer_status(outcome: &TaskOutcome) -> StatusCode {
-    StatusCode::from_u16(Verdict::of(outcome).status()).expect("verdicts are HTTP statuses")
 }
 
 async fn metrics(State(node): State<Node>) -> Response {

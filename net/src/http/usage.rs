@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::routes::signed;
+use super::signed::signed;
 use super::{ApiError, ClientAddr};
 use crate::node::Node;
 use crate::usage::UsageFilter;

@@ -2,16 +2,16 @@
 //! in the API's own shape naming why no node served it.
 
 use axum::body::Body;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use triforce_core::failover::{AttemptRecord, ExhaustedReason, TaskOutcome, Verdict};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 
-use super::body::StreamedBody;
-use super::shape::{Dialect, Framing, IngressError};
+use super::shape::{Dialect, IngressError};
 use crate::exec::{AnswerStream, RelayAnswer, StreamHead, WHOLE_ANSWER_MAX};
+use crate::http::streamed_response;
 use crate::node::Submitted;
 
 /// The client's answer to the task of request `request_id`, of `task_type` asking for `model`.
@@ -120,32 +120,6 @@ async fn whole_response(
         headers.insert("x-triforce-node", value);
     }
     Ok(response)
-}
-
-/// A streamed answer as the backend began it (its status and content type), its body passed
-/// on chunk by chunk; also the seed's task API's answer to `Accept: text/event-stream`.
-/// A break is logged under `request_id`.
-pub fn streamed_response(
-    head: &StreamHead,
-    stream: AnswerStream,
-    ran_on: &NodeId,
-    request_id: &str,
-) -> Response {
-    let framing = Framing::of(&head.content_type);
-    let body = StreamedBody::new(stream, framing, request_id.to_string());
-    let mut response = Response::new(Body::new(body));
-    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&head.content_type) {
-        headers.insert(CONTENT_TYPE, value);
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tells nginx and its kin in front of the node not to buffer either.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(value) = HeaderValue::from_str(ran_on.as_str()) {
-        headers.insert("x-triforce-node", value);
-    }
-    response
 }
 
 /// Why no node served the task, in words a client can act on; the attempts go to the log.

@@ -30,9 +30,7 @@ use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
 use crate::usage::{Account, UsageMeter};
 
-/// Task types the ingress submits.
-pub const CHAT_TASK: &str = "chat";
-pub const EMBEDDINGS_TASK: &str = "embeddings";
+pub use triforce_core::relay::{CHAT_TASK, EMBEDDINGS_TASK};
 
 struct Ingress {
     node: Node,
@@ -80,7 +78,7 @@ const PUBLIC_PATHS: [&str; 2] = ["/api/version", "/ui"];
 pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Router {
     let keys = Arc::new(keys);
     // A reload replaces the keys from the same file.
-    let _ = node.shared.ingress_keys.set(keys.clone());
+    let _ = node.shared.door_keys.set(Arc::new(keys.clone()));
     if let Some(usage) = &usage {
         let _ = node.shared.usage.set(usage.clone());
     }

@@ -33,6 +33,16 @@ pub fn load_api_keys(config: &NodeConfig) -> Result<(PathBuf, ApiKeys), LoadErro
     Ok((path, keys))
 }
 
+/// A reload reads the key file with the rest of the config and swaps the keys in once all of
+/// it holds.
+impl crate::node::ReloadedPart for std::sync::Arc<KeyCheck> {
+    fn prepare(&self, config: &NodeConfig) -> Result<Box<dyn FnOnce() + Send>, LoadError> {
+        let (_, keys) = load_api_keys(config)?;
+        let check = self.clone();
+        Ok(Box::new(move || check.replace(keys)))
+    }
+}
+
 /// Checks a request's key and its rate.
 pub struct KeyCheck {
     /// As of the last reload.

@@ -10,7 +10,6 @@
 
 mod answer;
 mod api;
-mod body;
 mod keys;
 pub mod limits;
 mod server;
@@ -20,10 +19,6 @@ mod tls;
 
 pub use api::{router, CHAT_TASK, EMBEDDINGS_TASK};
 
-/// The task types the ingress submits.
-pub const TASK_TYPES: [&str; 2] = [CHAT_TASK, EMBEDDINGS_TASK];
-pub use answer::streamed_response;
-pub use body::StreamedBody;
 pub use keys::{load_api_keys, KeyCheck};
 pub use limits::{Admitted, KeyLimits};
 pub use server::serve;

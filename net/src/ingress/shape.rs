@@ -4,7 +4,6 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde_json::json;
 
 pub use triforce_core::relay::Dialect;
@@ -82,37 +81,3 @@ impl IntoResponse for IngressError {
 
 /// How a streamed answer is framed (what the usage reader reads by, too).
 pub use triforce_core::usage::Framing;
-
-/// The event that ends a stream that broke off, in the stream's framing; `None` where no
-/// event fits (a whole document), in which case the connection is aborted instead, which
-/// every client reports as an incomplete answer.
-pub fn stream_error_event(framing: Framing, message: &str) -> Option<Bytes> {
-    let text = match framing {
-        Framing::ServerSentEvents => {
-            let event = json!({"error": {"message": message, "type": "server_error",
-                                         "param": null, "code": "stream_interrupted"}});
-            format!("data: {event}\n\n")
-        }
-        Framing::JsonLines => format!("{}\n", json!({"error": message})),
-        Framing::Whole => return None,
-    };
-    Some(Bytes::from(text))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_events_fit_their_framing() {
-        let sse =
-            stream_error_event(Framing::of("text/event-stream; charset=utf-8"), "gone").unwrap();
-        let text = std::str::from_utf8(&sse).unwrap();
-        assert!(text.starts_with("data: {") && text.ends_with("\n\n"));
-        let event: serde_json::Value = serde_json::from_str(&text[6..]).unwrap();
-        assert_eq!(event["error"]["message"], "gone");
-        let line = stream_error_event(Framing::of("application/x-ndjson"), "gone").unwrap();
-        assert_eq!(&line[..], b"{\"error\":\"gone\"}\n");
-        assert!(stream_error_event(Framing::of("application/json"), "gone").is_none());
-    }
-}

@@ -9,8 +9,8 @@ use triforce_core::federation::Capabilities;
 use triforce_core::membership::{Load, MembershipEvent, Probe};
 use triforce_core::node::NodeId;
 
+use super::EventEntry;
 use super::Shared;
-use crate::dashboard::EventEntry;
 use crate::metrics::PeerLabel;
 use crate::quic::{read_frame, write_frame, Frame};
 

@@ -11,10 +11,17 @@ use triforce_core::node::NodeId;
 use super::shared::machine_config;
 use super::Node;
 use crate::clock::Clock;
-use crate::ingress::load_api_keys;
 use crate::load::{LoadError, NodeConfig};
 use crate::metrics::OutcomeLabel;
 use crate::quic::Identity;
+
+/// A part of the config that a layer above the node keeps (the door's API keys): read and
+/// checked with the rest of the files at a reload, and applied only once the whole reload
+/// holds. The node knows no more of it than that.
+pub trait ReloadedPart: Send + Sync {
+    /// Reads this part of `config`; the returned change applies it.
+    fn prepare(&self, config: &NodeConfig) -> Result<Box<dyn FnOnce() + Send>, LoadError>;
+}
 
 /// Why a reload was refused. The running config is untouched.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +95,8 @@ impl Node {
 
     async fn load_and_apply(&self) -> Result<ReloadSummary, ReloadError> {
         let loaded = self.config().load_again().and_then(|config| {
-            let keys = match (
-                self.shared.ingress_keys.get(),
-                config.settings.ingress.listen,
-            ) {
-                (Some(check), Some(_)) => Some((check.clone(), load_api_keys(&config)?.1)),
+            let keys = match (self.shared.door_keys.get(), config.settings.ingress.listen) {
+                (Some(keys), Some(_)) => Some(keys.prepare(&config)?),
                 _ => None,
             };
             Ok((config, keys))
@@ -105,8 +109,8 @@ impl Node {
             }
         };
         let summary = self.reload(config).await?;
-        if let Some((check, keys)) = keys {
-            check.replace(keys);
+        if let Some(apply) = keys {
+            apply();
         }
         Ok(summary)
     }

@@ -12,8 +12,8 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::attempts::{AttemptEvent, Attempts, EventSink};
+use super::TaskEntry;
 use super::{Node, Shared};
-use crate::dashboard::TaskEntry;
 use crate::exec::{answer_channel, Answer, Chunk, ChunkSender, RelayAnswer, Report, Reports};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};

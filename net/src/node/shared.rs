@@ -46,8 +46,8 @@ pub struct Shared {
     /// Peers that got a heartbeat answer saying this node drains, so a stopping node knows
     /// when every peer has stopped sending it work.
     pub told_draining: Mutex<std::collections::BTreeSet<triforce_core::node::NodeId>>,
-    /// The ingress's API keys, once its router is built; a reload replaces them.
-    pub ingress_keys: std::sync::OnceLock<Arc<crate::ingress::KeyCheck>>,
+    /// The door's API keys, once its router is built; a reload replaces them.
+    pub door_keys: std::sync::OnceLock<Arc<dyn super::ReloadedPart>>,
     /// The door's usage meter, once its router is built with one: read by the signed usage
     /// route, so `triforce usage --all` can ask every door.
     pub usage: std::sync::OnceLock<Arc<crate::usage::UsageMeter>>,
@@ -56,7 +56,7 @@ pub struct Shared {
     /// Limits the log lines of refused requests and peers, per reason.
     pub refusal_log: LogLimiter,
     /// Recent task outcomes and membership events, for the dashboard.
-    pub journal: crate::dashboard::Journal,
+    pub journal: super::Journal,
     pub runner: Arc<Runner>,
     pub peers: Arc<Peers>,
     pub endpoint: quinn::Endpoint,
@@ -99,12 +99,12 @@ impl Shared {
             authenticator: ArcSwap::from_pointee(authenticator),
             generation: watch::Sender::new(0),
             reloading: tokio::sync::Mutex::new(()),
-            ingress_keys: std::sync::OnceLock::new(),
+            door_keys: std::sync::OnceLock::new(),
             usage: std::sync::OnceLock::new(),
             told_draining: Mutex::new(std::collections::BTreeSet::new()),
             replay: Mutex::new(replay),
             refusal_log: LogLimiter::default(),
-            journal: crate::dashboard::Journal::default(),
+            journal: super::Journal::default(),
             config: ArcSwap::from_pointee(config),
             clock,
             runner,
@@ -227,7 +227,7 @@ impl Shared {
         let config = self.config();
         let settings = &config.settings;
         let known = settings.runs(task_type)
-            || crate::ingress::TASK_TYPES.contains(&task_type)
+            || triforce_core::relay::DOOR_TASK_TYPES.contains(&task_type)
             || settings
                 .selection
                 .gpu_task_types
