@@ -12,6 +12,11 @@ use super::rfc3339::rfc3339;
 use super::sse::{event_data, Lines};
 use super::OllamaShape;
 
+/// The most bytes of a whole answer kept for its translation (a whole JSON document can only be
+/// translated once it is all there). Far above any chat answer; a batch of embeddings can come
+/// near it. Past it the client gets an error instead of the node's memory filling.
+pub const WHOLE_ANSWER_KEPT_MAX: usize = 64 << 20;
+
 /// The translation of one answer, fed its body as it arrives.
 #[derive(Debug)]
 pub struct OllamaAnswer {
@@ -69,7 +74,12 @@ impl OllamaAnswer {
     /// The translated bytes that `piece` of the backend's body completes (often none).
     pub fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
         if !self.streamed {
-            self.whole.extend_from_slice(piece);
+            if self.whole.len() + piece.len() > WHOLE_ANSWER_KEPT_MAX {
+                self.ended = true;
+            }
+            if !self.ended {
+                self.whole.extend_from_slice(piece);
+            }
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -83,6 +93,12 @@ impl OllamaAnswer {
     /// said it finished gets no last line: its client sees it end short, as it did.
     pub fn finish(&mut self) -> Vec<u8> {
         if !self.streamed {
+            if self.ended {
+                let message = format!(
+                    "the backend's answer is over {WHOLE_ANSWER_KEPT_MAX} bytes, more than this node translates"
+                );
+                return json!({ "error": message }).to_string().into_bytes();
+            }
             let whole = std::mem::take(&mut self.whole);
             return self.whole_answer(&whole);
         }
@@ -437,6 +453,21 @@ mod tests {
             json!({"data": [{"index": 0, "embedding": [1.0]}]}),
         );
         assert_eq!(legacy, json!({"embedding": [1.0]}));
+    }
+
+    #[test]
+    fn a_whole_answer_too_large_to_keep_is_an_error_not_a_full_memory() {
+        let mut answer = OllamaAnswer::new(OllamaShape::Embed, "m", 200, "application/json");
+        let piece = vec![b' '; 1 << 20];
+        for _ in 0..=(WHOLE_ANSWER_KEPT_MAX >> 20) {
+            answer.feed(&piece);
+        }
+        assert!(answer.whole.len() <= WHOLE_ANSWER_KEPT_MAX);
+        let out: Value = serde_json::from_slice(&answer.finish()).unwrap();
+        assert!(out["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than this node translates"));
     }
 
     #[test]
