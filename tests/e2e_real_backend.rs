@@ -182,7 +182,7 @@ async fn the_federation_in_front_of_a_real_llama_cpp_server() {
 
     probes_never_cut_a_stream_short(&direct, ingress, &key, &federation).await;
     whole_answers_completions_and_embeddings(&direct, ingress, &key).await;
-    ollama_clients_are_translated(&direct, ingress, &key).await;
+    other_dialects_are_translated(&direct, ingress, &key).await;
     four_streams_queue_and_all_end_well(&direct, ingress, &key).await;
     a_client_that_leaves_frees_the_server(ingress, &key).await;
     a_killed_server_is_down_and_back_after_restart(queueing, ingress, &key).await;
@@ -367,7 +367,28 @@ async fn whole_answers_completions_and_embeddings(direct: &References, port: u16
 
 /// An Ollama client before this OpenAI-only server: the relaying node translates `/api/chat`,
 /// whole and streamed, and the text is the server's own (greedy decoding; the opening is
-/// compared, as for `:latest` above, because the server reuses its cached prompt).
+/// compared, as for `:latest` above, because the server reuses its cached prompt). So does an
+/// OpenAI Responses client.
+async fn other_dialects_are_translated(direct: &References, port: u16, key: &str) {
+    let direct_text = &direct.chat["choices"][0]["message"]["content"];
+    let responses = json!({"model": "smollm2", "input": "What is the capital of France?",
+        "temperature": 0, "max_output_tokens": 40})
+    .to_string();
+    let (status, answer) = http(port, "POST", "/v1/responses", key, &responses).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["object"], "response", "{answer}");
+    let text = &answer["output"][0]["content"][0]["text"];
+    assert_eq!(opening(text), opening(direct_text));
+    assert!(
+        answer["usage"]["output_tokens"]
+            .as_u64()
+            .is_some_and(|n| (1..=40).contains(&n)),
+        "{answer}"
+    );
+    ollama_clients_are_translated(direct, port, key).await;
+}
+
 async fn ollama_clients_are_translated(direct: &References, port: u16, key: &str) {
     let ollama_chat = |stream: bool| {
         json!({"model": "smollm2", "stream": stream,

@@ -136,6 +136,24 @@ fn translation(c: &mut Criterion) {
     group.bench_function("openai_event_to_ollama_line", |b| {
         b.iter(|| answer.feed(event))
     });
+    let responses_request = serde_json::json!({"model": "llama3", "stream": true,
+        "instructions": "You are a helpful assistant. ".repeat(20), "max_output_tokens": 256,
+        "input": [
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is Paris."},
+            {"role": "user", "content": "And of Germany?"}]})
+    .to_string();
+    group.bench_function("responses_request", |b| {
+        b.iter(|| {
+            triforce_core::translate::responses_to_chat(responses_request.as_bytes()).unwrap()
+        })
+    });
+    let mut responses =
+        triforce_core::translate::ResponsesAnswer::new("llama3", 200, "text/event-stream");
+    responses.feed(event);
+    group.bench_function("openai_event_to_responses_event", |b| {
+        b.iter(|| responses.feed(event))
+    });
     group.finish();
 }
 

@@ -15,12 +15,13 @@ use serde_json::value::RawValue;
 use crate::affinity::AffinityKey;
 
 /// The top-level fields the door reads; each must appear at most once and spelled exactly.
-pub const DOOR_FIELDS: [&str; 6] = [
+pub const DOOR_FIELDS: [&str; 7] = [
     "model",
     "stream",
     "stream_options",
     "max_tokens",
     "max_completion_tokens",
+    "max_output_tokens",
     "options",
 ];
 
@@ -35,7 +36,8 @@ pub struct DoorFields {
     /// door leaves that alone (it asks for usage only where the client said nothing).
     pub stream_options: bool,
     /// The most completion tokens the request asks for: the largest of `max_tokens`,
-    /// `max_completion_tokens` and Ollama's `options.num_predict`, where a number; a negative
+    /// `max_completion_tokens`, the Responses API's `max_output_tokens` and Ollama's
+    /// `options.num_predict`, where a number; a negative
     /// `num_predict` (Ollama's "no limit") reads as `u64::MAX`.
     pub max_tokens: Option<u64>,
     /// Whether Ollama's `options` is there, whatever its value (a cap then goes inside it).

@@ -39,6 +39,10 @@ pub const EMBEDDINGS_TASK: &str = "embeddings";
 /// Every task type the door submits.
 pub const DOOR_TASK_TYPES: [&str; 2] = [CHAT_TASK, EMBEDDINGS_TASK];
 
+/// OpenAI's Responses API: translated to Chat Completions on the relaying node, whatever the
+/// backend.
+pub const RESPONSES_PATH: &str = "/v1/responses";
+
 /// Paths a client may reach on a backend: the two APIs, nothing else the server may offer.
 pub const PATH_PREFIXES: [&str; 2] = ["/v1/", "/api/"];
 

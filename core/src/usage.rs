@@ -242,6 +242,9 @@ fn is_usage_only(event: &[u8]) -> bool {
 struct Counts {
     #[serde(default)]
     usage: Option<OpenAiUsage>,
+    /// OpenAI Responses' stream ends with the response object, its usage inside.
+    #[serde(default)]
+    response: Option<ResponseObject>,
     #[serde(default)]
     prompt_eval_count: Option<u64>,
     #[serde(default)]
@@ -249,10 +252,17 @@ struct Counts {
 }
 
 #[derive(Deserialize)]
+struct ResponseObject {
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+/// Chat Completions' names, or the Responses API's (`input_tokens`, `output_tokens`).
+#[derive(Deserialize)]
 struct OpenAiUsage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     completion_tokens: Option<u64>,
 }
 
@@ -264,7 +274,8 @@ fn counts_in(json: &[u8]) -> Option<TokenUsage> {
         return None;
     }
     let counts: Counts = serde_json::from_slice(json.trim_ascii()).ok()?;
-    if let Some(usage) = counts.usage {
+    let usage = counts.usage.or(counts.response.and_then(|r| r.usage));
+    if let Some(usage) = usage {
         if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
             return Some(TokenUsage {
                 prompt: usage.prompt_tokens.unwrap_or(0),
@@ -329,6 +340,13 @@ mod tests {
         let ollama_whole =
             br#"{"message":{"content":"x"},"done":true,"prompt_eval_count":3,"eval_count":1}"#;
         assert_eq!(read(Framing::Whole, &[ollama_whole]), usage(3, 1));
+        let responses_whole = br#"{"object":"response","output":[],"usage":{"input_tokens":6,"output_tokens":3,"total_tokens":9}}"#;
+        assert_eq!(read(Framing::Whole, &[responses_whole]), usage(6, 3));
+        let responses_stream = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2,\"output_tokens\":8}}}\n\n";
+        assert_eq!(
+            read(Framing::ServerSentEvents, &[responses_stream]),
+            usage(2, 8)
+        );
         // Embeddings report prompt tokens only.
         let embeddings =
             br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":4,"total_tokens":4}}"#;

@@ -111,8 +111,49 @@ def tls(cert):
     print("https: chat and stream with the node's certificate verified")
 
 
+def responses():
+    """The Responses API (stateless): translated to Chat Completions by the relaying node."""
+    c = client()
+    answer = c.responses.create(model=MODEL, input="hi", instructions="be brief")
+    assert answer.output_text == "".join(TOKENS), answer
+    assert answer.status == "completed", answer
+    assert answer.usage.output_tokens == len(TOKENS) and answer.usage.input_tokens >= 1, answer
+    print("response:", answer.output_text)
+
+    kinds, deltas, completed = [], [], None
+    for event in c.responses.create(
+        model=MODEL, input=[{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        stream=True,
+    ):
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        if event.type == "response.completed":
+            completed = event.response
+    assert deltas == TOKENS, (deltas, kinds)
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+    assert completed.output_text == "".join(TOKENS), completed
+    assert completed.usage.output_tokens == len(TOKENS), completed
+    print("streamed response:", len(deltas), "deltas,", len(kinds), "events")
+
+    # The SDK's own stream helper assembles the same text from the events.
+    with c.responses.stream(model=MODEL, input="hi") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "".join(TOKENS), final
+    print("responses.stream:", final.output_text)
+
+    try:
+        c.responses.create(model=MODEL, input="again", previous_response_id=answer.id)
+        raise AssertionError("a response id was accepted by a door that keeps none")
+    except openai.BadRequestError as error:
+        assert "previous_response_id" in str(error), error
+        print("refused:", error.status_code, "previous_response_id")
+
+
 if SCENARIO == "basics":
     basics()
+elif SCENARIO == "responses":
+    responses()
 elif SCENARIO == "concurrent":
     asyncio.run(concurrent(50))
 elif SCENARIO == "interrupted":

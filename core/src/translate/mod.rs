@@ -6,17 +6,55 @@
 //! never holding a whole stream. Pure code: bytes in, bytes out, no IO.
 //!
 //! Translated so far: Ollama's client API (`/api/chat`, `/api/generate`, `/api/embed`,
-//! `/api/embeddings`) to a backend that speaks only OpenAI's (llama.cpp's server, vLLM). A
-//! field the backend cannot honour is refused with a [`Refusal`] naming it, never dropped
-//! silently.
+//! `/api/embeddings`) to a backend that speaks only OpenAI's (llama.cpp's server, vLLM), and
+//! OpenAI's Responses API (`/v1/responses`, stateless) to Chat Completions, which every backend
+//! serves. A field the backend cannot honour is refused with a [`Refusal`] naming it, never
+//! dropped silently.
 
 mod ollama_answer;
 mod ollama_request;
+mod responses_answer;
+mod responses_request;
 mod rfc3339;
 mod sse;
 
-pub use ollama_answer::OllamaAnswer;
+pub use ollama_answer::{OllamaAnswer, WHOLE_ANSWER_KEPT_MAX};
 pub use ollama_request::{ollama_to_openai, ForOpenAi};
+pub use responses_answer::ResponsesAnswer;
+pub use responses_request::{responses_to_chat, ForChat};
+
+/// An answer's translation into the client's API, whichever it is.
+#[derive(Debug)]
+pub enum AnswerTranslator {
+    Ollama(OllamaAnswer),
+    Responses(ResponsesAnswer),
+}
+
+impl AnswerTranslator {
+    /// The translated bytes that `piece` of the backend's body completes.
+    pub fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
+        match self {
+            AnswerTranslator::Ollama(answer) => answer.feed(piece),
+            AnswerTranslator::Responses(answer) => answer.feed(piece),
+        }
+    }
+
+    /// The rest of the translation, once the backend's body has ended.
+    pub fn finish(&mut self) -> Vec<u8> {
+        match self {
+            AnswerTranslator::Ollama(answer) => answer.finish(),
+            AnswerTranslator::Responses(answer) => answer.finish(),
+        }
+    }
+
+    /// The translated answer's content type.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            AnswerTranslator::Ollama(answer) => answer.content_type(),
+            AnswerTranslator::Responses(answer) => answer.content_type(),
+        }
+    }
+}
 
 /// What the translated answer must become: which Ollama endpoint's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response};
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::relay::RelayHead;
-use triforce_core::translate::OllamaAnswer;
+use triforce_core::translate::AnswerTranslator;
 
 use super::http_backend::{CallError, HttpBackends};
 use super::stream::{Chunk, ChunkSender, StreamHead};
@@ -212,7 +212,7 @@ pub async fn pump(
     mut body: Incoming,
     chunks: ChunkSender,
     deadline: tokio::time::Instant,
-    mut translation: Option<OllamaAnswer>,
+    mut translation: Option<AnswerTranslator>,
 ) -> PumpEnd {
     let mut finished = false;
     let end = loop {

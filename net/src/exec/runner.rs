@@ -15,9 +15,12 @@ use triforce_core::federation::Capabilities;
 use triforce_core::json::RawJson;
 use triforce_core::ledger::{Begin, LedgerLimits, TaskLedger};
 use triforce_core::membership::Load;
-use triforce_core::relay::{Dialect, RelayHead};
+use triforce_core::relay::{Dialect, RelayHead, RESPONSES_PATH};
 use triforce_core::task::TaskRequest;
-use triforce_core::translate::{ollama_to_openai, OllamaAnswer, OllamaShape, Refusal};
+use triforce_core::translate::{
+    ollama_to_openai, responses_to_chat, AnswerTranslator, OllamaAnswer, OllamaShape, Refusal,
+    ResponsesAnswer,
+};
 
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
 
@@ -27,12 +30,31 @@ use super::{
     Running, Scheduler, Share, StreamHead, TaskResult,
 };
 
-/// What a relay sends its backend, and the Ollama shape (and model name) its answer is
-/// translated into when the client's API is not the backend's.
+/// What a relay sends its backend, and what its answer is translated into when the client's
+/// API is not the backend's.
 struct BackendRequest {
     path: String,
     body: Bytes,
-    answer_as: Option<(OllamaShape, String)>,
+    answer_as: Option<AnswerAs>,
+}
+
+/// The client's API an answer is translated into, with the model name it repeats.
+enum AnswerAs {
+    Ollama(OllamaShape, String),
+    Responses(String),
+}
+
+impl AnswerAs {
+    fn translator(self, status: u16, content_type: &str) -> AnswerTranslator {
+        match self {
+            AnswerAs::Ollama(shape, model) => {
+                AnswerTranslator::Ollama(OllamaAnswer::new(shape, &model, status, content_type))
+            }
+            AnswerAs::Responses(model) => {
+                AnswerTranslator::Responses(ResponsesAnswer::new(&model, status, content_type))
+            }
+        }
+    }
 }
 
 /// Where a relay hands its answer (or why there is none) to the caller that started it.
@@ -345,7 +367,7 @@ impl Runner {
                         refusal.to_string(),
                     )),
                 );
-                let _ = answer_to.send(Ok(refused(&refusal)));
+                let _ = answer_to.send(Ok(refused(relay.dialect, &refusal)));
                 return;
             }
         };
@@ -379,14 +401,13 @@ impl Runner {
         task: &TaskRequest,
         mut head: StreamHead,
         body: AnswerBody,
-        answer_as: Option<(OllamaShape, String)>,
+        answer_as: Option<AnswerAs>,
         answer_to: RelayAnswerSender,
         deadline: tokio::time::Instant,
     ) {
         let (chunks, stream) = answer_channel();
-        let mut translation = answer_as.map(|(shape, model)| {
-            OllamaAnswer::new(shape, &model, head.status, &head.content_type)
-        });
+        let mut translation =
+            answer_as.map(|answer_as| answer_as.translator(head.status, &head.content_type));
         if let Some(translation) = &translation {
             head.content_type = translation.content_type().to_string();
         }
@@ -452,12 +473,20 @@ impl Runner {
         base_url: &str,
         body: &RawJson,
     ) -> Result<BackendRequest, Refusal> {
+        if relay.path == RESPONSES_PATH {
+            let request = responses_to_chat(body.as_bytes())?;
+            return Ok(BackendRequest {
+                path: "/v1/chat/completions".to_string(),
+                body: request.body.into(),
+                answer_as: Some(AnswerAs::Responses(request.model)),
+            });
+        }
         if relay.dialect == Dialect::Ollama && self.backends.speaks_only_openai(base_url) {
             let request = ollama_to_openai(&relay.path, body.as_bytes())?;
             return Ok(BackendRequest {
                 path: request.path.to_string(),
                 body: request.body.into(),
-                answer_as: Some((request.shape, request.model)),
+                answer_as: Some(AnswerAs::Ollama(request.shape, request.model)),
             });
         }
         Ok(BackendRequest {
@@ -597,10 +626,15 @@ impl Runner {
     }
 }
 
-/// The answer to a request its backend's API cannot carry (see [`Refusal`]): 400 in Ollama's
-/// shape, naming the field, as the backend's own answer would.
-fn refused(refusal: &Refusal) -> RelayAnswer {
-    let body = serde_json::json!({ "error": refusal.to_string() }).to_string();
+/// The answer to a request its backend's API cannot carry (see [`Refusal`]): 400 in the
+/// client's API's shape, naming the field, as the backend's own answer would.
+fn refused(dialect: Dialect, refusal: &Refusal) -> RelayAnswer {
+    let body = match dialect {
+        Dialect::Ollama => serde_json::json!({ "error": refusal.to_string() }),
+        Dialect::OpenAi => serde_json::json!({ "error": {"message": refusal.to_string(),
+            "type": "invalid_request_error", "param": refusal.field, "code": "unsupported_field"} }),
+    }
+    .to_string();
     let (chunks, stream) = answer_channel();
     let head = StreamHead {
         status: 400,

@@ -30,6 +30,7 @@ use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
 use crate::usage::{Account, UsageMeter};
 
+use triforce_core::relay::RESPONSES_PATH;
 pub use triforce_core::relay::{CHAT_TASK, EMBEDDINGS_TASK};
 
 struct Ingress {
@@ -96,6 +97,7 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
     let relayed = [
         endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/chat/completions"),
         endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/completions"),
+        endpoint(Dialect::OpenAi, CHAT_TASK, RESPONSES_PATH),
         endpoint(Dialect::OpenAi, EMBEDDINGS_TASK, "/v1/embeddings"),
         endpoint(Dialect::Ollama, CHAT_TASK, "/api/chat"),
         endpoint(Dialect::Ollama, CHAT_TASK, "/api/generate"),
@@ -211,12 +213,14 @@ async fn relay_post(
     })?;
     let model = allowed_model(api, &key, fields.model.clone())?;
     let chat = endpoint.task_type == CHAT_TASK;
-    let body = sharing::capped(api, chat, &key, &fields, &body)?;
+    let body = sharing::capped(api, endpoint.path, chat, &key, &fields, &body)?;
     // An OpenAI stream whose client said nothing about what it reports is asked for the
-    // backend's token counts, so the key's use is counted; the client does not see them.
+    // backend's token counts, so the key's use is counted; the client does not see them. (A
+    // Responses stream is translated on the relaying node, which asks for them itself.)
     let ask_for_usage = ingress.usage.is_some()
         && api == Dialect::OpenAi
         && chat
+        && endpoint.path != RESPONSES_PATH
         && fields.stream == Some(true)
         && !fields.stream_options;
     let asked = ask_for_usage.then(|| asking_for_usage(&body)).flatten();
@@ -468,7 +472,7 @@ async fn not_found(uri: Uri) -> IngressError {
         StatusCode::NOT_FOUND,
         "unknown_endpoint",
         format!(
-            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
+            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
             uri.path()
         ),
     )

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use triforce_core::config::ApiKey;
 use triforce_core::door::{with_member, with_num_predict, DoorFields};
+use triforce_core::relay::RESPONSES_PATH;
 use triforce_core::usage::Framing;
 
 use super::limits::{Admitted, KeyLimits};
@@ -21,6 +22,7 @@ use crate::usage::{Account, MeteredBody, Spent, UsageMeter};
 /// completion to cap.
 pub(super) fn capped<'a>(
     api: Dialect,
+    path: &str,
     chat: bool,
     key: &ApiKey,
     fields: &DoorFields,
@@ -49,6 +51,9 @@ pub(super) fn capped<'a>(
         ));
     }
     let capped = match api {
+        Dialect::OpenAi if path == RESPONSES_PATH => {
+            with_member(body, &format!("\"max_output_tokens\":{cap}"))
+        }
         Dialect::OpenAi => with_member(body, &format!("\"max_tokens\":{cap}")),
         Dialect::Ollama if fields.options => with_num_predict(body, cap),
         Dialect::Ollama => with_member(body, &format!("\"options\":{{\"num_predict\":{cap}}}")),
