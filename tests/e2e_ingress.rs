@@ -130,6 +130,7 @@ async fn openai_and_ollama_clients_through_two_nodes() {
     run_client("openai_client.py", &[&base, &key, "basics"]);
     run_client("ollama_client.py", &[&base, &key]);
     run_client("openai_client.py", &[&base, &key, "responses"]);
+    run_client("anthropic_client.py", &[&base, &key]);
     run_client("openai_client.py", &[&base, &key, "concurrent"]);
 
     // The first token reaches the client while the backend still holds the rest: nothing in

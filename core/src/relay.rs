@@ -19,6 +19,8 @@ pub enum Dialect {
     OpenAi,
     /// Ollama's `/api/...`.
     Ollama,
+    /// Anthropic's Messages API, `/v1/messages` (Claude Code, the `anthropic` SDK).
+    Anthropic,
 }
 
 impl Dialect {
@@ -26,11 +28,17 @@ impl Dialect {
     pub fn of_path(path: &str) -> Dialect {
         if path.starts_with("/api/") {
             Dialect::Ollama
+        } else if path == ANTHROPIC_MESSAGES_PATH {
+            Dialect::Anthropic
         } else {
             Dialect::OpenAi
         }
     }
 }
+
+/// Anthropic's Messages API: translated to Chat Completions on the relaying node, whatever the
+/// backend.
+pub const ANTHROPIC_MESSAGES_PATH: &str = "/v1/messages";
 
 /// The task type the door's chats, completions and generations run as.
 pub const CHAT_TASK: &str = "chat";

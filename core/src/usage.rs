@@ -242,9 +242,10 @@ fn is_usage_only(event: &[u8]) -> bool {
 struct Counts {
     #[serde(default)]
     usage: Option<OpenAiUsage>,
-    /// OpenAI Responses' stream ends with the response object, its usage inside.
+    /// OpenAI Responses' stream ends with the response object, its usage inside. (Ollama's
+    /// `/api/generate` has a `response` too: its text.)
     #[serde(default)]
-    response: Option<ResponseObject>,
+    response: Option<ResponseField>,
     #[serde(default)]
     prompt_eval_count: Option<u64>,
     #[serde(default)]
@@ -252,9 +253,13 @@ struct Counts {
 }
 
 #[derive(Deserialize)]
-struct ResponseObject {
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
+#[serde(untagged)]
+enum ResponseField {
+    Object {
+        #[serde(default)]
+        usage: Option<OpenAiUsage>,
+    },
+    Text(serde::de::IgnoredAny),
 }
 
 /// Chat Completions' names, or the Responses API's (`input_tokens`, `output_tokens`).
@@ -274,7 +279,10 @@ fn counts_in(json: &[u8]) -> Option<TokenUsage> {
         return None;
     }
     let counts: Counts = serde_json::from_slice(json.trim_ascii()).ok()?;
-    let usage = counts.usage.or(counts.response.and_then(|r| r.usage));
+    let usage = counts.usage.or(match counts.response {
+        Some(ResponseField::Object { usage }) => usage,
+        _ => None,
+    });
     if let Some(usage) = usage {
         if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
             return Some(TokenUsage {
@@ -340,6 +348,9 @@ mod tests {
         let ollama_whole =
             br#"{"message":{"content":"x"},"done":true,"prompt_eval_count":3,"eval_count":1}"#;
         assert_eq!(read(Framing::Whole, &[ollama_whole]), usage(3, 1));
+        let ollama_generate =
+            br#"{"response":"x","done":true,"prompt_eval_count":3,"eval_count":1}"#;
+        assert_eq!(read(Framing::Whole, &[ollama_generate]), usage(3, 1));
         let responses_whole = br#"{"object":"response","output":[],"usage":{"input_tokens":6,"output_tokens":3,"total_tokens":9}}"#;
         assert_eq!(read(Framing::Whole, &[responses_whole]), usage(6, 3));
         let responses_stream = b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2,\"output_tokens\":8}}}\n\n";

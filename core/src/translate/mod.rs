@@ -7,10 +7,12 @@
 //!
 //! Translated so far: Ollama's client API (`/api/chat`, `/api/generate`, `/api/embed`,
 //! `/api/embeddings`) to a backend that speaks only OpenAI's (llama.cpp's server, vLLM), and
-//! OpenAI's Responses API (`/v1/responses`, stateless) to Chat Completions, which every backend
-//! serves. A field the backend cannot honour is refused with a [`Refusal`] naming it, never
+//! OpenAI's Responses API (`/v1/responses`, stateless) and Anthropic's Messages API
+//! (`/v1/messages`) to Chat Completions, which every backend serves. A field the backend cannot honour is refused with a [`Refusal`] naming it, never
 //! dropped silently.
 
+mod anthropic_answer;
+mod anthropic_request;
 mod ollama_answer;
 mod ollama_request;
 mod responses_answer;
@@ -18,6 +20,8 @@ mod responses_request;
 mod rfc3339;
 mod sse;
 
+pub use anthropic_answer::AnthropicAnswer;
+pub use anthropic_request::anthropic_to_chat;
 pub use ollama_answer::{OllamaAnswer, WHOLE_ANSWER_KEPT_MAX};
 pub use ollama_request::{ollama_to_openai, ForOpenAi};
 pub use responses_answer::ResponsesAnswer;
@@ -28,6 +32,7 @@ pub use responses_request::{responses_to_chat, ForChat};
 pub enum AnswerTranslator {
     Ollama(OllamaAnswer),
     Responses(ResponsesAnswer),
+    Anthropic(AnthropicAnswer),
 }
 
 impl AnswerTranslator {
@@ -36,6 +41,7 @@ impl AnswerTranslator {
         match self {
             AnswerTranslator::Ollama(answer) => answer.feed(piece),
             AnswerTranslator::Responses(answer) => answer.feed(piece),
+            AnswerTranslator::Anthropic(answer) => answer.feed(piece),
         }
     }
 
@@ -44,6 +50,7 @@ impl AnswerTranslator {
         match self {
             AnswerTranslator::Ollama(answer) => answer.finish(),
             AnswerTranslator::Responses(answer) => answer.finish(),
+            AnswerTranslator::Anthropic(answer) => answer.finish(),
         }
     }
 
@@ -52,6 +59,7 @@ impl AnswerTranslator {
         match self {
             AnswerTranslator::Ollama(answer) => answer.content_type(),
             AnswerTranslator::Responses(answer) => answer.content_type(),
+            AnswerTranslator::Anthropic(answer) => answer.content_type(),
         }
     }
 }

@@ -18,8 +18,8 @@ use triforce_core::membership::Load;
 use triforce_core::relay::{Dialect, RelayHead, RESPONSES_PATH};
 use triforce_core::task::TaskRequest;
 use triforce_core::translate::{
-    ollama_to_openai, responses_to_chat, AnswerTranslator, OllamaAnswer, OllamaShape, Refusal,
-    ResponsesAnswer,
+    anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator, AnthropicAnswer,
+    OllamaAnswer, OllamaShape, Refusal, ResponsesAnswer,
 };
 
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
@@ -42,6 +42,7 @@ struct BackendRequest {
 enum AnswerAs {
     Ollama(OllamaShape, String),
     Responses(String),
+    Anthropic(String),
 }
 
 impl AnswerAs {
@@ -52,6 +53,9 @@ impl AnswerAs {
             }
             AnswerAs::Responses(model) => {
                 AnswerTranslator::Responses(ResponsesAnswer::new(&model, status, content_type))
+            }
+            AnswerAs::Anthropic(model) => {
+                AnswerTranslator::Anthropic(AnthropicAnswer::new(&model, status, content_type))
             }
         }
     }
@@ -473,6 +477,14 @@ impl Runner {
         base_url: &str,
         body: &RawJson,
     ) -> Result<BackendRequest, Refusal> {
+        if relay.dialect == Dialect::Anthropic {
+            let request = anthropic_to_chat(body.as_bytes())?;
+            return Ok(BackendRequest {
+                path: "/v1/chat/completions".to_string(),
+                body: request.body.into(),
+                answer_as: Some(AnswerAs::Anthropic(request.model)),
+            });
+        }
         if relay.path == RESPONSES_PATH {
             let request = responses_to_chat(body.as_bytes())?;
             return Ok(BackendRequest {
@@ -633,6 +645,8 @@ fn refused(dialect: Dialect, refusal: &Refusal) -> RelayAnswer {
         Dialect::Ollama => serde_json::json!({ "error": refusal.to_string() }),
         Dialect::OpenAi => serde_json::json!({ "error": {"message": refusal.to_string(),
             "type": "invalid_request_error", "param": refusal.field, "code": "unsupported_field"} }),
+        Dialect::Anthropic => serde_json::json!({ "type": "error",
+            "error": {"type": "invalid_request_error", "message": refusal.to_string()} }),
     }
     .to_string();
     let (chunks, stream) = answer_channel();

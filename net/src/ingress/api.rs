@@ -30,7 +30,7 @@ use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
 use crate::usage::{Account, UsageMeter};
 
-use triforce_core::relay::RESPONSES_PATH;
+use triforce_core::relay::{ANTHROPIC_MESSAGES_PATH, RESPONSES_PATH};
 pub use triforce_core::relay::{CHAT_TASK, EMBEDDINGS_TASK};
 
 struct Ingress {
@@ -98,6 +98,7 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
         endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/chat/completions"),
         endpoint(Dialect::OpenAi, CHAT_TASK, "/v1/completions"),
         endpoint(Dialect::OpenAi, CHAT_TASK, RESPONSES_PATH),
+        endpoint(Dialect::Anthropic, CHAT_TASK, ANTHROPIC_MESSAGES_PATH),
         endpoint(Dialect::OpenAi, EMBEDDINGS_TASK, "/v1/embeddings"),
         endpoint(Dialect::Ollama, CHAT_TASK, "/api/chat"),
         endpoint(Dialect::Ollama, CHAT_TASK, "/api/generate"),
@@ -242,7 +243,7 @@ async fn relay_post(
         // Ollama streams unless told not to; OpenAI only when told to.
         stream: match api {
             Dialect::Ollama => chat && fields.stream != Some(false),
-            Dialect::OpenAi => fields.stream == Some(true),
+            Dialect::OpenAi | Dialect::Anthropic => fields.stream == Some(true),
         },
         key: Some(key.name.clone()),
         weight: key.weight.max(1),
@@ -309,7 +310,7 @@ async fn list_models(
         .into_iter()
         .filter(|(model, _)| key.allows_model(model));
     let body = match api {
-        Dialect::OpenAi => {
+        Dialect::OpenAi | Dialect::Anthropic => {
             let data: Vec<serde_json::Value> = served
                 .map(|(model, nodes)| {
                     serde_json::json!({"id": model, "object": "model", "created": 0,
@@ -472,7 +473,7 @@ async fn not_found(uri: Uri) -> IngressError {
         StatusCode::NOT_FOUND,
         "unknown_endpoint",
         format!(
-            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
+            "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
             uri.path()
         ),
     )

@@ -43,6 +43,9 @@ impl crate::node::ReloadedPart for std::sync::Arc<KeyCheck> {
     }
 }
 
+/// The header Anthropic's clients send their key in.
+const X_API_KEY: &str = "x-api-key";
+
 /// Checks a request's key and its rate.
 pub struct KeyCheck {
     /// As of the last reload.
@@ -61,10 +64,14 @@ impl KeyCheck {
 
     /// The key the request carries, if it is known and within its rate.
     pub fn authorize(&self, api: Dialect, headers: &HeaderMap) -> Result<ApiKey, IngressError> {
-        let presented = headers
+        // Anthropic's clients send the key as `x-api-key`; every other client as a bearer token.
+        let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let x_api_key = headers.get(X_API_KEY).and_then(|v| v.to_str().ok());
+        let presented = bearer
+            .or(x_api_key)
             .map(str::trim)
             .filter(|key| !key.is_empty())
             .ok_or_else(|| {
@@ -72,7 +79,7 @@ impl KeyCheck {
                     api,
                     StatusCode::UNAUTHORIZED,
                     "missing_api_key",
-                    "no API key: send the header Authorization: Bearer KEY (keys come from `triforce apikey add`)",
+                    "no API key: send the header Authorization: Bearer KEY, or x-api-key: KEY (keys come from `triforce apikey add`)",
                 )
             })?;
         let keys = self.keys.load();

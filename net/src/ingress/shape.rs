@@ -55,6 +55,20 @@ fn openai_type(status: StatusCode) -> &'static str {
     }
 }
 
+/// Anthropic's `error.type` for a status.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
 impl IntoResponse for IngressError {
     fn into_response(self) -> Response {
         let body = match self.api {
@@ -63,6 +77,8 @@ impl IntoResponse for IngressError {
                                             "param": null, "code": self.code}})
             }
             Dialect::Ollama => json!({"error": self.message}),
+            Dialect::Anthropic => json!({"type": "error",
+                "error": {"type": anthropic_type(self.status), "message": self.message}}),
         };
         let mut response = (
             self.status,

@@ -54,7 +54,7 @@ pub(super) fn capped<'a>(
         Dialect::OpenAi if path == RESPONSES_PATH => {
             with_member(body, &format!("\"max_output_tokens\":{cap}"))
         }
-        Dialect::OpenAi => with_member(body, &format!("\"max_tokens\":{cap}")),
+        Dialect::OpenAi | Dialect::Anthropic => with_member(body, &format!("\"max_tokens\":{cap}")),
         Dialect::Ollama if fields.options => with_num_predict(body, cap),
         Dialect::Ollama => with_member(body, &format!("\"options\":{{\"num_predict\":{cap}}}")),
     };
