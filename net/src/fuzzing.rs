@@ -247,16 +247,17 @@ pub fn backend_answer(data: &[u8]) {
     let _ = triforce_core::door::conversation_key(answer);
 }
 
-/// The dialect translators: an Ollama or Responses request as OpenAI's Chat Completions (never a
-/// panic; a translation is one JSON object), and an OpenAI answer as Ollama's or as Responses',
-/// the same however the answer is cut.
+/// The dialect translators: an Ollama, Responses or Anthropic request as OpenAI's Chat
+/// Completions (never a panic; a translation is one JSON object), and an OpenAI answer as
+/// Ollama's, Responses' or Anthropic's, the same however the answer is cut.
 ///
-/// Layout: byte 0 picks the Ollama path and the answer's shape and framing; byte 1 the piece
-/// length (1-256); the rest is the request, then (after the first `0xff`) the answer.
+/// Layout: byte 0 picks the Ollama path, the answer's shape, framing, status and translator;
+/// byte 1 the piece length (1-256); the rest is the request, then (after the first `0xff`) the
+/// answer.
 pub fn translation(data: &[u8]) {
     use triforce_core::translate::{
-        ollama_to_openai, responses_to_chat, AnswerTranslator, OllamaAnswer, OllamaShape,
-        ResponsesAnswer,
+        anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator,
+        AnthropicAnswer, OllamaAnswer, OllamaShape, ResponsesAnswer,
     };
     let [control, piece, rest @ ..] = data else {
         return;
@@ -280,6 +281,7 @@ pub fn translation(data: &[u8]) {
     let translated = [
         ollama_to_openai(paths[usize::from(control % 4)], request).map(|t| t.body),
         responses_to_chat(request).map(|t| t.body),
+        anthropic_to_chat(request).map(|t| t.body),
     ];
     for body in translated.into_iter().flatten() {
         let body: serde_json::Value = serde_json::from_slice(&body).expect("a translation is JSON");
@@ -292,12 +294,11 @@ pub fn translation(data: &[u8]) {
         "application/json"
     };
     let status = if control & 0x20 == 0 { 200 } else { 500 };
-    let responses = control & 0x40 != 0;
     let translate = |piece: usize| {
-        let mut translation = if responses {
-            AnswerTranslator::Responses(ResponsesAnswer::new("m", status, content_type))
-        } else {
-            AnswerTranslator::Ollama(OllamaAnswer::new(shape, "m", status, content_type))
+        let mut translation = match control >> 6 {
+            0 | 1 => AnswerTranslator::Ollama(OllamaAnswer::new(shape, "m", status, content_type)),
+            2 => AnswerTranslator::Responses(ResponsesAnswer::new("m", status, content_type)),
+            _ => AnswerTranslator::Anthropic(AnthropicAnswer::new("m", status, content_type)),
         };
         let mut out = Vec::new();
         for chunk in answer.chunks(piece.max(1)) {
