@@ -420,7 +420,8 @@ async fn ollama_clients_reach_a_backend_that_speaks_only_openai() {
     let base = format!("http://127.0.0.1:{ingress}");
     run_client("ollama_client.py", &[&base, &key, "openai-backend"]);
     // The door counted every translated answer from the counts in Ollama's fields: six chats
-    // and generations of 8 tokens each reached the backend (the refused one did not).
+    // and generations of 8 tokens each and two tool calls of 5 reached the backend (the
+    // refused request did not).
     let until = Instant::now() + Duration::from_secs(5);
     let completion_tokens = loop {
         let (ok, stdout, stderr) = federation.cli("hetzner", &["usage", "--json"]);
@@ -435,12 +436,12 @@ async fn ollama_clients_reach_a_backend_that_speaks_only_openai() {
             })
             .map(|row| row["completion_tokens"].as_u64().unwrap_or(0))
             .sum();
-        if counted >= 48 || Instant::now() > until {
+        if counted >= 58 || Instant::now() > until {
             break counted;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(completion_tokens, 48);
+    assert_eq!(completion_tokens, 6 * 8 + 2 * 5);
     // The backend was asked on its own API only (it answers 404 to Ollama's paths).
     let (status, _) = http(port, "POST", "/api/chat", "", "{}").await;
     assert_eq!(status, 404);

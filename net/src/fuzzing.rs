@@ -256,8 +256,8 @@ pub fn backend_answer(data: &[u8]) {
 /// answer.
 pub fn translation(data: &[u8]) {
     use triforce_core::translate::{
-        anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator,
-        AnthropicAnswer, OllamaAnswer, OllamaShape, ResponsesAnswer,
+        anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator, AnthropicAnswer,
+        OllamaAnswer, OllamaShape, ResponsesAnswer,
     };
     let [control, piece, rest @ ..] = data else {
         return;

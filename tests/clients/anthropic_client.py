@@ -65,3 +65,22 @@ try:
 except anthropic.NotFoundError as error:
     assert error.status_code == 404, error
     print("unknown model:", error.status_code)
+
+# A tool call round trip: the backend (its `[tool]` cue) calls the tool, the client answers it,
+# the backend answers in text.
+tools = [{"name": "weather", "description": "The weather in a city.",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+asked = {"role": "user", "content": "[tool] the weather in Oslo?"}
+first = c.messages.create(model=MODEL, max_tokens=64, tools=tools, messages=[asked])
+assert first.stop_reason == "tool_use", first
+use = next(b for b in first.content if b.type == "tool_use")
+assert use.name == "weather" and use.input == {"city": "Oslo"}, use
+second = c.messages.create(model=MODEL, max_tokens=64, tools=tools, messages=[
+    asked, {"role": "assistant", "content": first.content},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "cold"}]}])
+assert second.content[0].text == "".join(TOKENS), second
+with c.messages.stream(model=MODEL, max_tokens=64, tools=tools, messages=[asked]) as stream:
+    streamed = stream.get_final_message()
+streamed_use = next(b for b in streamed.content if b.type == "tool_use")
+assert streamed.stop_reason == "tool_use" and streamed_use.input == {"city": "Oslo"}, streamed
+print("tool call: whole and streamed, and its result answered")

@@ -91,6 +91,15 @@ if OPENAI_BACKEND:
     last = list(c.chat(model="tiny-llm", messages=[{"role": "user", "content": "hi"}], stream=True))[-1]
     assert last.done and last.eval_count == len(TOKENS) and last.prompt_eval_count >= 1, last
     print("counts:", last.prompt_eval_count, last.eval_count)
+    # A tool call, translated both ways: the backend's call arrives in Ollama's shape.
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    called = c.chat(model="tiny-llm", messages=[{"role": "user", "content": "[tool] Oslo?"}], tools=tools)
+    call = called.message.tool_calls[0].function
+    assert call.name == "weather" and call.arguments == {"city": "Oslo"}, called
+    last = list(c.chat(model="tiny-llm", messages=[{"role": "user", "content": "[tool] Oslo?"}],
+                       tools=tools, stream=True))[-1]
+    assert last.message.tool_calls[0].function.arguments == {"city": "Oslo"}, last
+    print("tool call:", call.name, call.arguments)
     try:
         c.chat(model="tiny-llm", messages=[{"role": "user", "content": "x"}], options={"num_ctx": 4096})
         raise AssertionError("an option the backend cannot honour was dropped silently")

@@ -142,6 +142,17 @@ def responses():
     assert final.output_text == "".join(TOKENS), final
     print("responses.stream:", final.output_text)
 
+    tools = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+    called = c.responses.create(model=MODEL, input="[tool] Oslo?", tools=tools)
+    call = next(item for item in called.output if item.type == "function_call")
+    assert call.name == "weather" and call.arguments == '{"city": "Oslo"}', called
+    answered = c.responses.create(model=MODEL, tools=tools, input=[
+        {"role": "user", "content": "[tool] Oslo?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "cold"}])
+    assert answered.output_text == "".join(TOKENS), answered
+    print("function call round trip:", call.name, call.arguments)
+
     try:
         c.responses.create(model=MODEL, input="again", previous_response_id=answer.id)
         raise AssertionError("a response id was accepted by a door that keeps none")

@@ -7,7 +7,9 @@
 //! - `[break]`: the connection is cut after the first token (a backend dying mid-stream); for
 //!   an unstreamed OpenAI chat, halfway through a body whose full length the head announced;
 //! - `[fail]`: answered 500 in the API's error shape, as a server answers a request it chokes
-//!   on (the server itself is fine: its next request is served).
+//!   on (the server itself is fine: its next request is served);
+//! - `[tool]` (OpenAI chat): the answer is a call of the request's first tool with the
+//!   arguments `{"city": "Oslo"}`, whole or streamed in pieces, finish reason `tool_calls`.
 //!
 //! `GET /control/stats` counts requests, streams that ran to their end, and streams whose
 //! reader went away before the end (cancellations that reached the backend).
@@ -388,6 +390,9 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
         backend.requests.load(Ordering::SeqCst)
     );
     let created = unix_s();
+    if prompt(&request).contains("[tool]") {
+        return tool_call(&request, &id, &model, created);
+    }
     if request["stream"].as_bool() == Some(true) {
         let chunk = {
             let (id, model) = (id.clone(), model.clone());
@@ -425,6 +430,44 @@ async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
     answer
 }
 
+/// `[tool]`: a call of the request's first tool, whole, or streamed as a tool model streams
+/// one (the id and name first, then the arguments in two pieces).
+fn tool_call(request: &Value, id: &str, model: &str, created: u64) -> Response {
+    let name = request["tools"][0]["function"]["name"]
+        .as_str()
+        .unwrap_or("lookup");
+    let call_id = format!("call_{id}");
+    let usage = openai_usage(request, 5);
+    if request["stream"].as_bool() != Some(true) {
+        let call = json!({"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": "{\"city\": \"Oslo\"}"}});
+        return Json(json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]},
+                "finish_reason": "tool_calls"}], "usage": usage}))
+        .into_response();
+    }
+    let event = |delta: Value, finish: Value| {
+        let chunk = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let mut body = event(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": call_id, "type": "function",
+            "function": {"name": name, "arguments": ""}}]}),
+        Value::Null,
+    );
+    for piece in ["{\"city\": ", "\"Oslo\"}"] {
+        body.push_str(&event(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            Value::Null,
+        ));
+    }
+    body.push_str(&event(json!({}), json!("tool_calls")));
+    body.push_str(&usage_event(request, id, "chat.completion.chunk", model, 5));
+    body.push_str("data: [DONE]\n\n");
+    ([(CONTENT_TYPE, "text/event-stream")], body).into_response()
+}
+
 /// `[break]` for a whole answer: the head promises the answer's full length, and the connection
 /// is cut halfway through its body (a backend dying mid-answer).
 async fn cut_whole(answer: Response) -> Response {
@@ -458,6 +501,9 @@ async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Respon
         backend.requests.load(Ordering::SeqCst)
     );
     let created = unix_s();
+    if prompt(&request).contains("[tool]") {
+        return tool_call(&request, &id, &model, created);
+    }
     if request["stream"].as_bool() == Some(true) {
         let chunk = {
             let (id, model) = (id.clone(), model.clone());
