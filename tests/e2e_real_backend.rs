@@ -386,6 +386,17 @@ async fn other_dialects_are_translated(direct: &References, port: u16, key: &str
             .is_some_and(|n| (1..=40).contains(&n)),
         "{answer}"
     );
+    // Anthropic's Messages API (the SDK's x-api-key is checked against the stand-in).
+    let messages = json!({"model": "smollm2", "max_tokens": 40, "temperature": 0,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    .to_string();
+    let (status, answer) = http(port, "POST", "/v1/messages", key, &messages).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["type"], "message", "{answer}");
+    assert_eq!(opening(&answer["content"][0]["text"]), opening(direct_text));
+    let stop = answer["stop_reason"].as_str();
+    assert!(matches!(stop, Some("end_turn" | "max_tokens")), "{answer}");
     ollama_clients_are_translated(direct, port, key).await;
 }
 

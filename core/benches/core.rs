@@ -154,6 +154,22 @@ fn translation(c: &mut Criterion) {
     group.bench_function("openai_event_to_responses_event", |b| {
         b.iter(|| responses.feed(event))
     });
+    let messages_request = serde_json::json!({"model": "llama3", "stream": true, "max_tokens": 256,
+        "system": "You are a helpful assistant. ".repeat(20),
+        "messages": [
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": [{"type": "text", "text": "The capital of France is Paris."}]},
+            {"role": "user", "content": "And of Germany?"}]})
+    .to_string();
+    group.bench_function("anthropic_request", |b| {
+        b.iter(|| triforce_core::translate::anthropic_to_chat(messages_request.as_bytes()).unwrap())
+    });
+    let mut anthropic =
+        triforce_core::translate::AnthropicAnswer::new("llama3", 200, "text/event-stream");
+    anthropic.feed(event);
+    group.bench_function("openai_event_to_anthropic_event", |b| {
+        b.iter(|| anthropic.feed(event))
+    });
     group.finish();
 }
 
