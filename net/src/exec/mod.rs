@@ -26,5 +26,5 @@ pub use runner::{Runner, Started};
 pub use running::Running;
 pub use scheduler::{Admission, Permit, Scheduler, Share};
 pub use stream::{
-    answer_channel, Answer, AnswerStream, Answered, Chunk, ChunkSender, RelayAnswer, StreamHead,
+    answer_channel, AnswerStream, Answered, Chunk, ChunkSender, RelayAnswer, StreamHead, TaskAnswer,
 };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::stream::{Answer, Answered};
+use super::stream::{Answered, TaskAnswer};
 use super::{Running, Started};
 
 /// What the node running a task tells the node that sent it.
@@ -40,7 +40,7 @@ impl Reports {
     pub fn new(started: Started, progress_interval: Duration, accept_grace: Duration) -> Self {
         let state = match started {
             Started::Refused(error) => State::Known(Err(error)),
-            Started::AlreadyDone(result) => State::Known(result.map(Answer::Json)),
+            Started::AlreadyDone(result) => State::Known(result.map(TaskAnswer::Json)),
             Started::Accepted(result) => State::Taken(result),
         };
         Reports {
@@ -98,7 +98,7 @@ mod tests {
     const GRACE: Duration = Duration::from_millis(5);
 
     fn is_done_with(report: Option<Report>, expected: serde_json::Value) -> bool {
-        matches!(report, Some(Report::Done(Ok(Answer::Json(value)))) if value == expected.into())
+        matches!(report, Some(Report::Done(Ok(TaskAnswer::Json(value)))) if value == expected.into())
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use triforce_core::failover::{ErrorCode, RemoteError};
 
-use super::stream::{Answer, Answered, RelayAnswer};
+use super::stream::{Answered, RelayAnswer, TaskAnswer};
 use super::TaskResult;
 
 /// A run that records its own result (ledger, joined waiters) before it returns it.
@@ -91,15 +91,17 @@ impl Future for Running {
                 };
                 let result = std::task::ready!(future.as_mut().poll(cx));
                 *run = None;
-                Poll::Ready(result.map(Answer::Json))
+                Poll::Ready(result.map(TaskAnswer::Json))
             }
-            Source::Joined(result) => Pin::new(result)
-                .poll(cx)
-                .map(|result| result.unwrap_or_else(|_| Err(vanished())).map(Answer::Json)),
+            Source::Joined(result) => Pin::new(result).poll(cx).map(|result| {
+                result
+                    .unwrap_or_else(|_| Err(vanished()))
+                    .map(TaskAnswer::Json)
+            }),
             Source::Relay(answer) => Pin::new(answer).poll(cx).map(|answer| {
                 answer
                     .unwrap_or_else(|_| Err(vanished()))
-                    .map(Answer::Relayed)
+                    .map(TaskAnswer::Relayed)
             }),
         }
     }
@@ -136,7 +138,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_here_returns_its_result() {
         let running = Running::here(Box::pin(async { Ok(json!(7).into()) }));
-        assert!(matches!(running.await, Ok(Answer::Json(json)) if json == json!(7).into()));
+        assert!(matches!(running.await, Ok(TaskAnswer::Json(json)) if json == json!(7).into()));
     }
 
     #[tokio::test]

@@ -22,13 +22,13 @@ pub struct RelayAnswer {
 
 /// What a task taken by the runner answers: an executor's JSON result, or a relayed answer.
 #[derive(Debug)]
-pub enum Answer {
+pub enum TaskAnswer {
     Json(RawJson),
     Relayed(RelayAnswer),
 }
 
 /// A task's answer, or why there is none.
-pub type Answered = Result<Answer, triforce_core::failover::RemoteError>;
+pub type Answered = Result<TaskAnswer, triforce_core::failover::RemoteError>;
 
 /// One piece of a streamed answer. A stream ends with `End` or `Failed`; a channel that closes
 /// without either was cut off (its producer died), which readers report as a failure: a

@@ -46,7 +46,7 @@ struct Ingress {
     next_id: AtomicU64,
 }
 
-type Shared = Arc<Ingress>;
+type Door = Arc<Ingress>;
 
 /// The id of one request at the door: its task's id, the `X-Request-Id` of its answer, and what
 /// the node's log names when it keeps details from the client.
@@ -148,7 +148,7 @@ pub fn router(node: Node, keys: KeyCheck, usage: Option<Arc<UsageMeter>>) -> Rou
 }
 
 /// Middleware: gives the request its id and its answer the `X-Request-Id` header.
-async fn tag_request(State(ingress): State<Shared>, mut request: Request, next: Next) -> Response {
+async fn tag_request(State(ingress): State<Door>, mut request: Request, next: Next) -> Response {
     let n = ingress.next_id.fetch_add(1, Ordering::Relaxed);
     let id = format!("{}-{n}", ingress.id_prefix);
     let header = HeaderValue::from_str(&id).ok();
@@ -163,7 +163,7 @@ async fn tag_request(State(ingress): State<Shared>, mut request: Request, next: 
 /// Middleware: the API key, from the headers alone, before any byte of the body is read; the
 /// key goes on to the handler. A refused request with a body gets `Connection: close`, so the
 /// body it announced is never read.
-async fn require_key(State(ingress): State<Shared>, mut request: Request, next: Next) -> Response {
+async fn require_key(State(ingress): State<Door>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if PUBLIC_PATHS.contains(&path) {
         return next.run(request).await;
@@ -189,7 +189,7 @@ async fn require_key(State(ingress): State<Shared>, mut request: Request, next: 
 }
 
 async fn relay_post(
-    State(ingress): State<Shared>,
+    State(ingress): State<Door>,
     endpoint: Endpoint,
     Extension(key): Extension<ApiKey>,
     Extension(id): Extension<RequestId>,
@@ -300,7 +300,7 @@ fn conversation(headers: &HeaderMap, body: &[u8]) -> Option<AffinityKey> {
 /// `GET /v1/models` and `/api/tags`: every model on an online node's healthy backend, once
 /// each, with the nodes that serve it (`triforce.nodes`), from the nodes' capabilities.
 async fn list_models(
-    State(ingress): State<Shared>,
+    State(ingress): State<Door>,
     api: Dialect,
     Extension(key): Extension<ApiKey>,
 ) -> Result<Response, IngressError> {
@@ -336,10 +336,7 @@ async fn list_models(
 /// `GET /api/ps`: the models loaded on online nodes' healthy backends, merged over the
 /// federation, with the nodes that have each loaded. The federation does not know when a
 /// backend will unload a model, so `expires_at` is far in the future.
-async fn loaded_models(
-    State(ingress): State<Shared>,
-    Extension(key): Extension<ApiKey>,
-) -> Response {
+async fn loaded_models(State(ingress): State<Door>, Extension(key): Extension<ApiKey>) -> Response {
     let models: Vec<serde_json::Value> = ingress
         .node
         .models_loaded()
@@ -366,7 +363,7 @@ struct ShowRequest {
 /// answers it itself, from the nodes' capabilities: the nodes that serve the model, and the
 /// fields Ollama's clients read, empty where nothing is known.
 async fn show_model(
-    State(ingress): State<Shared>,
+    State(ingress): State<Door>,
     Extension(key): Extension<ApiKey>,
     body: Bytes,
 ) -> Result<Response, IngressError> {
@@ -444,7 +441,7 @@ async fn submit(
 /// The dashboard's state, for a key with the dashboard permission only: it shows every node,
 /// model and task of the federation, which a key limited to some models must not see.
 async fn dashboard_state(
-    State(ingress): State<Shared>,
+    State(ingress): State<Door>,
     Extension(key): Extension<ApiKey>,
 ) -> Result<Response, IngressError> {
     if !key.dashboard {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use triforce_core::failover::{AttemptError, AttemptRecord, ExhaustedReason, TaskOutcome};
 
 #[derive(Serialize)]
-struct Answer<'a> {
+struct OutcomeJson<'a> {
     task_id: &'a str,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,7 +43,7 @@ struct AttemptErrorBody<'a> {
 /// The answer to a task request that ended with `outcome`, as JSON bytes.
 pub fn outcome_body(task_id: &str, outcome: &TaskOutcome) -> Vec<u8> {
     let attempts = outcome.attempts().iter().map(attempt).collect();
-    let mut answer = Answer {
+    let mut answer = OutcomeJson {
         task_id,
         status: outcome.status(),
         node: None,

@@ -48,11 +48,11 @@ impl EventSink {
 /// The attempts of one task that have not been ended.
 #[derive(Default)]
 pub struct Attempts {
-    running: Vec<Running>,
+    running: Vec<RunningAttempt>,
     sink: EventSink,
 }
 
-struct Running {
+struct RunningAttempt {
     node: NodeId,
     /// `None` once the attempt has run to its end (its events are already out).
     future: Option<AttemptFuture>,
@@ -66,7 +66,7 @@ impl Attempts {
 
     /// Starts driving `attempt` on `node`.
     pub fn start(&mut self, node: NodeId, attempt: impl Future<Output = ()> + Send + 'static) {
-        self.running.push(Running {
+        self.running.push(RunningAttempt {
             node,
             future: Some(Box::pin(attempt)),
         });

@@ -14,7 +14,7 @@ use triforce_core::task::TaskRequest;
 use super::attempts::{AttemptEvent, Attempts, EventSink};
 use super::TaskEntry;
 use super::{Node, Shared};
-use crate::exec::{answer_channel, Answer, Chunk, ChunkSender, RelayAnswer, Report, Reports};
+use crate::exec::{answer_channel, Chunk, ChunkSender, RelayAnswer, Report, Reports, TaskAnswer};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
@@ -207,8 +207,12 @@ async fn attempt_on(shared: Arc<Shared>, node: NodeId, task: TaskRequest, events
             match report {
                 Report::Accepted => emit(TaskEvent::Accepted, None),
                 Report::Progress => emit(TaskEvent::Progress, None),
-                Report::Done(Ok(Answer::Json(result))) => emit(TaskEvent::Answer(Ok(result)), None),
-                Report::Done(Ok(Answer::Relayed(answer))) => emit(relayed_answer(), Some(answer)),
+                Report::Done(Ok(TaskAnswer::Json(result))) => {
+                    emit(TaskEvent::Answer(Ok(result)), None)
+                }
+                Report::Done(Ok(TaskAnswer::Relayed(answer))) => {
+                    emit(relayed_answer(), Some(answer))
+                }
                 Report::Done(Err(error)) => emit(TaskEvent::Answer(Err(error)), None),
             }
         }

@@ -9,7 +9,7 @@ use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
 
 use super::Shared;
-use crate::exec::{Answer, AnswerStream, Chunk, RelayAnswer, Report, Reports, Started};
+use crate::exec::{AnswerStream, Chunk, RelayAnswer, Report, Reports, Started, TaskAnswer};
 use crate::metrics::refusal;
 use crate::quic::{
     accept_peer, read_frame, write_frame, Frame, FrameError, ProofRecord, TaskFrame,
@@ -215,14 +215,14 @@ async fn serve_stream(
                 let frame = match report {
                     Report::Accepted => Frame::Accepted,
                     Report::Progress => Frame::Progress,
-                    Report::Done(Ok(Answer::Relayed(RelayAnswer { head, body }))) => {
+                    Report::Done(Ok(TaskAnswer::Relayed(RelayAnswer { head, body }))) => {
                         write_frame(&mut send, &Frame::Streamed { head })
                             .await
                             .map_err(|e| e.to_string())?;
                         relay_stream(body, &mut send).await?;
                         break;
                     }
-                    Report::Done(Ok(Answer::Json(result))) => Frame::Outcome {
+                    Report::Done(Ok(TaskAnswer::Json(result))) => Frame::Outcome {
                         result: Ok(result.get().to_string()),
                     },
                     Report::Done(Err(error)) => Frame::Outcome { result: Err(error) },

@@ -98,7 +98,7 @@ struct Backend {
     cancelled: AtomicU64,
 }
 
-type Shared = Arc<Backend>;
+type StandIn = Arc<Backend>;
 
 pub fn router(name: String, args: LlmArgs) -> Router {
     let backend = Arc::new(Backend {
@@ -226,7 +226,7 @@ fn prompt_tokens(request: &Value) -> u64 {
 
 /// Tokens in the answer to `request`: the backend's `--tokens`, or fewer where the request
 /// asks for fewer (`max_tokens`, `max_completion_tokens`, Ollama's `options.num_predict`).
-fn answer_tokens(backend: &Shared, request: &Value) -> u32 {
+fn answer_tokens(backend: &StandIn, request: &Value) -> u32 {
     [
         &request["max_tokens"],
         &request["max_completion_tokens"],
@@ -289,7 +289,7 @@ struct Shape {
 
 /// Streams the tokens in `shape` (as many as `request` may have), honouring `[hold]` and
 /// `[break]`, counting how it ended.
-fn stream(backend: &Shared, request: &Value, shape: Shape) -> Response {
+fn stream(backend: &StandIn, request: &Value, shape: Shape) -> Response {
     let prompt = prompt(request);
     let hold = prompt.contains("[hold]");
     let cut = prompt.contains("[break]");
@@ -339,7 +339,7 @@ fn stream(backend: &Shared, request: &Value, shape: Shape) -> Response {
 
 /// The whole answer's text, after the same pace a stream would take (or, for `[hold]`, after
 /// `/control/release`). A caller that leaves first counts as cancelled.
-async fn whole_text(backend: &Shared, request: &Value) -> String {
+async fn whole_text(backend: &StandIn, request: &Value) -> String {
     let mut ending = Ending {
         backend: backend.clone(),
         finished: false,
@@ -379,7 +379,7 @@ fn inputs(value: &Value) -> Vec<String> {
     }
 }
 
-async fn openai_chat(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn openai_chat(State(backend): State<StandIn>, body: Bytes) -> Response {
     let (request, model) = match request(&backend, &body, true) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -490,7 +490,7 @@ async fn cut_whole(answer: Response) -> Response {
     response
 }
 
-async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn openai_completion(State(backend): State<StandIn>, body: Bytes) -> Response {
     let (request, model) = match request(&backend, &body, true) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -536,7 +536,7 @@ async fn openai_completion(State(backend): State<Shared>, body: Bytes) -> Respon
     .into_response()
 }
 
-async fn openai_embeddings(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn openai_embeddings(State(backend): State<StandIn>, body: Bytes) -> Response {
     let (request, model) = match request(&backend, &body, true) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -553,7 +553,7 @@ async fn openai_embeddings(State(backend): State<Shared>, body: Bytes) -> Respon
     .into_response()
 }
 
-async fn openai_models(State(backend): State<Shared>) -> Json<Value> {
+async fn openai_models(State(backend): State<StandIn>) -> Json<Value> {
     let data: Vec<Value> = backend
         .args
         .models
@@ -565,17 +565,17 @@ async fn openai_models(State(backend): State<Shared>) -> Json<Value> {
 
 const CREATED_AT: &str = "2026-01-01T00:00:00Z";
 
-async fn ollama_chat(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn ollama_chat(State(backend): State<StandIn>, body: Bytes) -> Response {
     ollama_text(backend, body, "message").await
 }
 
-async fn ollama_generate(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn ollama_generate(State(backend): State<StandIn>, body: Bytes) -> Response {
     ollama_text(backend, body, "response").await
 }
 
 /// `/api/chat` (`field` = `message`) and `/api/generate` (`response`): NDJSON unless
 /// `"stream": false`.
-async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Response {
+async fn ollama_text(backend: StandIn, body: Bytes, field: &'static str) -> Response {
     let (request, model) = match request(&backend, &body, false) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -612,7 +612,7 @@ async fn ollama_text(backend: Shared, body: Bytes, field: &'static str) -> Respo
     Json(last(&text)).into_response()
 }
 
-async fn ollama_embed(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn ollama_embed(State(backend): State<StandIn>, body: Bytes) -> Response {
     let (request, model) = match request(&backend, &body, false) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -626,7 +626,7 @@ async fn ollama_embed(State(backend): State<Shared>, body: Bytes) -> Response {
     Json(json!({"model": model, "embeddings": embeddings, "total_duration": 1, "prompt_eval_count": prompt_eval_count})).into_response()
 }
 
-async fn ollama_embeddings_legacy(State(backend): State<Shared>, body: Bytes) -> Response {
+async fn ollama_embeddings_legacy(State(backend): State<StandIn>, body: Bytes) -> Response {
     let (request, _) = match request(&backend, &body, false) {
         Ok(parsed) => parsed,
         Err(refusal) => return refusal.into_response(),
@@ -642,7 +642,7 @@ fn ollama_model(name: &str) -> Value {
                     "parameter_size": "1M", "quantization_level": "Q8_0"}})
 }
 
-async fn ollama_tags(State(backend): State<Shared>) -> Json<Value> {
+async fn ollama_tags(State(backend): State<StandIn>) -> Json<Value> {
     let models: Vec<Value> = backend
         .args
         .models
@@ -652,7 +652,7 @@ async fn ollama_tags(State(backend): State<Shared>) -> Json<Value> {
     Json(json!({"models": models}))
 }
 
-async fn ollama_ps(State(backend): State<Shared>) -> Json<Value> {
+async fn ollama_ps(State(backend): State<StandIn>) -> Json<Value> {
     let models: Vec<Value> = backend
         .args
         .loaded
@@ -663,12 +663,12 @@ async fn ollama_ps(State(backend): State<Shared>) -> Json<Value> {
     Json(json!({"models": models}))
 }
 
-async fn release(State(backend): State<Shared>) -> StatusCode {
+async fn release(State(backend): State<StandIn>) -> StatusCode {
     backend.release.send_modify(|n| *n += 1);
     StatusCode::NO_CONTENT
 }
 
-async fn stats(State(backend): State<Shared>) -> Json<Value> {
+async fn stats(State(backend): State<StandIn>) -> Json<Value> {
     Json(json!({
         "requests": backend.requests.load(Ordering::SeqCst),
         "completed": backend.completed.load(Ordering::SeqCst),
@@ -678,7 +678,7 @@ async fn stats(State(backend): State<Shared>) -> Json<Value> {
 
 /// Counts a stream as completed or cancelled when it is dropped.
 struct Ending {
-    backend: Shared,
+    backend: StandIn,
     finished: bool,
 }
 
