@@ -5,13 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::ingress::{
-    apikey_add, apikey_add_with, exchange, http, open, read_until, wait_listening, Backend,
+    apikey_add, apikey_add_with, exchange, http, open, read_until, run_client, wait_listening,
+    Backend,
 };
 use support::Federation;
 use tokio::io::AsyncReadExt;
@@ -27,38 +27,6 @@ async fn wait_cancelled(backend: &Backend, before: u64) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The Python with the `openai` and `ollama` packages: `TRIFORCE_PYTHON`, else the virtualenv
-/// `.ci/python-clients` makes in `target/python-clients`.
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("TRIFORCE_PYTHON") {
-        return python.into();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join("target/python-clients/bin/python");
-    assert!(
-        python.exists(),
-        "no Python with the openai and ollama packages at {}: run .ci/python-clients (or set TRIFORCE_PYTHON)",
-        python.display()
-    );
-    python
-}
-
-fn run_client(script: &str, args: &[&str]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = Command::new(python())
-        .arg(root.join("tests/clients").join(script))
-        .args(args)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{script} {args:?}:\n{stdout}{stderr}");
-    assert!(
-        output.status.success(),
-        "{script} {args:?} failed:\n{stdout}\n{stderr}"
-    );
 }
 
 /// hetzner with the ingress (no chat executor of its own), zombie-pc and backup each with a

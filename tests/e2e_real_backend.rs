@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::ingress::{apikey_add, http, open, read_until, wait_listening};
+use support::ingress::{apikey_add, http, open, read_until, run_client, wait_listening};
 use support::Federation;
 use tokio::io::AsyncReadExt;
 
@@ -398,6 +398,10 @@ async fn other_dialects_are_translated(direct: &References, port: u16, key: &str
     let stop = answer["stop_reason"].as_str();
     assert!(matches!(stop, Some("end_turn" | "max_tokens")), "{answer}");
     ollama_clients_are_translated(direct, port, key).await;
+    // The same through each dialect's own SDK, whole and streamed.
+    let opening = opening(direct_text);
+    let base = format!("http://127.0.0.1:{port}");
+    run_client("real_backend_sdks.py", &[&base, key, "smollm2", &opening]);
 }
 
 async fn ollama_clients_are_translated(direct: &References, port: u16, key: &str) {

@@ -1,7 +1,7 @@
 //! The AI door's test kit: the project's LLM stand-in as a process, raw HTTP/1.1 exchanges
 //! that show bytes as they arrive, and keys made with `triforce apikey add`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -187,4 +187,38 @@ pub fn apikey_add_with(dir: &Path, name: &str, extra: &[&str]) -> String {
         "the file must hold only the key's hash"
     );
     key
+}
+
+/// The Python with the `openai`, `ollama` and `anthropic` packages: `TRIFORCE_PYTHON`, else the virtualenv
+/// `.ci/python-clients` makes in `target/python-clients`.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("TRIFORCE_PYTHON") {
+        return python.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("target/python-clients/bin/python");
+    assert!(
+        python.exists(),
+        "no Python with the openai and ollama packages at {}: run .ci/python-clients (or set TRIFORCE_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+/// Runs the client script `script` (in `tests/clients`) with `args`; fails the test with its
+/// output when it fails.
+pub fn run_client(script: &str, args: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new(python())
+        .arg(root.join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{script} {args:?}:\n{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{stderr}"
+    );
 }
