@@ -18,7 +18,7 @@ use triforce_core::config::ApiKey;
 use triforce_core::door::{conversation_key, read_door_fields, FieldError};
 use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
-use triforce_core::relay::RelayHead;
+use triforce_core::relay::{RelayHead, ANTHROPIC_MESSAGES_PATH, RESPONSES_PATH};
 use triforce_core::task::TaskRequest;
 use triforce_core::usage::asking_for_usage;
 
@@ -30,7 +30,6 @@ use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
 use crate::usage::{Account, UsageMeter};
 
-use triforce_core::relay::{ANTHROPIC_MESSAGES_PATH, RESPONSES_PATH};
 pub use triforce_core::relay::{CHAT_TASK, EMBEDDINGS_TASK};
 
 struct Ingress {
