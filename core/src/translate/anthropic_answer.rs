@@ -6,18 +6,19 @@
 //! `message_delta` with the stop reason and the token counts, and `message_stop`. Nothing is
 //! kept but the block in progress. A whole answer is translated once.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::sse::{event_data, Lines};
+use super::answer::{usage_counts, AnswerDialect, Translation};
+use super::sse::event_data;
 
-/// The translation of one answer, fed its body as it arrives.
+/// The translation of one answer into Anthropic's shapes, fed its body as it arrives.
+pub type AnthropicAnswer = Translation<AnthropicEvents>;
+
+/// What an Anthropic client gets: its state between the events of a stream.
 #[derive(Debug)]
-pub struct AnthropicAnswer {
+pub struct AnthropicEvents {
     model: String,
     status: u16,
-    streamed: bool,
-    lines: Lines,
-    whole: Vec<u8>,
     started: bool,
     /// The index and kind of the content block that is open, if one is.
     open: Option<(usize, Block)>,
@@ -36,68 +37,48 @@ enum Block {
 impl AnthropicAnswer {
     /// The translation of an answer with `status` and `content_type` to a request for `model`.
     pub fn new(model: &str, status: u16, content_type: &str) -> Self {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        AnthropicAnswer {
-            model: model.to_string(),
-            status,
-            streamed: media.eq_ignore_ascii_case("text/event-stream"),
-            lines: Lines::default(),
-            whole: Vec::new(),
-            started: false,
-            open: None,
-            blocks: 0,
-            stop_reason: None,
-            usage: None,
-            ended: false,
-        }
+        Translation::of(
+            content_type,
+            AnthropicEvents {
+                model: model.to_string(),
+                status,
+                started: false,
+                open: None,
+                blocks: 0,
+                stop_reason: None,
+                usage: None,
+                ended: false,
+            },
+        )
     }
+}
 
-    /// The content type of the translated answer (the same framing as the backend's).
-    pub fn content_type(&self) -> &'static str {
-        if self.streamed {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }
-    }
-
-    /// The translated bytes that `piece` of the backend's body completes.
-    pub fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
-        if !self.streamed {
-            if self.whole.len() + piece.len() <= super::ollama_answer::WHOLE_ANSWER_KEPT_MAX {
-                self.whole.extend_from_slice(piece);
-            } else {
-                self.ended = true;
-            }
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.feed(piece, |line| self.event(line, &mut out));
-        self.lines = lines;
-        out
-    }
-
-    /// The rest, once the backend's body has ended. A stream that never finished gets no
-    /// `message_stop`: its client sees it end short, as it did.
-    pub fn finish(&mut self) -> Vec<u8> {
-        if !self.streamed {
-            if self.ended {
-                return error_body("the backend's answer is too large to translate");
-            }
-            let whole = std::mem::take(&mut self.whole);
-            return self.whole_answer(&whole);
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.finish(|line| self.event(line, &mut out));
-        if self.stop_reason.is_some() {
-            self.stop(&mut out);
-        }
-        out
-    }
+impl AnswerDialect for AnthropicEvents {
+    const STREAM_CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn event(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        self.line(line, out);
+    }
+
+    /// The open block's end, `message_delta` and `message_stop`, once the chat said it
+    /// finished.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.stop_reason.is_some() {
+            self.stop(out);
+        }
+    }
+
+    fn whole(&mut self, body: &[u8]) -> Vec<u8> {
+        self.whole_answer(body)
+    }
+
+    fn too_large(&self) -> Vec<u8> {
+        error_body("the backend's answer is too large to translate")
+    }
+}
+
+impl AnthropicEvents {
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -131,7 +112,7 @@ impl AnthropicAnswer {
             emit(out, "message_start", json!({ "message": message }));
         }
         if let Some(Value::Object(usage)) = chunk.get("usage") {
-            self.usage = Some(counts(usage));
+            self.usage = Some(usage_counts(usage));
         }
         let Some(choice) = chunk["choices"].get(0) else {
             return;
@@ -243,7 +224,7 @@ impl AnthropicAnswer {
             content.push(json!({"type": "tool_use", "id": call["id"],
                 "name": call["function"]["name"], "input": input}));
         }
-        let (input, output) = answer["usage"].as_object().map_or((0, 0), counts);
+        let (input, output) = answer["usage"].as_object().map_or((0, 0), usage_counts);
         json!({"id": message_id(&answer), "type": "message", "role": "assistant", "model": self.model,
             "content": content, "stop_reason": stop_reason(choice["finish_reason"].as_str().unwrap_or("stop")),
             "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": output}})
@@ -274,11 +255,6 @@ fn stop_reason(finish_reason: &str) -> &'static str {
         "tool_calls" | "function_call" => "tool_use",
         _ => "end_turn",
     }
-}
-
-fn counts(usage: &Map<String, Value>) -> (u64, u64) {
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-    (count("prompt_tokens"), count("completion_tokens"))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use super::responses_request::ForChat;
-use super::Refusal;
+use super::{set_stream, Refusal};
 
 type Object = Map<String, Value>;
 
@@ -49,10 +49,7 @@ pub fn anthropic_to_chat(body: &[u8]) -> Result<ForChat, Refusal> {
             }
             "stream" => {
                 stream = value.as_bool() == Some(true);
-                out.insert("stream".into(), Value::Bool(stream));
-                if stream {
-                    out.insert("stream_options".into(), json!({"include_usage": true}));
-                }
+                set_stream(&mut out, stream);
             }
             "stop_sequences" => {
                 out.insert("stop".into(), value.clone());

@@ -11,6 +11,7 @@
 //! (`/v1/messages`) to Chat Completions, which every backend serves. A field the backend cannot honour is refused with a [`Refusal`] naming it, never
 //! dropped silently.
 
+mod answer;
 mod anthropic_answer;
 mod anthropic_request;
 mod ollama_answer;
@@ -20,12 +21,25 @@ mod responses_request;
 mod rfc3339;
 mod sse;
 
-pub use anthropic_answer::AnthropicAnswer;
+pub use answer::{AnswerDialect, Translation, WHOLE_ANSWER_KEPT_MAX};
+pub use anthropic_answer::{AnthropicAnswer, AnthropicEvents};
 pub use anthropic_request::anthropic_to_chat;
-pub use ollama_answer::{OllamaAnswer, WHOLE_ANSWER_KEPT_MAX};
+pub use ollama_answer::{OllamaAnswer, OllamaEvents};
 pub use ollama_request::{ollama_to_openai, ForOpenAi};
-pub use responses_answer::ResponsesAnswer;
+pub use responses_answer::{ResponsesAnswer, ResponsesEvents};
 pub use responses_request::{responses_to_chat, ForChat};
+
+/// Sets a translated Chat Completions request's `stream`; a stream asks for the token counts
+/// too, which every client API's answer reports and the door's usage accounting reads.
+fn set_stream(out: &mut serde_json::Map<String, serde_json::Value>, stream: bool) {
+    out.insert("stream".into(), serde_json::Value::Bool(stream));
+    if stream {
+        out.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
+}
 
 /// An answer's translation into the client's API, whichever it is.
 #[derive(Debug)]

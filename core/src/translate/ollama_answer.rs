@@ -8,26 +8,21 @@
 
 use serde_json::{json, Map, Value};
 
+use super::answer::{usage_counts, AnswerDialect, Translation, WHOLE_ANSWER_KEPT_MAX};
 use super::rfc3339::rfc3339;
-use super::sse::{event_data, Lines};
+use super::sse::event_data;
 use super::OllamaShape;
 
-/// The most bytes of a whole answer kept for its translation (a whole JSON document can only be
-/// translated once it is all there). Far above any chat answer; a batch of embeddings can come
-/// near it. Past it the client gets an error instead of the node's memory filling.
-pub const WHOLE_ANSWER_KEPT_MAX: usize = 64 << 20;
+/// The translation of one answer into Ollama's shapes, fed its body as it arrives.
+pub type OllamaAnswer = Translation<OllamaEvents>;
 
-/// The translation of one answer, fed its body as it arrives.
+/// What Ollama's client gets: its state between the lines of a stream.
 #[derive(Debug)]
-pub struct OllamaAnswer {
+pub struct OllamaEvents {
     shape: OllamaShape,
     model: String,
     /// The backend's status: an error's body becomes Ollama's `{"error": ...}`.
     status: u16,
-    /// Server-sent events, translated as they come; otherwise the whole body, kept to its end.
-    streamed: bool,
-    lines: Lines,
-    whole: Vec<u8>,
     created_at: Option<String>,
     done_reason: Option<String>,
     counts: Option<(u64, u64)>,
@@ -46,73 +41,50 @@ struct StreamedCall {
 impl OllamaAnswer {
     /// The translation of an answer with `status` and `content_type` to a request for `model`.
     pub fn new(shape: OllamaShape, model: &str, status: u16, content_type: &str) -> Self {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        OllamaAnswer {
-            shape,
-            model: model.to_string(),
-            status,
-            streamed: media.eq_ignore_ascii_case("text/event-stream"),
-            lines: Lines::default(),
-            whole: Vec::new(),
-            created_at: None,
-            done_reason: None,
-            counts: None,
-            tool_calls: Vec::new(),
-            ended: false,
-        }
+        Translation::of(
+            content_type,
+            OllamaEvents {
+                shape,
+                model: model.to_string(),
+                status,
+                created_at: None,
+                done_reason: None,
+                counts: None,
+                tool_calls: Vec::new(),
+                ended: false,
+            },
+        )
     }
+}
 
-    /// The content type of the translated answer.
-    pub fn content_type(&self) -> &'static str {
-        if self.streamed {
-            "application/x-ndjson"
-        } else {
-            "application/json"
-        }
-    }
+impl AnswerDialect for OllamaEvents {
+    const STREAM_CONTENT_TYPE: &'static str = "application/x-ndjson";
 
-    /// The translated bytes that `piece` of the backend's body completes (often none).
-    pub fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
-        if !self.streamed {
-            if self.whole.len() + piece.len() > WHOLE_ANSWER_KEPT_MAX {
-                self.ended = true;
-            }
-            if !self.ended {
-                self.whole.extend_from_slice(piece);
-            }
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.feed(piece, |line| self.event(line, &mut out));
-        self.lines = lines;
-        out
-    }
-
-    /// The rest of the translation, once the backend's body has ended. A stream that never
-    /// said it finished gets no last line: its client sees it end short, as it did.
-    pub fn finish(&mut self) -> Vec<u8> {
-        if !self.streamed {
-            if self.ended {
-                let message = format!(
-                    "the backend's answer is over {WHOLE_ANSWER_KEPT_MAX} bytes, more than this node translates"
-                );
-                return json!({ "error": message }).to_string().into_bytes();
-            }
-            let whole = std::mem::take(&mut self.whole);
-            return self.whole_answer(&whole);
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.finish(|line| self.event(line, &mut out));
-        if self.done_reason.is_some() {
-            self.last_line(&mut out);
-        }
-        out
-    }
-
-    /// One line of the event stream.
     fn event(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        self.line(line, out);
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.done_reason.is_some() {
+            self.last_line(out);
+        }
+    }
+
+    fn whole(&mut self, body: &[u8]) -> Vec<u8> {
+        self.whole_answer(body)
+    }
+
+    fn too_large(&self) -> Vec<u8> {
+        let message = format!(
+            "the backend's answer is over {WHOLE_ANSWER_KEPT_MAX} bytes, more than this node translates"
+        );
+        json!({ "error": message }).to_string().into_bytes()
+    }
+}
+
+impl OllamaEvents {
+    /// One line of the event stream.
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -135,7 +107,7 @@ impl OllamaAnswer {
             self.created_at = created_at(&event);
         }
         if let Some(Value::Object(usage)) = event.get("usage") {
-            self.counts = Some(counts(usage));
+            self.counts = Some(usage_counts(usage));
         }
         let Some(choice) = event["choices"].get(0) else {
             return;
@@ -250,7 +222,10 @@ impl OllamaAnswer {
             return json!({"error": message}).to_string().into_bytes();
         }
         self.created_at = created_at(&answer);
-        let counts = answer.get("usage").and_then(Value::as_object).map(counts);
+        let counts = answer
+            .get("usage")
+            .and_then(Value::as_object)
+            .map(usage_counts);
         let translated = match self.shape {
             OllamaShape::Chat | OllamaShape::Generate => {
                 let choice = &answer["choices"][0];
@@ -310,12 +285,6 @@ fn error_message(error: &Value) -> String {
 
 fn created_at(answer: &Value) -> Option<String> {
     answer["created"].as_u64().map(rfc3339)
-}
-
-/// OpenAI's usage as (prompt tokens, completion tokens).
-fn counts(usage: &Map<String, Value>) -> (u64, u64) {
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-    (count("prompt_tokens"), count("completion_tokens"))
 }
 
 /// OpenAI's finish reason as Ollama's `done_reason` (a tool call ends a turn: `stop`).

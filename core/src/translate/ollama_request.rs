@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{OllamaShape, Refusal};
+use super::{set_stream, OllamaShape, Refusal};
 
 /// A translated request: where to send it, what to send, and what its answer must become.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,14 +178,12 @@ fn refuse_options(request: &Object) -> Result<(), Refusal> {
     }
 }
 
-/// Ollama streams unless told not to; OpenAI only when told to. A stream asks for the token
-/// counts, which Ollama's last line carries.
+/// Ollama streams unless told not to; OpenAI only when told to.
 fn streaming(request: &Object, out: &mut Object) {
-    let stream = request.get("stream").and_then(Value::as_bool) != Some(false);
-    out.insert("stream".into(), Value::Bool(stream));
-    if stream {
-        out.insert("stream_options".into(), json!({"include_usage": true}));
-    }
+    set_stream(
+        out,
+        request.get("stream").and_then(Value::as_bool) != Some(false),
+    );
 }
 
 /// `format`: `"json"`, or a JSON schema.

@@ -9,16 +9,17 @@
 
 use serde_json::{json, Map, Value};
 
-use super::sse::{event_data, Lines};
+use super::answer::{usage_counts, AnswerDialect, Translation};
+use super::sse::event_data;
 
-/// The translation of one answer, fed its body as it arrives.
+/// The translation of one answer into the Responses API's shapes, fed its body as it arrives.
+pub type ResponsesAnswer = Translation<ResponsesEvents>;
+
+/// What a Responses client gets: its state between the events of a stream.
 #[derive(Debug)]
-pub struct ResponsesAnswer {
+pub struct ResponsesEvents {
     model: String,
     status: u16,
-    streamed: bool,
-    lines: Lines,
-    whole: Vec<u8>,
     id: Option<String>,
     created_at: u64,
     text: String,
@@ -43,74 +44,53 @@ const MESSAGE_ID: &str = "msg_0";
 impl ResponsesAnswer {
     /// The translation of an answer with `status` and `content_type` to a request for `model`.
     pub fn new(model: &str, status: u16, content_type: &str) -> Self {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        ResponsesAnswer {
-            model: model.to_string(),
-            status,
-            streamed: media.eq_ignore_ascii_case("text/event-stream"),
-            lines: Lines::default(),
-            whole: Vec::new(),
-            id: None,
-            created_at: 0,
-            text: String::new(),
-            message_open: false,
-            calls: Vec::new(),
-            finish_reason: None,
-            usage: None,
-            sequence: 0,
-            ended: false,
-        }
+        Translation::of(
+            content_type,
+            ResponsesEvents {
+                model: model.to_string(),
+                status,
+                id: None,
+                created_at: 0,
+                text: String::new(),
+                message_open: false,
+                calls: Vec::new(),
+                finish_reason: None,
+                usage: None,
+                sequence: 0,
+                ended: false,
+            },
+        )
     }
+}
 
-    /// The content type of the translated answer (the same framing as the backend's).
-    pub fn content_type(&self) -> &'static str {
-        if self.streamed {
-            "text/event-stream"
-        } else {
-            "application/json"
-        }
-    }
-
-    /// The translated bytes that `piece` of the backend's body completes.
-    pub fn feed(&mut self, piece: &[u8]) -> Vec<u8> {
-        if !self.streamed {
-            if self.whole.len() + piece.len() <= super::ollama_answer::WHOLE_ANSWER_KEPT_MAX {
-                self.whole.extend_from_slice(piece);
-            } else {
-                self.ended = true;
-            }
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.feed(piece, |line| self.event(line, &mut out));
-        self.lines = lines;
-        out
-    }
-
-    /// The rest, once the backend's body has ended. A stream that never finished gets no
-    /// `response.completed`: its client sees it end short, as it did.
-    pub fn finish(&mut self) -> Vec<u8> {
-        if !self.streamed {
-            if self.ended {
-                return json!({"error": {"message": "the backend's answer is too large to translate",
-                    "type": "server_error"}})
-                .to_string()
-                .into_bytes();
-            }
-            let whole = std::mem::take(&mut self.whole);
-            return self.whole_answer(&whole);
-        }
-        let mut out = Vec::new();
-        let mut lines = std::mem::take(&mut self.lines);
-        lines.finish(|line| self.event(line, &mut out));
-        if self.finish_reason.is_some() {
-            self.complete(&mut out);
-        }
-        out
-    }
+impl AnswerDialect for ResponsesEvents {
+    const STREAM_CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn event(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        self.line(line, out);
+    }
+
+    /// The `.done` events and `response.completed`, once the chat said it finished.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.finish_reason.is_some() {
+            self.complete(out);
+        }
+    }
+
+    fn whole(&mut self, body: &[u8]) -> Vec<u8> {
+        self.whole_answer(body)
+    }
+
+    fn too_large(&self) -> Vec<u8> {
+        json!({"error": {"message": "the backend's answer is too large to translate",
+            "type": "server_error"}})
+        .to_string()
+        .into_bytes()
+    }
+}
+
+impl ResponsesEvents {
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -139,7 +119,7 @@ impl ResponsesAnswer {
             self.emit(out, "response.created", json!({ "response": response }));
         }
         if let Some(Value::Object(usage)) = chunk.get("usage") {
-            self.usage = Some(counts(usage));
+            self.usage = Some(usage_counts(usage));
         }
         let Some(choice) = chunk["choices"].get(0) else {
             return;
@@ -300,7 +280,7 @@ impl ResponsesAnswer {
         }
         self.id = Some(response_id(&answer));
         self.created_at = answer["created"].as_u64().unwrap_or(0);
-        self.usage = answer["usage"].as_object().map(counts);
+        self.usage = answer["usage"].as_object().map(usage_counts);
         let choice = &answer["choices"][0];
         let message = &choice["message"];
         let mut output = Vec::new();
@@ -335,11 +315,6 @@ fn message_item(text: &str) -> Value {
 fn function_call_item(id: &str, name: &str, arguments: &str) -> Value {
     json!({"id": format!("fc_{id}"), "type": "function_call", "status": "completed",
         "call_id": id, "name": name, "arguments": arguments})
-}
-
-fn counts(usage: &Map<String, Value>) -> (u64, u64) {
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-    (count("prompt_tokens"), count("completion_tokens"))
 }
 
 fn usage(input: u64, output: u64) -> Value {

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Refusal;
+use super::{set_stream, Refusal};
 
 /// A translated Responses request.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,10 +62,7 @@ pub fn responses_to_chat(body: &[u8]) -> Result<ForChat, Refusal> {
             "input" => messages.extend(input_messages(value)?),
             "stream" => {
                 stream = value.as_bool() == Some(true);
-                out.insert("stream".into(), Value::Bool(stream));
-                if stream {
-                    out.insert("stream_options".into(), json!({"include_usage": true}));
-                }
+                set_stream(&mut out, stream);
             }
             "max_output_tokens" => {
                 out.insert("max_tokens".into(), value.clone());
