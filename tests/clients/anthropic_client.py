@@ -84,3 +84,17 @@ with c.messages.stream(model=MODEL, max_tokens=64, tools=tools, messages=[asked]
 streamed_use = next(b for b in streamed.content if b.type == "tool_use")
 assert streamed.stop_reason == "tool_use" and streamed_use.input == {"city": "Oslo"}, streamed
 print("tool call: whole and streamed, and its result answered")
+
+# A backend that dies after the first token: the stream ends in Anthropic's error event, which
+# the SDK raises, never in a clean end short of the answer.
+pieces = []
+try:
+    with c.messages.stream(model=MODEL, max_tokens=64,
+                           messages=[{"role": "user", "content": "[break]"}]) as stream:
+        for text in stream.text_stream:
+            pieces.append(text)
+    raise AssertionError(f"a broken stream ended cleanly after {pieces}")
+except anthropic.APIStatusError as error:
+    assert pieces == TOKENS[:1], pieces
+    assert error.body["error"]["type"] == "api_error", error.body
+    print("broken stream: error event after", pieces)

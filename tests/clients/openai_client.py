@@ -153,6 +153,18 @@ def responses():
     assert answered.output_text == "".join(TOKENS), answered
     print("function call round trip:", call.name, call.arguments)
 
+    # A backend that dies after the first token: the stream ends in the Responses API's error
+    # event, which the SDK raises, never in a clean end short of the answer.
+    broken = []
+    try:
+        for event in c.responses.create(model=MODEL, input="[break]", stream=True):
+            if event.type == "response.output_text.delta":
+                broken.append(event.delta)
+        raise AssertionError(f"a broken stream ended cleanly after {broken}")
+    except openai.APIError as error:
+        assert broken == TOKENS[:1], broken
+        print("broken stream: error event after", broken, "-", error.message)
+
     try:
         c.responses.create(model=MODEL, input="again", previous_response_id=answer.id)
         raise AssertionError("a response id was accepted by a door that keeps none")

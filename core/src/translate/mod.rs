@@ -20,6 +20,7 @@ mod responses_answer;
 mod responses_request;
 mod rfc3339;
 mod sse;
+mod stream_break;
 
 pub use answer::{AnswerDialect, Translation, WHOLE_ANSWER_KEPT_MAX};
 pub use anthropic_answer::{AnthropicAnswer, AnthropicEvents};
@@ -28,6 +29,7 @@ pub use ollama_answer::{OllamaAnswer, OllamaEvents};
 pub use ollama_request::{ollama_to_openai, ForOpenAi};
 pub use responses_answer::{ResponsesAnswer, ResponsesEvents};
 pub use responses_request::{responses_to_chat, ForChat};
+pub use stream_break::StreamBreak;
 
 /// Sets a translated Chat Completions request's `stream`; a stream asks for the token counts
 /// too, which every client API's answer reports and the door's usage accounting reads.

@@ -20,4 +20,4 @@ pub use usage::is_day;
 
 pub use error::ApiError;
 pub use server::{serve, ClientAddr, Listener};
-pub use streamed::{stream_error_event, streamed_response, StreamedBody};
+pub use streamed::{streamed_response, StreamedBody};

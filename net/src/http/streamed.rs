@@ -12,8 +12,8 @@ use axum::body::Body as AxumBody;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
 use triforce_core::node::NodeId;
+use triforce_core::translate::StreamBreak;
 use triforce_core::usage::Framing;
 
 use crate::exec::{AnswerStream, Chunk, StreamHead};
@@ -21,6 +21,8 @@ use crate::exec::{AnswerStream, Chunk, StreamHead};
 pub struct StreamedBody {
     stream: AnswerStream,
     framing: Framing,
+    /// The client's API, whose error event ends a stream that broke.
+    stream_break: StreamBreak,
     /// The request (or task) id a break is logged under.
     request_id: String,
     done: bool,
@@ -30,10 +32,16 @@ pub struct StreamedBody {
 const STREAM_BROKE_OFF: &str = "the answer broke off before its end";
 
 impl StreamedBody {
-    pub fn new(stream: AnswerStream, framing: Framing, request_id: String) -> Self {
+    pub fn new(
+        stream: AnswerStream,
+        framing: Framing,
+        stream_break: StreamBreak,
+        request_id: String,
+    ) -> Self {
         StreamedBody {
             stream,
             framing,
+            stream_break,
             request_id,
             done: false,
         }
@@ -64,8 +72,8 @@ impl Body for StreamedBody {
             Some(Chunk::Failed(error)) => {
                 self.done = true;
                 tracing::warn!(request_id = %self.request_id, %error, "a streamed answer broke off");
-                match stream_error_event(self.framing, STREAM_BROKE_OFF) {
-                    Some(event) => Poll::Ready(Some(Ok(Frame::data(event)))),
+                match self.stream_break.event(self.framing, STREAM_BROKE_OFF) {
+                    Some(event) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(event))))),
                     None => Poll::Ready(Some(Err(std::io::Error::other(STREAM_BROKE_OFF)))),
                 }
             }
@@ -73,33 +81,19 @@ impl Body for StreamedBody {
     }
 }
 
-/// The event that ends a stream that broke off, in the stream's framing; `None` where no
-/// event fits (a whole document), in which case the connection is aborted instead, which
-/// every client reports as an incomplete answer.
-pub fn stream_error_event(framing: Framing, message: &str) -> Option<Bytes> {
-    let text = match framing {
-        Framing::ServerSentEvents => {
-            let event = json!({"error": {"message": message, "type": "server_error",
-                                         "param": null, "code": "stream_interrupted"}});
-            format!("data: {event}\n\n")
-        }
-        Framing::JsonLines => format!("{}\n", json!({"error": message})),
-        Framing::Whole => return None,
-    };
-    Some(Bytes::from(text))
-}
-
 /// A streamed answer as the backend began it (its status and content type), its body passed
 /// on chunk by chunk: the AI door's, and the seed's task API's answer to `Accept:
-/// text/event-stream`. A break is logged under `request_id`.
+/// text/event-stream`. A break ends it with `stream_break`'s event, and is logged under
+/// `request_id`.
 pub fn streamed_response(
     head: &StreamHead,
     stream: AnswerStream,
+    stream_break: StreamBreak,
     ran_on: &NodeId,
     request_id: &str,
 ) -> Response {
     let framing = Framing::of(&head.content_type);
-    let body = StreamedBody::new(stream, framing, request_id.to_string());
+    let body = StreamedBody::new(stream, framing, stream_break, request_id.to_string());
     let mut response = Response::new(AxumBody::new(body));
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
@@ -113,22 +107,4 @@ pub fn streamed_response(
         headers.insert("x-triforce-node", value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_events_fit_their_framing() {
-        let sse =
-            stream_error_event(Framing::of("text/event-stream; charset=utf-8"), "gone").unwrap();
-        let text = std::str::from_utf8(&sse).unwrap();
-        assert!(text.starts_with("data: {") && text.ends_with("\n\n"));
-        let event: serde_json::Value = serde_json::from_str(&text[6..]).unwrap();
-        assert_eq!(event["error"]["message"], "gone");
-        let line = stream_error_event(Framing::of("application/x-ndjson"), "gone").unwrap();
-        assert_eq!(&line[..], b"{\"error\":\"gone\"}\n");
-        assert!(stream_error_event(Framing::of("application/json"), "gone").is_none());
-    }
 }

@@ -8,6 +8,7 @@ use axum::response::Response;
 use triforce_core::failover::{ErrorCode, RemoteError, TaskOutcome, Verdict};
 use triforce_core::json::RawJson;
 use triforce_core::task::TaskRequest;
+use triforce_core::translate::StreamBreak;
 
 use crate::exec::{AnswerStream, RelayAnswer, StreamHead};
 use crate::node::{outcome_body, Node, Submitted};
@@ -21,6 +22,13 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
     let affinity = task
         .model()
         .and_then(|_| triforce_core::door::conversation_key(task.payload.as_bytes()));
+    // A broken stream ends in the error event of the API its path belongs to.
+    let stream_break = task
+        .relay
+        .as_ref()
+        .map_or(StreamBreak::ChatCompletions, |relay| {
+            StreamBreak::for_client(relay.dialect, &relay.path)
+        });
     let Submitted { outcome, relayed } = node.submit_streaming(task, affinity).await;
     let outcome = match (outcome, relayed) {
         (
@@ -33,7 +41,7 @@ pub(super) async fn answer_task(node: &Node, task: TaskRequest, stream_wanted: b
         ) => {
             if stream_wanted {
                 // The backend's answer as it comes, in its own framing.
-                return super::streamed_response(&head, body, &ran_on, &task_id);
+                return super::streamed_response(&head, body, stream_break, &ran_on, &task_id);
             }
             let body_max = node.config().settings.limits.body_bytes_max;
             let result = whole_answer(&head, body, body_max).await;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use triforce_core::failover::{AttemptRecord, ExhaustedReason, TaskOutcome, Verdict};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
+use triforce_core::translate::StreamBreak;
 
 use super::shape::{Dialect, IngressError};
 use crate::exec::{AnswerStream, RelayAnswer, StreamHead, WHOLE_ANSWER_MAX};
@@ -19,6 +20,7 @@ use crate::node::Submitted;
 /// to the node's log under the request id; the client gets a stable code and a plain sentence.
 pub(super) async fn answer(
     api: Dialect,
+    stream_break: StreamBreak,
     task_type: &str,
     model: Option<&str>,
     submitted: Submitted,
@@ -28,7 +30,7 @@ pub(super) async fn answer(
     let verdict = Verdict::of(&outcome);
     match outcome {
         TaskOutcome::Completed { node, result, .. } => {
-            completed(api, &node, &result, relayed, request_id).await
+            completed(api, stream_break, &node, &result, relayed, request_id).await
         }
         TaskOutcome::Failed { node, error, .. } => {
             tracing::warn!(request_id, %node, code = ?error.code, detail = %error.message, "a request failed");
@@ -56,6 +58,7 @@ pub(super) async fn answer(
 /// A completed task's answer: the backend's, streaming, or a non-relaying executor's JSON.
 async fn completed(
     api: Dialect,
+    stream_break: StreamBreak,
     node: &NodeId,
     result: &RawJson,
     relayed: Option<RelayAnswer>,
@@ -64,7 +67,13 @@ async fn completed(
     match relayed {
         Some(RelayAnswer { head, body }) => match head.length.filter(|n| *n <= WHOLE_ANSWER_MAX) {
             Some(length) => whole_response(api, &head, length, body, node, request_id).await,
-            None => Ok(streamed_response(&head, body, node, request_id)),
+            None => Ok(streamed_response(
+                &head,
+                body,
+                stream_break,
+                node,
+                request_id,
+            )),
         },
         // A node whose executor for the type is not a relay (echo, http, command): its JSON
         // result is the answer.

@@ -20,6 +20,7 @@ use triforce_core::federation::same_model;
 use triforce_core::json::RawJson;
 use triforce_core::relay::{RelayHead, ANTHROPIC_MESSAGES_PATH, RESPONSES_PATH};
 use triforce_core::task::TaskRequest;
+use triforce_core::translate::StreamBreak;
 use triforce_core::usage::asking_for_usage;
 
 use super::keys::KeyCheck;
@@ -417,6 +418,7 @@ async fn submit(
         let submitted = ingress.node.submit_streaming(task, affinity).await;
         super::answer::answer(
             api,
+            StreamBreak::for_client(api, endpoint.path),
             endpoint.task_type,
             model.as_deref(),
             submitted,

@@ -287,6 +287,9 @@ struct Shape {
     end: String,
 }
 
+/// How long a `[break]` stream waits after its first token before the cut.
+const FIRST_TOKEN_BEFORE_CUT: Duration = Duration::from_millis(100);
+
 /// Streams the tokens in `shape` (as many as `request` may have), honouring `[hold]` and
 /// `[break]`, counting how it ended.
 fn stream(backend: &StandIn, request: &Value, shape: Shape) -> Response {
@@ -311,7 +314,10 @@ fn stream(backend: &StandIn, request: &Value, shape: Shape) -> Response {
                 return None;
             }
             if i == 1 && cut {
-                // The reader sees the connection cut mid-answer.
+                // The reader sees the connection cut mid-answer. The first token goes out
+                // first: a cut right behind it resets the connection, and a reset discards
+                // what the reader had not read yet, so it would see no answer at all.
+                tokio::time::sleep(FIRST_TOKEN_BEFORE_CUT).await;
                 let error = std::io::Error::other("the backend cut the stream");
                 return Some((Err(error), (tokens + 1, ending, released, shape)));
             }
