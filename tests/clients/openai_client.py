@@ -53,6 +53,15 @@ def basics():
         assert error.status_code == 401 and error.code == "invalid_api_key", error
         print("wrong key:", error.status_code, error.code)
 
+    # The backend here speaks Ollama's API (it lists its models at /api/tags), whose OpenAI
+    # API answers one choice whatever `n` says: refused by name, not answered short.
+    try:
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], n=2)
+        raise AssertionError("n=2 was answered by a backend that gives one choice")
+    except openai.BadRequestError as error:
+        assert error.code == "unsupported_field" and error.param == "n", error
+        print("refused:", error.status_code, error.param)
+
     try:
         c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
         raise AssertionError("an unknown model was accepted")

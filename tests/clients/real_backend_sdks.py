@@ -28,6 +28,12 @@ answer = openai_client.responses.create(model=MODEL, input=QUESTION, temperature
 check("openai responses", answer.output_text)
 with openai_client.responses.stream(model=MODEL, input=QUESTION, temperature=0, max_output_tokens=MAX) as stream:
     check("openai responses.stream", stream.get_final_response().output_text)
+# Items with parts, as Open WebUI's Responses connection sends every message. llama-cpp-python's
+# chat templates take a plain text only (a list fails "can only concatenate str"), so a single
+# text part must reach it as one.
+parts = [{"role": "user", "content": [{"type": "input_text", "text": QUESTION}]}]
+answer = openai_client.responses.create(model=MODEL, input=parts, temperature=0, max_output_tokens=MAX)
+check("openai responses, input as parts", answer.output_text)
 
 claude = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=120)
 # This SDK release takes no `temperature` argument; the API's field goes in the body.

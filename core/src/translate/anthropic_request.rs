@@ -154,10 +154,7 @@ fn chat_messages(message: &Value, at: usize, out: &mut Vec<Value>) -> Result<(),
     if parts.is_empty() && calls.is_empty() {
         return Ok(());
     }
-    let mut chat = json!({"role": role, "content": parts});
-    if parts_are_one_text(&chat["content"]) {
-        chat["content"] = chat["content"][0]["text"].clone();
-    }
+    let mut chat = json!({"role": role, "content": super::chat_content(parts)});
     if !calls.is_empty() {
         chat["tool_calls"] = Value::Array(calls);
         if chat["content"].as_array().is_some_and(Vec::is_empty) {
@@ -166,13 +163,6 @@ fn chat_messages(message: &Value, at: usize, out: &mut Vec<Value>) -> Result<(),
     }
     out.push(chat);
     Ok(())
-}
-
-/// One text part is sent as a plain text, which every backend takes.
-fn parts_are_one_text(parts: &Value) -> bool {
-    parts
-        .as_array()
-        .is_some_and(|p| p.len() == 1 && p[0]["type"] == "text")
 }
 
 fn image_part(source: &Value, field: &dyn Fn(&str) -> String) -> Result<Value, Refusal> {

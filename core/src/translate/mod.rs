@@ -14,6 +14,7 @@
 mod answer;
 mod anthropic_answer;
 mod anthropic_request;
+mod for_ollama;
 mod ollama_answer;
 mod ollama_request;
 mod responses_answer;
@@ -25,6 +26,7 @@ mod stream_break;
 pub use answer::{AnswerDialect, Translation, WHOLE_ANSWER_KEPT_MAX};
 pub use anthropic_answer::{AnthropicAnswer, AnthropicEvents};
 pub use anthropic_request::anthropic_to_chat;
+pub use for_ollama::check_openai_for_ollama;
 pub use ollama_answer::{OllamaAnswer, OllamaEvents};
 pub use ollama_request::{ollama_to_openai, ForOpenAi};
 pub use responses_answer::{ResponsesAnswer, ResponsesEvents};
@@ -41,6 +43,16 @@ fn set_stream(out: &mut serde_json::Map<String, serde_json::Value>, stream: bool
             serde_json::json!({"include_usage": true}),
         );
     }
+}
+
+/// A message's content parts as Chat Completions takes them: a single text part as a plain
+/// text, which every backend takes (llama-cpp-python's chat templates fail on a list of parts
+/// with "can only concatenate str (not list) to str"), any other list as parts.
+fn chat_content(mut parts: Vec<serde_json::Value>) -> serde_json::Value {
+    if parts.len() == 1 && parts[0]["type"] == "text" && parts[0]["text"].is_string() {
+        return parts.swap_remove(0)["text"].take();
+    }
+    serde_json::Value::Array(parts)
 }
 
 /// An answer's translation into the client's API, whichever it is.

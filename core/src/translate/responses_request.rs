@@ -199,7 +199,7 @@ fn message_content(content: &Value, field: &dyn Fn(&str) -> String) -> Result<Va
             }
         }
     }
-    Ok(Value::Array(out))
+    Ok(super::chat_content(out))
 }
 
 /// Function tools, in Chat Completions' shape; any other tool needs a service the door has not.
@@ -290,6 +290,22 @@ mod tests {
             json!({"role": "tool", "tool_call_id": "c1", "content": "a cat"})
         );
         assert_eq!(out["tools"][0]["function"]["name"], "look");
+    }
+
+    #[test]
+    fn a_single_text_part_goes_as_a_plain_text() {
+        // Open WebUI's Responses connection sends every message as parts.
+        let (_, out) = translate(json!({"model": "m", "input": [
+            {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "hi"}]},
+            {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "one"}, {"type": "input_text", "text": "two"}]}]}))
+        .unwrap();
+        assert_eq!(out["messages"][0]["content"], "hi");
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type": "text", "text": "one"}, {"type": "text", "text": "two"}])
+        );
     }
 
     #[test]

@@ -67,6 +67,14 @@ impl Backend {
         }
     }
 
+    fn speaks_ollama(&self) -> bool {
+        match self.api {
+            BackendApi::Openai => false,
+            BackendApi::Ollama => true,
+            BackendApi::Auto => self.listing == Listing::Ollama,
+        }
+    }
+
     /// Whether its own relays speak for its health now: one runs, or one ended within the
     /// last `interval`. A backend marked down is probed anyway: probes bring it back.
     fn busy(&self, now: Instant, interval: Duration) -> bool {
@@ -177,6 +185,16 @@ impl Backends {
         backends
             .iter()
             .any(|b| b.base_url == base_url && b.speaks_only_openai())
+    }
+
+    /// Whether the backend at `base_url` speaks Ollama's API, as its config says or its last
+    /// good probe found (it listed its models at `/api/tags`): an OpenAI client's request to it
+    /// is checked for what Ollama's OpenAI API would drop.
+    pub fn speaks_ollama(&self, base_url: &str) -> bool {
+        let backends = self.backends.lock().expect("backends lock");
+        backends
+            .iter()
+            .any(|b| b.base_url == base_url && b.speaks_ollama())
     }
 
     /// A relay could not reach the backend at `base_url` (refused, or a 5xx before any byte).

@@ -18,8 +18,8 @@ use triforce_core::membership::Load;
 use triforce_core::relay::{Dialect, RelayHead, RESPONSES_PATH};
 use triforce_core::task::TaskRequest;
 use triforce_core::translate::{
-    anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator, AnthropicAnswer,
-    OllamaAnswer, OllamaShape, Refusal, ResponsesAnswer,
+    anthropic_to_chat, check_openai_for_ollama, ollama_to_openai, responses_to_chat,
+    AnswerTranslator, AnthropicAnswer, OllamaAnswer, OllamaShape, Refusal, ResponsesAnswer,
 };
 
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
@@ -500,6 +500,9 @@ impl Runner {
                 body: request.body.into(),
                 answer_as: Some(AnswerAs::Ollama(request.shape, request.model)),
             });
+        }
+        if relay.dialect == Dialect::OpenAi && self.backends.speaks_ollama(base_url) {
+            check_openai_for_ollama(body.as_bytes())?;
         }
         Ok(BackendRequest {
             path: relay.path.clone(),
