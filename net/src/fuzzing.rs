@@ -247,21 +247,14 @@ pub fn backend_answer(data: &[u8]) {
     let _ = triforce_core::door::conversation_key(answer);
 }
 
-/// The dialect translators: an Ollama, Responses or Anthropic request as OpenAI's Chat
-/// Completions (never a panic; a translation is one JSON object), and an OpenAI answer as
-/// Ollama's, Responses' or Anthropic's, the same however the answer is cut.
+/// Ollama's dialect: a request to any of its four paths as OpenAI's (never a panic; a
+/// translation is one JSON object), and an OpenAI answer as Ollama's, the same however cut.
 ///
-/// Layout: byte 0 picks the Ollama path, the answer's shape, framing, status and translator;
-/// byte 1 the piece length (1-256); the rest is the request, then (after the first `0xff`) the
-/// answer.
-pub fn translation(data: &[u8]) {
-    use triforce_core::translate::{
-        anthropic_to_chat, ollama_to_openai, responses_to_chat, AnswerTranslator, AnthropicAnswer,
-        OllamaAnswer, OllamaShape, ResponsesAnswer,
-    };
-    let [control, piece, rest @ ..] = data else {
-        return;
-    };
+/// Layout of every translation target: byte 0 picks the options (here: the Ollama path, the
+/// answer's shape, framing and status); byte 1 the piece length (1-256); the rest is the
+/// request, then (after the first `0xff`) the answer.
+pub fn translation_ollama(data: &[u8]) {
+    use triforce_core::translate::{ollama_to_openai, OllamaAnswer, OllamaShape};
     let paths = [
         "/api/chat",
         "/api/generate",
@@ -274,20 +267,57 @@ pub fn translation(data: &[u8]) {
         OllamaShape::Embed,
         OllamaShape::EmbeddingsLegacy,
     ];
+    translation_pair(
+        data,
+        |control, request| {
+            ollama_to_openai(paths[usize::from(control % 4)], request).map(|t| t.body)
+        },
+        |control, status, content_type| {
+            let shape = shapes[usize::from(control / 4 % 4)];
+            OllamaAnswer::new(shape, "m", status, content_type).into()
+        },
+    );
+}
+
+/// The Responses API: a request as Chat Completions, and a Chat Completions answer as a
+/// response or its events, the same however cut (layout: [`translation_ollama`]).
+pub fn translation_responses(data: &[u8]) {
+    use triforce_core::translate::{responses_to_chat, ResponsesAnswer};
+    translation_pair(
+        data,
+        |_, request| responses_to_chat(request).map(|t| t.body),
+        |_, status, content_type| ResponsesAnswer::new("m", status, content_type).into(),
+    );
+}
+
+/// Anthropic's Messages API: a request as Chat Completions, and a Chat Completions answer as a
+/// message or its events, the same however cut (layout: [`translation_ollama`]).
+pub fn translation_anthropic(data: &[u8]) {
+    use triforce_core::translate::{anthropic_to_chat, AnthropicAnswer};
+    translation_pair(
+        data,
+        |_, request| anthropic_to_chat(request).map(|t| t.body),
+        |_, status, content_type| AnthropicAnswer::new("m", status, content_type).into(),
+    );
+}
+
+/// One dialect's request translator and answer translator on one input.
+fn translation_pair(
+    data: &[u8],
+    request_translator: impl Fn(u8, &[u8]) -> Result<Vec<u8>, triforce_core::translate::Refusal>,
+    answer_translator: impl Fn(u8, u16, &str) -> triforce_core::translate::AnswerTranslator,
+) {
+    let [control, piece, rest @ ..] = data else {
+        return;
+    };
     let (request, answer) = match rest.iter().position(|b| *b == 0xff) {
         Some(at) => (&rest[..at], &rest[at + 1..]),
         None => (rest, &[][..]),
     };
-    let translated = [
-        ollama_to_openai(paths[usize::from(control % 4)], request).map(|t| t.body),
-        responses_to_chat(request).map(|t| t.body),
-        anthropic_to_chat(request).map(|t| t.body),
-    ];
-    for body in translated.into_iter().flatten() {
+    if let Ok(body) = request_translator(*control, request) {
         let body: serde_json::Value = serde_json::from_slice(&body).expect("a translation is JSON");
         assert!(body.is_object(), "a translation is one object");
     }
-    let shape = shapes[usize::from(control / 4 % 4)];
     let content_type = if control & 0x10 == 0 {
         "text/event-stream"
     } else {
@@ -295,11 +325,7 @@ pub fn translation(data: &[u8]) {
     };
     let status = if control & 0x20 == 0 { 200 } else { 500 };
     let translate = |piece: usize| {
-        let mut translation = match control >> 6 {
-            0 | 1 => AnswerTranslator::Ollama(OllamaAnswer::new(shape, "m", status, content_type)),
-            2 => AnswerTranslator::Responses(ResponsesAnswer::new("m", status, content_type)),
-            _ => AnswerTranslator::Anthropic(AnthropicAnswer::new("m", status, content_type)),
-        };
+        let mut translation = answer_translator(*control, status, content_type);
         let mut out = Vec::new();
         for chunk in answer.chunks(piece.max(1)) {
             out.extend(translation.feed(chunk));

@@ -5,14 +5,25 @@ use std::path::Path;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 7] = [
+const TARGETS: [(&str, Entry); 9] = [
     ("verify", triforce_net::fuzzing::verify),
     ("frame", triforce_net::fuzzing::frame),
     ("task_json", triforce_net::fuzzing::task_json),
     ("config", triforce_net::fuzzing::config),
     ("body_bounds", triforce_net::fuzzing::body_bounds),
     ("backend_answer", triforce_net::fuzzing::backend_answer),
-    ("translation", triforce_net::fuzzing::translation),
+    (
+        "translation_ollama",
+        triforce_net::fuzzing::translation_ollama,
+    ),
+    (
+        "translation_responses",
+        triforce_net::fuzzing::translation_responses,
+    ),
+    (
+        "translation_anthropic",
+        triforce_net::fuzzing::translation_anthropic,
+    ),
 ];
 
 #[test]

@@ -20,6 +20,8 @@ mod ollama_request;
 mod responses_answer;
 mod responses_request;
 mod rfc3339;
+#[cfg(test)]
+mod shared_fields;
 mod sse;
 mod stream_break;
 
@@ -61,6 +63,24 @@ pub enum AnswerTranslator {
     Ollama(OllamaAnswer),
     Responses(ResponsesAnswer),
     Anthropic(AnthropicAnswer),
+}
+
+impl From<OllamaAnswer> for AnswerTranslator {
+    fn from(answer: OllamaAnswer) -> Self {
+        AnswerTranslator::Ollama(answer)
+    }
+}
+
+impl From<ResponsesAnswer> for AnswerTranslator {
+    fn from(answer: ResponsesAnswer) -> Self {
+        AnswerTranslator::Responses(answer)
+    }
+}
+
+impl From<AnthropicAnswer> for AnswerTranslator {
+    fn from(answer: AnthropicAnswer) -> Self {
+        AnswerTranslator::Anthropic(answer)
+    }
 }
 
 impl AnswerTranslator {
