@@ -48,6 +48,7 @@
 
 pub mod affinity;
 pub mod auth;
+pub mod backend_health;
 pub mod config;
 pub mod door;
 pub mod failover;

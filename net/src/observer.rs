@@ -15,4 +15,6 @@ pub trait Observer: Send + Sync + 'static {
     fn executed(&self, _task_id: &str, _task_type: &str) {}
     /// This node sent attempt number `attempt` of `task_id` to `node` (itself included).
     fn dispatched(&self, _task_id: &str, _node: &NodeId, _attempt: u32) {}
+    /// This node's backend for `task_type` went up (`healthy`) or down.
+    fn backend_health(&self, _task_type: &str, _healthy: bool) {}
 }

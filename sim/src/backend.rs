@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use triforce_core::node::NodeId;
 use triforce_net::exec::{Dial, Dialing, Stream};
 
+use crate::backend_health::STALL;
 use crate::prompt_cache::{first_token_time, Message, PromptCache};
 use crate::record::{sim_now, SharedLog};
 
@@ -74,6 +75,7 @@ impl Backend {
         };
         let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
         let ms = payload["ms"].as_u64().unwrap_or(0);
+        self.stall_if_asked(&path).await;
         let answer = match path.as_str() {
             "/api/tags" => json!({ "models": self.models_named() }),
             "/api/ps" => json!({ "models": self.models_named().get(..1) }),
@@ -115,6 +117,34 @@ impl Backend {
     }
 
     /// A relayed request came that will be answered after `took`: the hub counts it as traffic.
+    /// Waits [`STALL`] if this is the probe or relay a `BackendStall` picked (the `http`
+    /// executor's `POST /` has no health to test and passes).
+    async fn stall_if_asked(&self, path: &str) {
+        if path == "/" {
+            return;
+        }
+        let stalled = {
+            let mut log = self.log.lock().expect("log lock");
+            let stalled = log.backend_faults.take_stall(&self.host);
+            if stalled {
+                log.trace(format!(
+                    "{} {} stalls {path}",
+                    sim_now().as_millis(),
+                    self.host
+                ));
+                // A relay stalled here keeps its hub from probing meanwhile (it is busy).
+                log.relayed
+                    .entry(self.host.clone())
+                    .or_default()
+                    .push((sim_now(), sim_now() + STALL));
+            }
+            stalled
+        };
+        if stalled {
+            tokio::time::sleep(STALL).await;
+        }
+    }
+
     fn relayed(&self, took: Duration) {
         let now = sim_now();
         let mut log = self.log.lock().expect("log lock");

@@ -142,6 +142,7 @@ impl Checker {
             | Fault::BackendUp(_)
             | Fault::BackendHang(_)
             | Fault::BackendRelease(_)
+            | Fault::BackendStall(_)
             | Fault::Models(..) => {}
             Fault::Forget(a, b) => self.cut(now, a, b, "config"),
             Fault::Readd(a, b) => self.uncut(now, a, b, "config"),

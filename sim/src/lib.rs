@@ -24,6 +24,7 @@
 
 pub mod adversary;
 pub mod backend;
+pub mod backend_health;
 pub mod check;
 pub mod clock;
 pub mod config_changes;

@@ -54,6 +54,8 @@ pub struct Log {
     /// What each node's config files say now; its host reloads the node when this changes.
     pub configs: BTreeMap<NodeId, crate::scenario::ConfigState>,
     pub violations: Vec<String>,
+    /// Each hub backend's crashes and hangs, and the stall waiting for it.
+    pub backend_faults: crate::backend_health::BackendFaults,
     /// Each hub backend's model list over time.
     pub models: crate::models::ModelLists,
     /// The model each model-naming task asks for.
@@ -261,6 +263,20 @@ impl Observer for NodeObserver {
                 );
                 self.log.lock().expect("log lock").violation(message);
             }
+        }
+    }
+
+    fn backend_health(&self, task_type: &str, healthy: bool) {
+        let at = sim_now();
+        let mut log = self.log.lock().expect("log lock");
+        let state = if healthy { "up" } else { "down" };
+        log.trace(format!(
+            "{} {} backend {task_type} {state}",
+            at.as_millis(),
+            self.node
+        ));
+        if !healthy {
+            log.check_backend_marked_down(&self.node, at);
         }
     }
 

@@ -103,7 +103,9 @@ fn build_world(config: &RunConfig) -> World {
         // number of retransmissions to come back, and until it does the hub rightly advertises
         // and relays any model. The staleness bounds of the model checks assume probes that
         // return; every other scenario keeps them.
-        world.log.lock().expect("log lock").model_rules = None;
+        let mut log = world.log.lock().expect("log lock");
+        log.model_rules = None;
+        log.backend_faults.lossy = true;
     }
     world
 }
@@ -237,14 +239,48 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
             let backend = backend_host(node);
             sim.crash(backend.as_str());
             crashed.push(backend);
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .backend_faults
+                .began(node, sim.elapsed());
         }
         Fault::BackendUp(node) => {
             let backend = backend_host(node);
             sim.bounce(backend.as_str());
             crashed.retain(|n| *n != backend);
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .backend_faults
+                .ended(node, sim.elapsed());
         }
-        Fault::BackendHang(node) => sim.hold(node.as_str(), backend_host(node).as_str()),
-        Fault::BackendRelease(node) => sim.release(node.as_str(), backend_host(node).as_str()),
+        Fault::BackendHang(node) => {
+            sim.hold(node.as_str(), backend_host(node).as_str());
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .backend_faults
+                .began(node, sim.elapsed());
+        }
+        Fault::BackendRelease(node) => {
+            sim.release(node.as_str(), backend_host(node).as_str());
+            world
+                .log
+                .lock()
+                .expect("log lock")
+                .backend_faults
+                .ended(node, sim.elapsed());
+        }
+        Fault::BackendStall(node) => world
+            .log
+            .lock()
+            .expect("log lock")
+            .backend_faults
+            .stall_next(node),
         Fault::Models(node, models) => {
             let mut log = world.log.lock().expect("log lock");
             log.trace(format!(
@@ -309,6 +345,12 @@ fn heal(
         }
     }
     world.sim.set_fail_rate(0.0);
+    world
+        .log
+        .lock()
+        .expect("log lock")
+        .backend_faults
+        .all_ended(now);
     checker.heal_all(now);
     world
         .log

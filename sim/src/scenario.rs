@@ -38,6 +38,9 @@ pub enum Fault {
     /// The link between the node and its backend holds every packet: calls hang.
     BackendHang(String),
     BackendRelease(String),
+    /// The node's backend answers its next probe or relay only after every timeout (one slow
+    /// answer from a backend that is otherwise fine).
+    BackendStall(String),
     /// The node's backend serves these models from now on.
     Models(String, Vec<String>),
 }
@@ -383,7 +386,7 @@ pub const SCENARIOS: [Scenario; 15] = [
     },
     Scenario {
         name: "backend_faults",
-        about: "hubs' backends crash, hang and come back while the hubs themselves run on",
+        about: "hubs' backends crash, hang, stall one answer and come back while the hubs themselves run on",
         // A backend's failure is no evidence against its node: nobody may go offline.
         links_deliver: true,
         fail_rate: 0.0,
@@ -400,7 +403,14 @@ pub const SCENARIOS: [Scenario; 15] = [
             let up = down + between(rng, 20, 60);
             let hang = between(rng, 60, 120);
             let release = hang + between(rng, 10, 40);
+            // Well clear of both faults: one slow answer must not mark a backend down.
+            let stall = up.max(release) + between(rng, 45, 60);
+            let stalled = hub(rng);
             vec![
+                Step {
+                    at: stall,
+                    fault: Fault::BackendStall(stalled),
+                },
                 Step {
                     at: down,
                     fault: Fault::BackendDown(crashed.clone()),

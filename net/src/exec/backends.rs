@@ -1,33 +1,30 @@
 //! What this node's relaying (`openai`) executors can do: each backend's health, models and
-//! loaded models, from active probes (a cheap GET per interval) and passive outcomes (a relay
-//! that could not reach its backend marks it down at once). A down backend gets no work; the
-//! next successful probe brings it back. The node itself stays online either way.
+//! loaded models. This is the driver: it probes (a cheap GET per interval), hears of relays'
+//! outcomes from the runner, and feeds both to each backend's [`BackendHealth`] machine in
+//! core, which decides up and down and when a probe is due. A down backend gets no work; the
+//! node itself stays online either way.
 //!
-//! A busy backend is never probed. Its relays are the health signal while one runs or one
-//! ended within the last interval (passive health, as Envoy's outlier detection): some servers
-//! end a running generation when any other request arrives (llama-cpp-python's default
-//! `interrupt_requests`), so a probe would cut a stream short; a server that serves one
-//! request at a time would answer the probe only after the work ahead of it, and time out. An
-//! idle backend is probed with the one listing it answered before (`/v1/models` for an
+//! An idle backend is probed with the one listing it answered before (`/v1/models` for an
 //! OpenAI-only server, `/api/tags` and `/api/ps` for Ollama), not a round of 404s first.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::Notify;
+use triforce_core::backend_health::{
+    BackendHealth, DownBecause, HealthChange, ProbeResult, RelayFailure,
+};
 use triforce_core::config::{BackendApi, ExecutorSpec, Settings};
 use triforce_core::federation::{same_model, BackendState, Capabilities};
 
 use super::HttpBackends;
+use crate::clock::{Clock, SystemClock};
+use crate::observer::Observer;
 
 /// Longest a probe may take. A busy backend answers its model list slowly; that is not down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Consecutive timed-out probes that mark a backend down (a refused connection does at once).
-const SLOW_PROBES_MAX: u32 = 2;
 /// Largest probe answer read.
 const PROBE_ANSWER_BYTES_MAX: usize = 1 << 20;
 
@@ -36,14 +33,13 @@ struct Backend {
     base_url: String,
     /// The API its config says it speaks.
     api: BackendApi,
-    state: BackendState,
-    slow_probes: u32,
+    health: BackendHealth,
+    /// Models it serves, from its last good probe (kept while it is down). Empty: unknown.
+    models: Vec<String>,
+    /// Models loaded in memory, from its last good probe.
+    loaded: Vec<String>,
     /// How long the last probe took.
     probe_time: Duration,
-    /// Relays to it running now.
-    relays: u32,
-    /// When its last relay ended (or got its answer's head).
-    last_relay: Option<Instant>,
     /// Which listing it answered last time, so a probe asks that first and only.
     listing: Listing,
 }
@@ -75,14 +71,13 @@ impl Backend {
         }
     }
 
-    /// Whether its own relays speak for its health now: one runs, or one ended within the
-    /// last `interval`. A backend marked down is probed anyway: probes bring it back.
-    fn busy(&self, now: Instant, interval: Duration) -> bool {
-        self.state.healthy
-            && (self.relays > 0
-                || self
-                    .last_relay
-                    .is_some_and(|at| now.saturating_duration_since(at) < interval))
+    fn state(&self) -> BackendState {
+        BackendState {
+            task_type: self.task_type.clone(),
+            healthy: self.health.healthy(),
+            models: self.models.clone(),
+            loaded: self.loaded.clone(),
+        }
     }
 }
 
@@ -94,10 +89,9 @@ pub struct RelayInFlight<'a> {
 
 impl Drop for RelayInFlight<'_> {
     fn drop(&mut self) {
-        let now = Instant::now();
+        let now = self.backends.clock.now();
         self.backends.each(&self.base_url, |backend| {
-            backend.relays = backend.relays.saturating_sub(1);
-            backend.last_relay = Some(now);
+            backend.health.handle_relay_ended(now)
         });
     }
 }
@@ -108,6 +102,9 @@ pub struct Backends {
     backends: Mutex<Vec<Backend>>,
     /// Wakes whoever publishes this node's capabilities.
     pub changed: Notify,
+    /// tokio's clock (which turmoil drives in the simulator), as core's instants.
+    clock: SystemClock,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// What one probe found.
@@ -121,12 +118,24 @@ enum Probe {
     Slow,
 }
 
+impl Probe {
+    fn result(&self) -> ProbeResult {
+        match self {
+            Probe::Up { .. } => ProbeResult::Answered,
+            Probe::Refused(_) => ProbeResult::Refused,
+            Probe::Slow => ProbeResult::Slow,
+        }
+    }
+}
+
 impl Backends {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings, observer: Option<Arc<dyn Observer>>) -> Self {
         Backends {
             task_types: Mutex::new(settings.task_types()),
             backends: Mutex::new(configured(settings)),
             changed: Notify::new(),
+            clock: SystemClock::new(),
+            observer,
         }
     }
 
@@ -140,11 +149,10 @@ impl Backends {
                 old.task_type == backend.task_type && old.base_url == backend.base_url
             };
             if let Some(old) = backends.iter().find(same) {
-                backend.state = old.state.clone();
-                backend.slow_probes = old.slow_probes;
+                backend.health = old.health.clone();
+                backend.models = old.models.clone();
+                backend.loaded = old.loaded.clone();
                 backend.probe_time = old.probe_time;
-                backend.relays = old.relays;
-                backend.last_relay = old.last_relay;
                 if backend.api == BackendApi::Auto {
                     backend.listing = old.listing;
                 }
@@ -160,7 +168,7 @@ impl Backends {
         let backends = self.backends.lock().expect("backends lock");
         Capabilities {
             task_types: self.task_types.lock().expect("backends lock").clone(),
-            backends: backends.iter().map(|b| b.state.clone()).collect(),
+            backends: backends.iter().map(Backend::state).collect(),
             draining: false,
         }
     }
@@ -172,8 +180,8 @@ impl Backends {
         let backends = self.backends.lock().expect("backends lock");
         backends.iter().any(|b| {
             b.task_type == task_type
-                && !b.state.models.is_empty()
-                && !b.state.models.iter().any(|m| same_model(m, model))
+                && !b.models.is_empty()
+                && !b.models.iter().any(|m| same_model(m, model))
         })
     }
 
@@ -197,25 +205,18 @@ impl Backends {
             .any(|b| b.base_url == base_url && b.speaks_ollama())
     }
 
-    /// A relay could not reach the backend at `base_url` (refused, or a 5xx before any byte).
-    pub fn handle_unreachable(&self, base_url: &str, error: &str) {
-        let mut changed = false;
-        for backend in self.backends.lock().expect("backends lock").iter_mut() {
-            if backend.base_url == base_url && backend.state.healthy {
-                tracing::warn!(task_type = %backend.task_type, %base_url, %error, "backend down");
-                backend.state.healthy = false;
-                changed = true;
-            }
-        }
-        if changed {
-            self.changed.notify_one();
-        }
+    /// A relay to `base_url` failed before its answer began.
+    pub fn handle_relay_failure(&self, base_url: &str, failure: RelayFailure, error: &str) {
+        self.each(base_url, |backend| {
+            let change = backend.health.handle_relay_failure(failure);
+            self.changed_health(backend, change, error);
+        });
     }
 
     /// A relay to `base_url` starts: until the returned guard drops, and for one probe
     /// interval after, no probe goes to that backend.
     pub fn relay_started(&self, base_url: &str) -> RelayInFlight<'_> {
-        self.each(base_url, |backend| backend.relays += 1);
+        self.each(base_url, |backend| backend.health.handle_relay_started());
         RelayInFlight {
             backends: self,
             base_url: base_url.to_string(),
@@ -224,37 +225,33 @@ impl Backends {
 
     /// A relay got its answer's head: the backend is up, whatever the last probe said.
     pub fn handle_answered(&self, base_url: &str) {
-        let now = Instant::now();
-        let mut came_up = false;
+        let now = self.clock.now();
         self.each(base_url, |backend| {
-            backend.last_relay = Some(now);
-            backend.slow_probes = 0;
-            if !backend.state.healthy {
-                tracing::info!(task_type = %backend.task_type, base_url = %backend.base_url, "backend up: it answered a relay");
-                backend.state.healthy = true;
-                came_up = true;
-            }
+            let change = backend.health.handle_relay_answered(now);
+            self.changed_health(backend, change, "it answered a relay");
         });
-        if came_up {
-            self.changed.notify_one();
-        }
     }
 
-    /// A relay got no answer within its timeout: as a probe that timed out (two in a row mark
-    /// the backend down; a hung server is found even while it is too busy to be probed).
-    pub fn handle_relay_timeout(&self, base_url: &str) {
-        let mut went_down = false;
-        self.each(base_url, |backend| {
-            backend.slow_probes += 1;
-            if backend.slow_probes >= SLOW_PROBES_MAX && backend.state.healthy {
-                tracing::warn!(task_type = %backend.task_type, base_url = %backend.base_url, "backend down: relays time out");
-                backend.state.healthy = false;
-                went_down = true;
+    /// Logs a change of `backend`'s health, tells the observer, and wakes whoever publishes
+    /// this node's capabilities.
+    fn changed_health(&self, backend: &Backend, change: Option<HealthChange>, why: &str) {
+        let Some(change) = change else {
+            return;
+        };
+        let (task_type, base_url) = (&backend.task_type, &backend.base_url);
+        match change {
+            HealthChange::Up => tracing::info!(%task_type, %base_url, why, "backend up"),
+            HealthChange::Down(DownBecause::Refused) => {
+                tracing::warn!(%task_type, %base_url, error = why, "backend down")
             }
-        });
-        if went_down {
-            self.changed.notify_one();
+            HealthChange::Down(DownBecause::Slow) => {
+                tracing::warn!(%task_type, %base_url, why, "backend down: it answers too slowly")
+            }
         }
+        if let Some(observer) = &self.observer {
+            observer.backend_health(task_type, change == HealthChange::Up);
+        }
+        self.changed.notify_one();
     }
 
     fn each(&self, base_url: &str, mut change: impl FnMut(&mut Backend)) {
@@ -264,20 +261,21 @@ impl Backends {
         }
     }
 
-    /// Probes every idle backend now, and then every `interval`, until the future is dropped.
+    /// Probes every backend that is due now, and then every `interval`, until the future is
+    /// dropped.
     pub async fn probe_forever(&self, http: &HttpBackends, interval: Duration) {
         loop {
-            let now = Instant::now();
+            let now = self.clock.now();
             let targets: Vec<(String, String, Listing)> = {
                 let backends = self.backends.lock().expect("backends lock");
                 backends
                     .iter()
-                    .filter(|b| !b.busy(now, interval))
+                    .filter(|b| b.health.probe_due(now, interval))
                     .map(|b| (b.task_type.clone(), b.base_url.clone(), b.listing))
                     .collect()
             };
             for (task_type, base_url, listing) in targets {
-                let started = Instant::now();
+                let started = tokio::time::Instant::now();
                 let probe = probe(http, &base_url, listing).await;
                 self.record(&task_type, &base_url, probe, started.elapsed());
             }
@@ -290,7 +288,7 @@ impl Backends {
         let backends = self.backends.lock().expect("backends lock");
         backends
             .iter()
-            .map(|b| (b.task_type.clone(), b.state.healthy, b.probe_time))
+            .map(|b| (b.task_type.clone(), b.health.healthy(), b.probe_time))
             .collect()
     }
 
@@ -305,37 +303,26 @@ impl Backends {
             return;
         };
         backend.probe_time = took;
-        let before = backend.state.clone();
-        match probe {
+        let change = backend.health.handle_probe(probe.result());
+        let mut listed = false;
+        let why = match probe {
             Probe::Up {
                 models,
                 loaded,
                 listing,
             } => {
                 backend.listing = listing;
-                if !backend.state.healthy {
-                    tracing::info!(task_type = %backend.task_type, base_url = %backend.base_url, "backend up");
-                }
-                backend.slow_probes = 0;
-                backend.state.healthy = true;
-                backend.state.models = models;
-                backend.state.loaded = loaded;
+                listed = backend.models != models || backend.loaded != loaded;
+                backend.models = models;
+                backend.loaded = loaded;
+                "it answered a probe".to_string()
             }
-            Probe::Refused(error) => {
-                if backend.state.healthy {
-                    tracing::warn!(task_type = %backend.task_type, base_url = %backend.base_url, %error, "backend down");
-                }
-                backend.state.healthy = false;
-            }
-            Probe::Slow => {
-                backend.slow_probes += 1;
-                if backend.slow_probes >= SLOW_PROBES_MAX && backend.state.healthy {
-                    tracing::warn!(task_type = %backend.task_type, base_url = %backend.base_url, "backend down: probes time out");
-                    backend.state.healthy = false;
-                }
-            }
-        }
-        if backend.state != before {
+            Probe::Refused(error) => error,
+            Probe::Slow => "probes time out".to_string(),
+        };
+        if change.is_some() {
+            self.changed_health(backend, change, &why);
+        } else if listed {
             self.changed.notify_one();
         }
     }
@@ -454,16 +441,10 @@ fn configured(settings: &Settings) -> Vec<Backend> {
                 task_type: task_type.clone(),
                 base_url: base_url.clone(),
                 api: *api,
-                state: BackendState {
-                    task_type: task_type.clone(),
-                    healthy: true,
-                    models: Vec::new(),
-                    loaded: Vec::new(),
-                },
-                slow_probes: 0,
+                health: BackendHealth::new(),
+                models: Vec::new(),
+                loaded: Vec::new(),
                 probe_time: Duration::ZERO,
-                relays: 0,
-                last_relay: None,
                 listing: declared_listing(*api),
             }),
             _ => None,
@@ -484,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_model_is_lacking_only_against_a_probed_list() {
-        let backends = Backends::new(&relaying_chat());
+        let backends = Backends::new(&relaying_chat(), None);
         let base_url = "http://127.0.0.1:11434";
         // Not probed yet: it might have anything.
         assert!(!backends.lacks_model("chat", "llama3"));
@@ -514,32 +495,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_busy_backend_is_not_probed_and_its_answers_speak_for_it() {
-        let backends = Backends::new(&relaying_chat());
+    async fn relays_speak_for_the_backend() {
+        let backends = Backends::new(&relaying_chat(), None);
         let base_url = "http://127.0.0.1:11434";
-        let interval = Duration::from_secs(5);
-        let busy_after = |later: Duration| {
-            let list = backends.backends.lock().unwrap();
-            list[0].busy(Instant::now() + later, interval)
-        };
-        let busy = || busy_after(Duration::ZERO);
-        assert!(!busy());
-        let relay = backends.relay_started(base_url);
-        assert!(busy(), "a relay in flight");
-        drop(relay);
-        assert!(busy(), "a relay that just ended");
-        assert!(!busy_after(interval), "idle for a whole interval");
-        // A down backend is probed even while a relay runs: probes bring it back.
+        let healthy = || backends.capabilities().backends[0].healthy;
         let _relay = backends.relay_started(base_url);
-        backends.handle_unreachable(base_url, "refused");
-        assert!(!busy());
+        backends.handle_relay_failure(base_url, RelayFailure::Unreachable, "refused");
+        assert!(!healthy());
         // An answer is evidence enough that it is up again.
         backends.handle_answered(base_url);
-        assert!(backends.capabilities().backends[0].healthy);
+        assert!(healthy());
         // Relays that time out twice in a row mark it down, as slow probes do.
-        backends.handle_relay_timeout(base_url);
-        assert!(backends.capabilities().backends[0].healthy);
-        backends.handle_relay_timeout(base_url);
-        assert!(!backends.capabilities().backends[0].healthy);
+        backends.handle_relay_failure(base_url, RelayFailure::TimedOut, "timed out");
+        assert!(healthy());
+        backends.handle_relay_failure(base_url, RelayFailure::TimedOut, "timed out");
+        assert!(!healthy());
     }
 }

@@ -40,17 +40,7 @@ pub struct RelayError {
     pub cause: RelayFailure,
 }
 
-/// What a failed relay says about its backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayFailure {
-    /// Not reachable at all: the one relay failure that marks a backend down at once.
-    Unreachable,
-    /// No answer within the relay's timeout: counts as a probe that timed out.
-    TimedOut,
-    /// Anything else, a status it answered included, says something about the request (or a
-    /// passing overload), not that the server is gone.
-    Other,
-}
+pub use triforce_core::backend_health::RelayFailure;
 
 impl From<RemoteError> for RelayError {
     fn from(error: RemoteError) -> Self {

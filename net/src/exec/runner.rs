@@ -25,9 +25,9 @@ use triforce_core::translate::{
 use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetrics};
 
 use super::{
-    answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError,
-    openai::RelayFailure, run_executor, Admission, Backends, HttpBackends, Permit, RelayAnswer,
-    Running, Scheduler, Share, StreamHead, TaskResult,
+    answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError, run_executor,
+    Admission, Backends, HttpBackends, Permit, RelayAnswer, Running, Scheduler, Share, StreamHead,
+    TaskResult,
 };
 
 /// What a relay sends its backend, and what its answer is translated into when the client's
@@ -119,7 +119,7 @@ impl Runner {
             entries_max: settings.limits.ledger_entries_max,
             bytes_max: settings.limits.ledger_bytes_max,
         }));
-        let backends = Backends::new(&settings);
+        let backends = Backends::new(&settings, observer.clone());
         Arc::new(Runner {
             settings: ArcSwap::from_pointee(settings),
             scheduler,
@@ -459,11 +459,8 @@ impl Runner {
         } else {
             self.count_relay(&task.task_type, relay_outcome::FAILED);
         }
-        match cause {
-            RelayFailure::Unreachable => self.backends.handle_unreachable(base_url, &error.message),
-            RelayFailure::TimedOut => self.backends.handle_relay_timeout(base_url),
-            RelayFailure::Other => {}
-        }
+        self.backends
+            .handle_relay_failure(base_url, cause, &error.message);
         self.finish(&task.task_id, &Err(error.clone()));
         let _ = answer_to.send(Err(error));
     }
