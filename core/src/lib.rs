@@ -46,6 +46,7 @@
 //!   they differ (pure; the relaying node drives it).
 //! - [`usage`]: the token counts a backend reports, read from its answer as it passes.
 
+pub mod admission;
 pub mod affinity;
 pub mod auth;
 pub mod backend_health;

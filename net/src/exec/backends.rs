@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::Method;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -17,7 +18,7 @@ use triforce_core::backend_health::{
     BackendHealth, DownBecause, HealthChange, ProbeResult, RelayFailure,
 };
 use triforce_core::config::{BackendApi, ExecutorSpec, Settings};
-use triforce_core::federation::{same_model, BackendState, Capabilities};
+use triforce_core::federation::{BackendState, Capabilities};
 
 use super::HttpBackends;
 use crate::clock::{Clock, SystemClock};
@@ -91,7 +92,8 @@ impl Drop for RelayInFlight<'_> {
     fn drop(&mut self) {
         let now = self.backends.clock.now();
         self.backends.each(&self.base_url, |backend| {
-            backend.health.handle_relay_ended(now)
+            backend.health.handle_relay_ended(now);
+            false
         });
     }
 }
@@ -100,6 +102,9 @@ impl Drop for RelayInFlight<'_> {
 pub struct Backends {
     task_types: Mutex<Vec<String>>,
     backends: Mutex<Vec<Backend>>,
+    /// What the backends above can run now, republished on every change: admission reads it
+    /// for each task without a lock or a copy.
+    published: ArcSwap<Capabilities>,
     /// Wakes whoever publishes this node's capabilities.
     pub changed: Notify,
     /// tokio's clock (which turmoil drives in the simulator), as core's instants.
@@ -130,9 +135,11 @@ impl Probe {
 
 impl Backends {
     pub fn new(settings: &Settings, observer: Option<Arc<dyn Observer>>) -> Self {
+        let backends = configured(settings);
         Backends {
+            published: ArcSwap::from_pointee(capabilities_of(settings.task_types(), &backends)),
             task_types: Mutex::new(settings.task_types()),
-            backends: Mutex::new(configured(settings)),
+            backends: Mutex::new(backends),
             changed: Notify::new(),
             clock: SystemClock::new(),
             observer,
@@ -160,29 +167,26 @@ impl Backends {
         }
         *backends = next;
         *self.task_types.lock().expect("backends lock") = settings.task_types();
-        self.changed.notify_one();
+        self.publish(&backends);
     }
 
     /// What this node can run now.
     pub fn capabilities(&self) -> Capabilities {
-        let backends = self.backends.lock().expect("backends lock");
-        Capabilities {
-            task_types: self.task_types.lock().expect("backends lock").clone(),
-            backends: backends.iter().map(Backend::state).collect(),
-            draining: false,
-        }
+        Capabilities::clone(&self.published.load())
     }
 
-    /// Whether the backend of `task_type` listed models at its last probe and `model` was not
-    /// among them. A backend that lists none (not probed yet, or a server without a list)
-    /// lacks nothing.
-    pub fn lacks_model(&self, task_type: &str, model: &str) -> bool {
-        let backends = self.backends.lock().expect("backends lock");
-        backends.iter().any(|b| {
-            b.task_type == task_type
-                && !b.models.is_empty()
-                && !b.models.iter().any(|m| same_model(m, model))
-        })
+    /// What this node can run now, as last published (no copy).
+    pub fn published(&self) -> arc_swap::Guard<Arc<Capabilities>> {
+        self.published.load()
+    }
+
+    /// Publishes `backends` (the locked list) as what this node can run now, and wakes whoever
+    /// sends the capabilities to the peers.
+    fn publish(&self, backends: &[Backend]) {
+        let task_types = self.task_types.lock().expect("backends lock").clone();
+        self.published
+            .store(Arc::new(capabilities_of(task_types, backends)));
+        self.changed.notify_one();
     }
 
     /// Whether the backend at `base_url` speaks OpenAI's API only, as its last good probe found
@@ -209,14 +213,17 @@ impl Backends {
     pub fn handle_relay_failure(&self, base_url: &str, failure: RelayFailure, error: &str) {
         self.each(base_url, |backend| {
             let change = backend.health.handle_relay_failure(failure);
-            self.changed_health(backend, change, error);
+            self.changed_health(backend, change, error)
         });
     }
 
     /// A relay to `base_url` starts: until the returned guard drops, and for one probe
     /// interval after, no probe goes to that backend.
     pub fn relay_started(&self, base_url: &str) -> RelayInFlight<'_> {
-        self.each(base_url, |backend| backend.health.handle_relay_started());
+        self.each(base_url, |backend| {
+            backend.health.handle_relay_started();
+            false
+        });
         RelayInFlight {
             backends: self,
             base_url: base_url.to_string(),
@@ -228,15 +235,14 @@ impl Backends {
         let now = self.clock.now();
         self.each(base_url, |backend| {
             let change = backend.health.handle_relay_answered(now);
-            self.changed_health(backend, change, "it answered a relay");
+            self.changed_health(backend, change, "it answered a relay")
         });
     }
 
-    /// Logs a change of `backend`'s health, tells the observer, and wakes whoever publishes
-    /// this node's capabilities.
-    fn changed_health(&self, backend: &Backend, change: Option<HealthChange>, why: &str) {
+    /// Logs a change of `backend`'s health and tells the observer; whether there was one.
+    fn changed_health(&self, backend: &Backend, change: Option<HealthChange>, why: &str) -> bool {
         let Some(change) = change else {
-            return;
+            return false;
         };
         let (task_type, base_url) = (&backend.task_type, &backend.base_url);
         match change {
@@ -251,13 +257,19 @@ impl Backends {
         if let Some(observer) = &self.observer {
             observer.backend_health(task_type, change == HealthChange::Up);
         }
-        self.changed.notify_one();
+        true
     }
 
-    fn each(&self, base_url: &str, mut change: impl FnMut(&mut Backend)) {
+    /// Runs `change` on each backend at `base_url`, and publishes if one says it changed
+    /// what the node can run.
+    fn each(&self, base_url: &str, mut change: impl FnMut(&mut Backend) -> bool) {
         let mut backends = self.backends.lock().expect("backends lock");
+        let mut changed = false;
         for backend in backends.iter_mut().filter(|b| b.base_url == base_url) {
-            change(backend);
+            changed |= change(backend);
+        }
+        if changed {
+            self.publish(&backends);
         }
     }
 
@@ -320,10 +332,8 @@ impl Backends {
             Probe::Refused(error) => error,
             Probe::Slow => "probes time out".to_string(),
         };
-        if change.is_some() {
-            self.changed_health(backend, change, &why);
-        } else if listed {
-            self.changed.notify_one();
+        if self.changed_health(backend, change, &why) || listed {
+            self.publish(&backends);
         }
     }
 }
@@ -421,6 +431,15 @@ fn names(list: &Value, field: &str) -> Option<Vec<String>> {
     )
 }
 
+/// What a node with `task_types` and `backends` can run (draining is the runner's to say).
+fn capabilities_of(task_types: Vec<String>, backends: &[Backend]) -> Capabilities {
+    Capabilities {
+        task_types,
+        backends: backends.iter().map(Backend::state).collect(),
+        draining: false,
+    }
+}
+
 /// How a backend whose config names its API lists its models (probes ask that alone).
 fn declared_listing(api: BackendApi) -> Listing {
     match api {
@@ -464,24 +483,26 @@ mod tests {
     }
 
     #[test]
-    fn a_model_is_lacking_only_against_a_probed_list() {
+    fn what_a_probe_lists_is_published_at_once() {
         let backends = Backends::new(&relaying_chat(), None);
         let base_url = "http://127.0.0.1:11434";
+        let lacks_model = |task_type: &str, model: &str| {
+            backends.published().offer(task_type, Some(model))
+                == triforce_core::federation::Offer::NoModel
+        };
         // Not probed yet: it might have anything.
-        assert!(!backends.lacks_model("chat", "llama3"));
+        assert!(!lacks_model("chat", "llama3"));
         let up = |models: &[&str]| Probe::Up {
             models: models.iter().map(|m| m.to_string()).collect(),
             loaded: Vec::new(),
             listing: Listing::OpenAi,
         };
         backends.record("chat", base_url, up(&["llama3", "qwen"]), Duration::ZERO);
-        assert!(!backends.lacks_model("chat", "qwen"));
-        assert!(backends.lacks_model("chat", "mistral"));
-        // Another type's backend says nothing about this one.
-        assert!(!backends.lacks_model("embeddings", "mistral"));
+        assert!(!lacks_model("chat", "qwen"));
+        assert!(lacks_model("chat", "mistral"));
         // A server that answers with an empty list is one we know nothing about.
         backends.record("chat", base_url, up(&[]), Duration::ZERO);
-        assert!(!backends.lacks_model("chat", "mistral"));
+        assert!(!lacks_model("chat", "mistral"));
         // Down, it keeps the models it listed last.
         backends.record("chat", base_url, up(&["qwen"]), Duration::ZERO);
         backends.record(
@@ -490,7 +511,7 @@ mod tests {
             Probe::Refused("refused".into()),
             Duration::ZERO,
         );
-        assert!(backends.lacks_model("chat", "llama3"));
+        assert!(lacks_model("chat", "llama3"));
         assert!(!backends.capabilities().backends[0].healthy);
     }
 

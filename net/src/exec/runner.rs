@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use triforce_core::admission::{admit, ExecutorKind};
 use triforce_core::config::{ExecutorSpec, Settings};
 use triforce_core::failover::{ErrorCode, RemoteError};
 use triforce_core::federation::Capabilities;
@@ -179,23 +180,22 @@ impl Runner {
             Begin::Start => {}
         }
         let settings = self.settings.load_full();
-        let Some(spec) = settings.executor(&task.task_type) else {
+        let spec = settings.executor(&task.task_type);
+        let kind = spec.as_ref().map(|spec| match spec {
+            ExecutorSpec::Openai { .. } => ExecutorKind::Relay,
+            _ => ExecutorKind::Local,
+        });
+        if let Err(refusal) = admit(&self.backends.published(), kind, &task) {
             ledger.forget(&task.task_id);
-            return Started::Refused(RemoteError::new(
-                ErrorCode::NoExecutor,
-                format!("no executor for task type {:?}", task.task_type),
-            ));
-        };
-        let refusal = match (&spec, &task.relay) {
-            (ExecutorSpec::Openai { .. }, Some(relay)) => self.model_refusal(&task, relay),
-            (ExecutorSpec::Openai { .. }, None) => Some(Self::not_relayed(&task)),
-            (_, Some(relay)) => Some(Self::not_a_relay(&task, relay)),
-            (_, None) => None,
-        };
-        if let Some(refusal) = refusal {
-            ledger.forget(&task.task_id);
+            let relay_without_model = kind == Some(ExecutorKind::Relay)
+                && refusal.code == ErrorCode::NoExecutor
+                && task.model().is_some();
+            if relay_without_model {
+                self.count_relay(&task.task_type, relay_outcome::NO_MODEL);
+            }
             return Started::Refused(refusal);
         }
+        let spec = spec.expect("admitted: the type has an executor");
         let slots = match spec {
             ExecutorSpec::Openai { .. } => &self.relays,
             _ => &self.scheduler,
@@ -295,50 +295,6 @@ impl Runner {
         if let Some(observer) = &self.observer {
             observer.executed(&task.task_id, &task.task_type);
         }
-    }
-
-    /// A relayed task naming a model its backend did not list at its last probe: refused as
-    /// having no executor for it, so the task moves on to a node that has the model without
-    /// spending the retry budget. The sender chose this node from a capability seen up to a
-    /// heartbeat and a probe ago; this node's own view is fresher.
-    fn model_refusal(&self, task: &TaskRequest, relay: &RelayHead) -> Option<RemoteError> {
-        let model = relay.model.as_deref()?;
-        if !self.backends.lacks_model(&task.task_type, model) {
-            return None;
-        }
-        self.count_relay(&task.task_type, relay_outcome::NO_MODEL);
-        Some(RemoteError::new(
-            ErrorCode::NoExecutor,
-            format!(
-                "the backend for {:?} here does not have model {model:?}",
-                task.task_type
-            ),
-        ))
-    }
-
-    /// A request for a model server to an executor that relays to none: refused as having no
-    /// executor for it, so it moves on to a node whose executor is a relay, rather than
-    /// answering a chat with an echo or a script's output.
-    fn not_a_relay(task: &TaskRequest, relay: &RelayHead) -> RemoteError {
-        RemoteError::new(
-            ErrorCode::NoExecutor,
-            format!(
-                "the executor for {:?} here relays to no model server (path {:?}, model {:?})",
-                task.task_type, relay.path, relay.model
-            ),
-        )
-    }
-
-    /// A task for a relaying executor that is no relayed request (its payload is not
-    /// `{"path", "body"}`): nothing here can run it.
-    fn not_relayed(task: &TaskRequest) -> RemoteError {
-        RemoteError::new(
-            ErrorCode::ExecutorFailed,
-            format!(
-                "the executor for {:?} here relays to a model server: the payload must be {{\"path\", \"body\"}}",
-                task.task_type
-            ),
-        )
     }
 
     /// Runs a relayed task: hands its answer's head and body to the caller that started it
