@@ -6,6 +6,7 @@
 mod api_keys;
 mod error;
 mod nodes;
+mod reload;
 mod settings;
 
 pub use api_keys::{
@@ -13,6 +14,7 @@ pub use api_keys::{
 };
 pub use error::ConfigError;
 pub use nodes::Federation;
+pub use reload::{nodes_changed, restart_needed, NeedsRestart, NodesChanged};
 pub use settings::{
     AuthSettings, BackendApi, ExecutorSpec, IngressSettings, Limits, NetworkSettings,
     SelectionSettings, Settings, Timing,

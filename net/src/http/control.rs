@@ -64,7 +64,7 @@ pub async fn reload(
         Err(error) => {
             let code = match error {
                 ReloadError::Load(_) => "config_invalid",
-                ReloadError::NeedsRestart { .. } => "needs_restart",
+                ReloadError::NeedsRestart(_) => "needs_restart",
             };
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use triforce_core::config::{nodes_changed, restart_needed, NeedsRestart, NodesChanged};
 use triforce_core::node::NodeId;
 
 use super::shared::machine_config;
@@ -28,12 +29,8 @@ pub trait ReloadedPart: Send + Sync {
 pub enum ReloadError {
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("{what} cannot change while the node runs (running: {running}; the files now say: {wanted}); restart the node to apply it, or put the old value back")]
-    NeedsRestart {
-        what: &'static str,
-        running: String,
-        wanted: String,
-    },
+    #[error(transparent)]
+    NeedsRestart(#[from] NeedsRestart),
 }
 
 /// What a reload changed, for the log line and the `triforce reload` answer.
@@ -129,7 +126,10 @@ impl Node {
         let shared = &self.shared;
         let _one_at_a_time = shared.reloading.lock().await;
         let running = shared.config();
-        let outcome = fixed_parts_unchanged(&running, &config);
+        let outcome = restart_needed(
+            (running.my_spec(), &running.settings),
+            (config.my_spec(), &config.settings),
+        );
         self.count_reload(if outcome.is_ok() {
             "applied"
         } else {
@@ -176,70 +176,17 @@ impl Node {
     }
 }
 
-/// What cannot change without a restart: the sockets and runtime the process set up at start.
-fn fixed_parts_unchanged(running: &NodeConfig, wanted: &NodeConfig) -> Result<(), ReloadError> {
-    let needs_restart = |what, running: String, wanted: String| {
-        if running == wanted {
-            Ok(())
-        } else {
-            Err(ReloadError::NeedsRestart {
-                what,
-                running,
-                wanted,
-            })
-        }
-    };
-    let (old, new) = (running.my_spec(), wanted.my_spec());
-    needs_restart(
-        "this node's address",
-        format!("{}:{}", old.ip, old.port),
-        format!("{}:{}", new.ip, new.port),
-    )?;
-    let (old, new) = (&running.settings.ingress, &wanted.settings.ingress);
-    needs_restart(
-        "[ingress] listen",
-        format!("{:?}", old.listen),
-        format!("{:?}", new.listen),
-    )?;
-    needs_restart(
-        "[ingress] TLS files",
-        format!("{:?} {:?}", old.tls_cert_file, old.tls_key_file),
-        format!("{:?} {:?}", new.tls_cert_file, new.tls_key_file),
-    )?;
-    needs_restart(
-        "[ingress] usage_db",
-        old.usage_db.display().to_string(),
-        new.usage_db.display().to_string(),
-    )?;
-    needs_restart(
-        "limits.runtime_threads",
-        running.settings.limits.runtime_threads.to_string(),
-        wanted.settings.limits.runtime_threads.to_string(),
-    )
-}
-
+/// What a reload from `running` to `wanted` changes.
 fn summarize(running: &NodeConfig, wanted: &NodeConfig) -> ReloadSummary {
-    let old = &running.federation.nodes;
-    let new = &wanted.federation.nodes;
+    let NodesChanged {
+        joined,
+        left,
+        moved,
+    } = nodes_changed(&running.federation, &wanted.federation);
     ReloadSummary {
-        joined: new
-            .keys()
-            .filter(|id| !old.contains_key(*id))
-            .cloned()
-            .collect(),
-        left: old
-            .keys()
-            .filter(|id| !new.contains_key(*id))
-            .cloned()
-            .collect(),
-        moved: new
-            .iter()
-            .filter(|(id, spec)| {
-                old.get(*id)
-                    .is_some_and(|was| (was.ip, was.port) != (spec.ip, spec.port))
-            })
-            .map(|(id, _)| id.clone())
-            .collect(),
+        joined,
+        left,
+        moved,
         keys_changed: (&running.psk, &running.accepted_psks)
             != (&wanted.psk, &wanted.accepted_psks),
         settings_changed: running.settings != wanted.settings,
@@ -300,27 +247,16 @@ mod tests {
     }
 
     #[test]
-    fn what_the_process_set_up_at_start_is_refused_with_its_name() {
+    fn a_reload_of_keys_and_settings_says_so() {
         let running = config(9000, "", &[]);
-        let moved = config(9001, "", &[]);
-        let error = fixed_parts_unchanged(&running, &moved).unwrap_err();
-        assert!(
-            error.to_string().contains("this node's address")
-                && error.to_string().contains("10.10.0.1:9001"),
-            "{error}"
-        );
-        let ingress = config(9000, "[ingress]\nlisten = \"127.0.0.1:8080\"\n", &[]);
-        let error = fixed_parts_unchanged(&running, &ingress).unwrap_err();
-        assert!(error.to_string().contains("[ingress] listen"), "{error}");
-        // Timing, limits and keys change live.
         let live = config(
             9000,
             "[timing]\nheartbeat_interval_ms = 500\n",
             &["fedcba9876543210"],
         );
-        assert!(fixed_parts_unchanged(&running, &live).is_ok());
         let summary = summarize(&running, &live);
         assert!(summary.keys_changed && summary.settings_changed);
         assert_eq!(summary.to_string(), "keys changed; settings changed");
+        assert_eq!(summarize(&running, &running).to_string(), "nothing changed");
     }
 }
