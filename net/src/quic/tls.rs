@@ -9,8 +9,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// The ALPN protocol id of node-to-node QUIC.
-pub const ALPN: &[u8] = b"triforce/1";
+/// The ALPN protocol id of node-to-node QUIC, which is also the frames' wire version: postcard
+/// carries no field tags, so two versions of a frame misread each other. A node of another
+/// version fails the TLS handshake ("no application protocol") before any frame is read, and
+/// stays offline to this one until both run the same version. Bump it with every change of
+/// `Frame`'s encoding. 2: `TaskFrame.relay` and the typed `Frame::Streamed` head.
+pub const ALPN: &[u8] = b"triforce/2";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
