@@ -15,7 +15,7 @@ use crate::http;
 use crate::load::Submitted;
 use crate::models::LLM_TASK_TYPE;
 use crate::record::{sim_now, FirstToken, SharedLog};
-use crate::world::Load;
+use crate::world::LoadPlan;
 
 /// People chatting at once: twice what one backend's prompt cache keeps
 /// ([`crate::prompt_cache::PROMPTS_KEPT`]) on two hubs, so each hub can keep its share warm
@@ -48,7 +48,13 @@ const WORDS: [&str; 16] = [
 ];
 
 /// Plays every user's conversations until `load.until`.
-pub async fn converse(master: SocketAddr, pool: http::Pool, log: SharedLog, seed: u64, load: Load) {
+pub async fn converse(
+    master: SocketAddr,
+    pool: http::Pool,
+    log: SharedLog,
+    seed: u64,
+    load: LoadPlan,
+) {
     for user in 0..USERS {
         let (pool, log) = (pool.clone(), log.clone());
         let rng = ChaCha8Rng::seed_from_u64(seed ^ user.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -63,7 +69,7 @@ async fn user_chats(
     log: SharedLog,
     user: u64,
     mut rng: ChaCha8Rng,
-    load: Load,
+    load: LoadPlan,
 ) {
     // Users start at different times within the first 20 s.
     tokio::time::sleep(Duration::from_millis(rng.next_u64() % 20_000)).await;
@@ -101,7 +107,7 @@ async fn user_chats(
 }
 
 /// The uncached tokens a completed turn's backend processed, if the backend answered it.
-fn answered_by_backend(answer: &http::Answer) -> Option<u32> {
+fn answered_by_backend(answer: &http::HttpAnswer) -> Option<u32> {
     let outcome: Value = serde_json::from_slice(&answer.body).ok()?;
     let result = &outcome["result"];
     (outcome["status"] == "completed" && result["status"] == 200)

@@ -27,7 +27,7 @@ impl triforce_net::http::Listener for SimTcpListener {
 }
 
 /// An answer: status and body bytes.
-pub struct Answer {
+pub struct HttpAnswer {
     pub status: u16,
     pub body: Bytes,
 }
@@ -70,7 +70,7 @@ pub async fn exchange(
     path: &str,
     headers: &[(&'static str, String)],
     body: Vec<u8>,
-) -> io::Result<Answer> {
+) -> io::Result<HttpAnswer> {
     exchange_in(&Pool::default(), target, method, path, headers, body).await
 }
 
@@ -83,7 +83,7 @@ pub async fn exchange_in(
     path: &str,
     headers: &[(&'static str, String)],
     body: Vec<u8>,
-) -> io::Result<Answer> {
+) -> io::Result<HttpAnswer> {
     let failed = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
     let idle = {
         let mut idle = pool.idle.lock().expect("pool lock");
@@ -127,5 +127,5 @@ pub async fn exchange_in(
         .lock()
         .expect("pool lock")
         .push((sender, answered));
-    Ok(Answer { status, body })
+    Ok(HttpAnswer { status, body })
 }

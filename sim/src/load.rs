@@ -12,7 +12,7 @@ use crate::config_changes::signing_key;
 use crate::http;
 use crate::models::{ASKED, LLM_TASK_TYPE};
 use crate::record::{sim_now, SharedLog};
-use crate::world::Load;
+use crate::world::LoadPlan;
 
 /// Submits a task every `load.every` on average (seeded), each with a fresh id (some for a GPU,
 /// some naming a model for the hubs' backends, the rest chat), plus a burst of `load.burst`
@@ -24,7 +24,7 @@ pub async fn generate_load(
     pool: http::Pool,
     log: SharedLog,
     seed: u64,
-    load: Load,
+    load: LoadPlan,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut n = 0u64;
@@ -126,7 +126,7 @@ impl Submitted {
         master: SocketAddr,
         pool: &http::Pool,
         log: &SharedLog,
-    ) -> Option<http::Answer> {
+    ) -> Option<http::HttpAnswer> {
         let Submitted { task_id, body, .. } = self;
         let headers = http::signed(signing_key(log, "hetzner"), "hetzner", &body);
         let answer =
@@ -150,7 +150,7 @@ impl Submitted {
 
 /// Reads the master's status over HTTP every 30 s while the load runs: it must answer, in the
 /// seed's shape, with the master in it.
-pub async fn read_status(master: SocketAddr, pool: http::Pool, log: SharedLog, load: Load) {
+pub async fn read_status(master: SocketAddr, pool: http::Pool, log: SharedLog, load: LoadPlan) {
     while sim_now() < load.until {
         tokio::time::sleep(Duration::from_secs(30)).await;
         let headers = http::signed(signing_key(&log, "hetzner"), "hetzner", b"");

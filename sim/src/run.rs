@@ -10,7 +10,7 @@ use crate::backend::backend_host;
 use crate::check::Checker;
 use crate::record::FirstToken;
 use crate::scenario::{ConfigState, Conversations, Fault, Scenario};
-use crate::world::{derive_seed, scaled_topology, Load, World};
+use crate::world::{derive_seed, scaled_topology, LoadPlan, World};
 
 /// What to run.
 #[derive(Clone, Copy)]
@@ -74,7 +74,7 @@ impl RunReport {
 fn build_world(config: &RunConfig) -> World {
     let scenario = config.scenario;
     let topology = scaled_topology(config.nodes);
-    let load = Load {
+    let load = LoadPlan {
         every: Duration::from_secs(4),
         until: config.heal_at,
         burst: 80,

@@ -99,7 +99,7 @@ pub fn scaled_topology(nodes: usize) -> Vec<NodeDef> {
 
 /// How the master generates tasks.
 #[derive(Clone, Copy, Debug)]
-pub struct Load {
+pub struct LoadPlan {
     /// Mean time between submissions.
     pub every: Duration,
     /// No submissions after this simulated time.
@@ -131,7 +131,7 @@ impl World {
         seed: u64,
         tick: Duration,
         builder: impl FnOnce(&mut turmoil::Builder),
-        load: Load,
+        load: LoadPlan,
         affinity: bool,
     ) -> Self {
         let mut config = turmoil::Builder::new();
@@ -222,7 +222,7 @@ struct Host {
 
 /// One incarnation of a host: its node on turmoil's UDP, seeded by the host's name and how
 /// many times it has started, and on the master the load, on `backup` the adversary.
-async fn run_host(host: Host, seed: u64, load: Load) -> turmoil::Result {
+async fn run_host(host: Host, seed: u64, load: LoadPlan) -> turmoil::Result {
     let Host {
         def,
         log,

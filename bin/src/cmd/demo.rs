@@ -103,7 +103,7 @@ const DEMO_KEY: &str = "tf-demo-key";
 const TOKENS: u32 = 8;
 const TOKEN_GAP_MS: u64 = 40;
 
-struct Running {
+struct RunningNode {
     node: Node,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     ingress: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -354,7 +354,7 @@ fn demo_client(dir: &Path, port: u16) -> Result<SignedClient> {
     )?)
 }
 
-async fn start(dir: &Path, id: &str) -> Result<Running> {
+async fn start(dir: &Path, id: &str) -> Result<RunningNode> {
     let config = NodeConfig::load(&dir.join(id), id, None)?;
     let addr = SocketAddr::new(config.my_ip(), config.my_spec().port);
     let (udp, tcp) = bind(addr).await?;
@@ -378,7 +378,7 @@ async fn start(dir: &Path, id: &str) -> Result<Running> {
             None,
         ))
     });
-    Ok(Running {
+    Ok(RunningNode {
         node,
         http,
         ingress,
@@ -386,7 +386,7 @@ async fn start(dir: &Path, id: &str) -> Result<Running> {
 }
 
 /// A restarted node may find its port held for a moment by the old sockets' last packets.
-async fn start_retrying(dir: &Path, id: &str) -> Result<Running> {
+async fn start_retrying(dir: &Path, id: &str) -> Result<RunningNode> {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         match start(dir, id).await {
@@ -400,7 +400,7 @@ async fn start_retrying(dir: &Path, id: &str) -> Result<Running> {
     }
 }
 
-async fn stop(running: Running) {
+async fn stop(running: RunningNode) {
     running.node.shutdown(Duration::ZERO).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), running.http).await;
     if let Some(ingress) = running.ingress {

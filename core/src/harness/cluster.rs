@@ -57,7 +57,7 @@ pub struct TaskRecord {
 
 /// A task running on a node: when it finishes, and for whom.
 #[derive(Clone, Copy, Debug)]
-struct Running {
+struct RunningTask {
     task: u64,
     origin: usize,
 }
@@ -70,7 +70,7 @@ struct SimNode {
     routing: BTreeMap<u64, (TaskHandle, Instant)>,
     handles: BTreeMap<TaskHandle, u64>,
     /// Tasks executing here, by (finish time, harness number).
-    running: BTreeMap<(Instant, u64), Running>,
+    running: BTreeMap<(Instant, u64), RunningTask>,
     next_submit: Option<Instant>,
 }
 
@@ -412,7 +412,7 @@ impl Cluster {
                     let run = Duration::from_millis(TASK_MS_MIN + self.rng.next_u64() % span);
                     self.nodes[to]
                         .running
-                        .insert((now + run, task), Running { task, origin: from });
+                        .insert((now + run, task), RunningTask { task, origin: from });
                     self.send(Message::Accepted {
                         from: to,
                         to: from,
