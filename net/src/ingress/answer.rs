@@ -10,7 +10,7 @@ use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 use triforce_core::translate::StreamBreak;
 
-use super::shape::{Dialect, IngressError};
+use super::shape::{Dialect, DoorCode, IngressError};
 use crate::exec::{AnswerStream, RelayAnswer, StreamHead, WHOLE_ANSWER_MAX};
 use crate::http::streamed_response;
 use crate::node::Submitted;
@@ -38,13 +38,13 @@ pub(super) async fn answer(
                 Verdict::TooLarge | Verdict::AnswerTooLarge => IngressError::new(
                     api,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    DoorCode::TooLarge,
                     "the request or its answer is larger than the federation carries (limits.body_bytes_max)",
                 ),
                 _ => IngressError::new(
                     api,
                     StatusCode::BAD_GATEWAY,
-                    "backend_error",
+                    DoorCode::BackendError,
                     format!("the backend failed to answer (request {request_id})"),
                 ),
             })
@@ -108,7 +108,7 @@ async fn whole_response(
         IngressError::new(
             api,
             StatusCode::BAD_GATEWAY,
-            "backend_error",
+            DoorCode::BackendError,
             format!("the backend's answer broke off before its end (request {request_id})"),
         )
     };
@@ -146,20 +146,20 @@ fn unserved(
         Verdict::NoNodeHasModel => IngressError::new(
             api,
             StatusCode::NOT_FOUND,
-            "model_not_found",
+            DoorCode::ModelNotFound,
             format!("the model {model:?} is not available on any online node"),
         ),
         Verdict::BackendsDown => IngressError::new(
             api,
             StatusCode::SERVICE_UNAVAILABLE,
-            "backends_down",
+            DoorCode::BackendsDown,
             format!("every backend with the model {model:?} is down; try again shortly"),
         ),
         // Its clients know 503 "no backend", not the seed API's 422.
         Verdict::NoNodeRunsType => IngressError::new(
             api,
             StatusCode::SERVICE_UNAVAILABLE,
-            "no_backend_available",
+            DoorCode::NoBackendAvailable,
             format!("no online node serves {task_type} requests"),
         ),
         _ => {
@@ -171,7 +171,7 @@ fn unserved(
             IngressError::new(
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no_backend_available",
+                DoorCode::NoBackendAvailable,
                 format!(
                     "no node could serve the request; try again shortly (request {request_id})"
                 ),

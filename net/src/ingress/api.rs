@@ -25,7 +25,7 @@ use triforce_core::usage::asking_for_usage;
 
 use super::keys::KeyCheck;
 use super::limits::KeyLimits;
-use super::shape::{Dialect, IngressError};
+use super::shape::{Dialect, DoorCode, IngressError};
 use super::sharing;
 use crate::http::body::{read_bounded, BodyLimits};
 use crate::node::Node;
@@ -201,14 +201,14 @@ async fn relay_post(
         IngressError::new(
             api,
             rejection.status(),
-            "invalid_body",
+            DoorCode::InvalidBody,
             rejection.body_text(),
         )
     })?;
     let fields = read_door_fields(&body).map_err(|e| {
         let code = match e {
-            FieldError::NotJson(_) | FieldError::NotObject => "invalid_json",
-            _ => "ambiguous_field",
+            FieldError::NotJson(_) | FieldError::NotObject => DoorCode::InvalidJson,
+            _ => DoorCode::AmbiguousField,
         };
         IngressError::new(api, StatusCode::BAD_REQUEST, code, e.to_string())
     })?;
@@ -228,7 +228,12 @@ async fn relay_post(
     let body = asked.as_deref().unwrap_or(&body);
     // Checked once (valid JSON, not too deep), then carried as written: never re-encoded.
     let body = RawJson::parse(body).map_err(|e| {
-        IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+        IngressError::new(
+            api,
+            StatusCode::BAD_REQUEST,
+            DoorCode::InvalidJson,
+            e.to_string(),
+        )
     })?;
     let unix_s = ingress.node.shared.clock.unix_s();
     let admitted = sharing::admit(&ingress.limits, ingress.usage.as_ref(), api, &key, unix_s)?;
@@ -269,7 +274,7 @@ fn allowed_model(
         return Err(IngressError::new(
             api,
             StatusCode::BAD_REQUEST,
-            "missing_model",
+            DoorCode::MissingModel,
             "you must provide a model parameter (a non-empty string)",
         ));
     };
@@ -277,7 +282,7 @@ fn allowed_model(
         return Err(IngressError::new(
             api,
             StatusCode::FORBIDDEN,
-            "model_not_allowed",
+            DoorCode::ModelNotAllowed,
             format!("key {:?} may not use model {model:?}", key.name),
         ));
     }
@@ -369,7 +374,12 @@ async fn show_model(
 ) -> Result<Response, IngressError> {
     let api = Dialect::Ollama;
     let request: ShowRequest = serde_json::from_slice(&body).map_err(|e| {
-        IngressError::new(api, StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+        IngressError::new(
+            api,
+            StatusCode::BAD_REQUEST,
+            DoorCode::InvalidJson,
+            e.to_string(),
+        )
     })?;
     let model = allowed_model(api, &key, request.model.or(request.name))?;
     let served = ingress
@@ -381,7 +391,7 @@ async fn show_model(
         return Err(IngressError::new(
             api,
             StatusCode::NOT_FOUND,
-            "model_not_found",
+            DoorCode::ModelNotFound,
             format!("model '{model}' not found"),
         ));
     };
@@ -430,7 +440,7 @@ async fn submit(
         IngressError::new(
             api,
             StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
+            DoorCode::Timeout,
             format!(
                 "no answer started within {} ms (ingress.first_byte_timeout_ms)",
                 limit.as_millis()
@@ -449,7 +459,7 @@ async fn dashboard_state(
         return Err(IngressError::new(
             Dialect::OpenAi,
             StatusCode::FORBIDDEN,
-            "dashboard_not_allowed",
+            DoorCode::DashboardNotAllowed,
             format!(
                 "key {:?} may not read the dashboard (make one with `triforce apikey add --dashboard`)",
                 key.name
@@ -469,7 +479,7 @@ async fn not_found(uri: Uri) -> IngressError {
     IngressError::new(
         api,
         StatusCode::NOT_FOUND,
-        "unknown_endpoint",
+        DoorCode::UnknownEndpoint,
         format!(
             "no endpoint {}; this door serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /v1/embeddings, /v1/models, /api/chat, /api/generate, /api/embed, /api/tags, /api/ps, /api/show, /api/version",
             uri.path()

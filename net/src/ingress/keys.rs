@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 use triforce_core::config::{key_hash, ApiKey, ApiKeys};
 
-use super::shape::{Dialect, IngressError};
+use super::shape::{Dialect, DoorCode, IngressError};
 use crate::load::{read_key_file, LoadError, NodeConfig};
 
 /// The API keys file of `config`'s ingress: it must exist and be readable by its owner only.
@@ -78,7 +78,7 @@ impl KeyCheck {
                 IngressError::new(
                     api,
                     StatusCode::UNAUTHORIZED,
-                    "missing_api_key",
+                    DoorCode::MissingApiKey,
                     "no API key: send the header Authorization: Bearer KEY, or x-api-key: KEY (keys come from `triforce apikey add`)",
                 )
             })?;
@@ -87,7 +87,7 @@ impl KeyCheck {
             IngressError::new(
                 api,
                 StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
+                DoorCode::InvalidApiKey,
                 "the API key is not known to this node",
             )
         })?;
@@ -95,7 +95,7 @@ impl KeyCheck {
             return Err(IngressError::new(
                 api,
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
+                DoorCode::RateLimitExceeded,
                 format!(
                     "key {:?} is limited to {} requests per minute",
                     key.name, key.requests_per_minute

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use tokio::time::Instant;
 use triforce_core::config::ApiKey;
 
-use super::shape::{Dialect, IngressError};
+use super::shape::{Dialect, DoorCode, IngressError};
 use crate::usage::Spent;
 
 /// Every key's in-flight count and token bucket.
@@ -96,7 +96,7 @@ impl KeyLimits {
                 let wait = (1.0 - state.tokens) * 60.0 / rate;
                 return Err(too_many(
                     api,
-                    "tokens_per_minute_exceeded",
+                    DoorCode::TokensPerMinuteExceeded,
                     format!(
                         "key {:?} is limited to {} tokens per minute",
                         key.name, key.tokens_per_minute
@@ -111,7 +111,7 @@ impl KeyLimits {
         if key.concurrent_max > 0 && state.in_flight >= key.concurrent_max {
             return Err(too_many(
                 api,
-                "concurrency_limit_exceeded",
+                DoorCode::ConcurrencyLimitExceeded,
                 format!(
                     "key {:?} may have {} requests in flight at once",
                     key.name, key.concurrent_max
@@ -134,7 +134,7 @@ fn budget_left(api: Dialect, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<
     if key.tokens_per_month > 0 && spent.month >= key.tokens_per_month {
         return Err(too_many(
             api,
-            "monthly_budget_exceeded",
+            DoorCode::MonthlyBudgetExceeded,
             format!(
                 "key {:?} has used its {} tokens for this month (UTC)",
                 key.name, key.tokens_per_month
@@ -145,7 +145,7 @@ fn budget_left(api: Dialect, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<
     if key.tokens_per_day > 0 && spent.day >= key.tokens_per_day {
         return Err(too_many(
             api,
-            "daily_budget_exceeded",
+            DoorCode::DailyBudgetExceeded,
             format!(
                 "key {:?} has used its {} tokens for today (UTC)",
                 key.name, key.tokens_per_day
@@ -156,7 +156,7 @@ fn budget_left(api: Dialect, key: &ApiKey, spent: Spent, unix_s: u64) -> Result<
     Ok(())
 }
 
-fn too_many(api: Dialect, code: &'static str, message: String, retry_after_s: u64) -> IngressError {
+fn too_many(api: Dialect, code: DoorCode, message: String, retry_after_s: u64) -> IngressError {
     IngressError::new(api, StatusCode::TOO_MANY_REQUESTS, code, message)
         .with_retry_after(retry_after_s)
 }
@@ -214,7 +214,7 @@ mod tests {
             (refused.status, refused.code, refused.retry_after),
             (
                 StatusCode::TOO_MANY_REQUESTS,
-                "concurrency_limit_exceeded",
+                DoorCode::ConcurrencyLimitExceeded,
                 Some(1)
             )
         );
@@ -243,7 +243,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (refused.code, refused.retry_after),
-            ("tokens_per_minute_exceeded", Some(31))
+            (DoorCode::TokensPerMinuteExceeded, Some(31))
         );
         tokio::time::advance(std::time::Duration::from_secs(31)).await;
         assert!(limits
@@ -282,7 +282,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (day.code, day.retry_after),
-            ("daily_budget_exceeded", Some(12 * 3600))
+            (DoorCode::DailyBudgetExceeded, Some(12 * 3600))
         );
         let month = budget_left(
             Dialect::OpenAi,
@@ -295,6 +295,6 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert_eq!(month.code, "monthly_budget_exceeded");
+        assert_eq!(month.code, DoorCode::MonthlyBudgetExceeded);
     }
 }

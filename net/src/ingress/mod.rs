@@ -10,6 +10,7 @@
 
 mod answer;
 mod api;
+mod error_code;
 mod keys;
 pub mod limits;
 mod server;

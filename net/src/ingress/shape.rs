@@ -8,13 +8,15 @@ use serde_json::json;
 
 pub use triforce_core::relay::Dialect;
 
+pub use super::error_code::DoorCode;
+
 /// An error answered to a client, in its API's shape.
 #[derive(Debug)]
 pub struct IngressError {
     pub api: Dialect,
     pub status: StatusCode,
     /// OpenAI's `code`: stable, for programs.
-    pub code: &'static str,
+    pub code: DoorCode,
     pub message: String,
     /// Seconds after which the same request may succeed (`Retry-After`), for a limit.
     pub retry_after: Option<u64>,
@@ -24,7 +26,7 @@ impl IngressError {
     pub fn new(
         api: Dialect,
         status: StatusCode,
-        code: &'static str,
+        code: DoorCode,
         message: impl Into<String>,
     ) -> Self {
         IngressError {
@@ -74,7 +76,7 @@ impl IntoResponse for IngressError {
         let body = match self.api {
             Dialect::OpenAi => {
                 json!({"error": {"message": self.message, "type": openai_type(self.status),
-                                            "param": null, "code": self.code}})
+                                            "param": null, "code": self.code.as_str()}})
             }
             Dialect::Ollama => json!({"error": self.message}),
             Dialect::Anthropic => json!({"type": "error",

@@ -13,7 +13,7 @@ use triforce_core::relay::RESPONSES_PATH;
 use triforce_core::usage::Framing;
 
 use super::limits::{Admitted, KeyLimits};
-use super::shape::{Dialect, IngressError};
+use super::shape::{Dialect, DoorCode, IngressError};
 use crate::usage::{Account, MeteredBody, Spent, UsageMeter};
 
 /// `body` under `key`'s cap on completion tokens (`max_tokens`): a request asking for more is
@@ -43,7 +43,7 @@ pub(super) fn capped<'a>(
         return Err(IngressError::new(
             api,
             StatusCode::BAD_REQUEST,
-            "max_tokens_over_cap",
+            DoorCode::MaxTokensOverCap,
             format!(
                 "key {:?} may ask for at most {cap} completion tokens per request; this one asks for {asked}",
                 key.name
@@ -76,7 +76,7 @@ pub(super) fn admit(
             IngressError::new(
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "usage_unavailable",
+                DoorCode::UsageUnavailable,
                 "the door cannot read this key's budget now; try again shortly",
             )
             .with_retry_after(5)
