@@ -205,6 +205,39 @@ fn release_handle(log: &crate::record::SharedLog, node: &str) {
     log.lock().expect("log lock").nodes.remove(&id);
 }
 
+/// A fault of a hub's backend host (the hub itself runs on), and its record for the
+/// backend-health invariant.
+fn apply_backend_fault(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
+    let sim = &mut world.sim;
+    let now = sim.elapsed();
+    let mut log = world.log.lock().expect("log lock");
+    let faults = &mut log.backend_faults;
+    match fault {
+        Fault::BackendDown(node) => {
+            let backend = backend_host(node);
+            sim.crash(backend.as_str());
+            crashed.push(backend);
+            faults.began(node, now);
+        }
+        Fault::BackendUp(node) => {
+            let backend = backend_host(node);
+            sim.bounce(backend.as_str());
+            crashed.retain(|n| *n != backend);
+            faults.ended(node, now);
+        }
+        Fault::BackendHang(node) => {
+            sim.hold(node.as_str(), backend_host(node).as_str());
+            faults.began(node, now);
+        }
+        Fault::BackendRelease(node) => {
+            sim.release(node.as_str(), backend_host(node).as_str());
+            faults.ended(node, now);
+        }
+        Fault::BackendStall(node) => faults.stall_next(node),
+        _ => unreachable!("not a backend fault: {fault:?}"),
+    }
+}
+
 fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
     let sim = &mut world.sim;
     match fault {
@@ -235,52 +268,11 @@ fn apply(world: &mut World, fault: &Fault, crashed: &mut Vec<String>) {
         Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
         Fault::Latency(a, b, latency) => sim.set_link_latency(a.as_str(), b.as_str(), *latency),
-        Fault::BackendDown(node) => {
-            let backend = backend_host(node);
-            sim.crash(backend.as_str());
-            crashed.push(backend);
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .backend_faults
-                .began(node, sim.elapsed());
-        }
-        Fault::BackendUp(node) => {
-            let backend = backend_host(node);
-            sim.bounce(backend.as_str());
-            crashed.retain(|n| *n != backend);
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .backend_faults
-                .ended(node, sim.elapsed());
-        }
-        Fault::BackendHang(node) => {
-            sim.hold(node.as_str(), backend_host(node).as_str());
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .backend_faults
-                .began(node, sim.elapsed());
-        }
-        Fault::BackendRelease(node) => {
-            sim.release(node.as_str(), backend_host(node).as_str());
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .backend_faults
-                .ended(node, sim.elapsed());
-        }
-        Fault::BackendStall(node) => world
-            .log
-            .lock()
-            .expect("log lock")
-            .backend_faults
-            .stall_next(node),
+        Fault::BackendDown(_)
+        | Fault::BackendUp(_)
+        | Fault::BackendHang(_)
+        | Fault::BackendRelease(_)
+        | Fault::BackendStall(_) => apply_backend_fault(world, fault, crashed),
         Fault::Models(node, models) => {
             let mut log = world.log.lock().expect("log lock");
             log.trace(format!(
