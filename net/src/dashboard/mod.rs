@@ -29,7 +29,7 @@ pub async fn page() -> Response {
 /// Everything the page shows, in one answer: the seed's status, the feeds, and how often to
 /// ask again.
 pub fn state_json(node: &Node) -> serde_json::Value {
-    let (tasks, events) = node.shared.journal.snapshot();
+    let (tasks, events) = node.shared.telemetry.journal.snapshot();
     let heartbeat_ms = node.config().settings.timing.heartbeat_interval_ms;
     let unix_s = node.shared.clock.unix_s();
     json!({

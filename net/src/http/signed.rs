@@ -60,6 +60,7 @@ pub(super) fn remember(
     let now = node.shared.clock.unix_s();
     let remembered = node
         .shared
+        .auth
         .replay
         .lock()
         .expect("no code panics while holding the replay lock")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Shared;
 
 pub async fn run(shared: Arc<Shared>) {
-    let mut stopped = shared.shutdown.subscribe();
+    let mut stopped = shared.life.shutdown.subscribe();
     let interval = Duration::from_millis(shared.config().settings.timing.backend_probe_interval_ms);
     let probes = shared.runner.probe_backends(interval);
     tokio::pin!(probes);

@@ -26,7 +26,7 @@ struct Answered {
 
 pub async fn run(shared: Arc<Shared>) {
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Answered>();
-    let mut stopped = shared.shutdown.subscribe();
+    let mut stopped = shared.life.shutdown.subscribe();
     loop {
         let deadline = {
             let now = shared.clock.now();
@@ -36,7 +36,7 @@ pub async fn run(shared: Arc<Shared>) {
                 tokio::spawn(send_probe(shared.clone(), probe, answers_tx.clone()));
             }
             while let Some(event) = federation.poll_membership_event() {
-                if let Some(observer) = &shared.observer {
+                if let Some(observer) = &shared.telemetry.observer {
                     observer.membership(now, &event);
                 }
                 report(&shared, event);
@@ -55,7 +55,7 @@ pub async fn run(shared: Arc<Shared>) {
                 let mut federation = shared.federation();
                 federation.handle_heartbeat_answer(now, &answer.peer, answer.seq, answer.load, answer.rtt, answer.capabilities);
                 while let Some(event) = federation.poll_membership_event() {
-                    if let Some(observer) = &shared.observer {
+                    if let Some(observer) = &shared.telemetry.observer {
                         observer.membership(now, &event);
                     }
                     report(&shared, event);
@@ -134,7 +134,7 @@ async fn exchange(shared: &Shared, probe: &Probe) -> Result<Answered, String> {
 
 fn report(shared: &Shared, event: MembershipEvent) {
     journal(shared, &event);
-    let metrics = &shared.metrics;
+    let metrics = &shared.telemetry.metrics;
     match event {
         MembershipEvent::NodeOnline { node } => {
             tracing::info!(peer = %node, "peer online");
@@ -192,7 +192,7 @@ fn journal(shared: &Shared, event: &MembershipEvent) {
         MembershipEvent::NodeJoined { node } => (node, "joined", None),
         MembershipEvent::NodeLeft { node } => (node, "left", None),
     };
-    shared.journal.event(EventEntry {
+    shared.telemetry.journal.event(EventEntry {
         seq: 0,
         unix_s: shared.clock.unix_s(),
         node: node.to_string(),

@@ -157,7 +157,7 @@ impl Node {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+        &self.shared.telemetry.metrics
     }
 
     /// Every model an online node's healthy backend serves, with those nodes' ids.
@@ -198,6 +198,7 @@ impl Node {
         // Results still on their way to the peers that asked for them go out before QUIC closes.
         while self
             .shared
+            .life
             .task_streams
             .load(std::sync::atomic::Ordering::SeqCst)
             > 0
@@ -208,14 +209,14 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = self.shared.shutdown.send(true);
+        let _ = self.shared.life.shutdown.send(true);
         self.shared.endpoint.close(0u32.into(), b"shutting down");
         drained
     }
 
     /// Resolves when [`Self::shutdown`] has been called.
     pub async fn stopped(&self) {
-        let mut rx = self.shared.shutdown.subscribe();
+        let mut rx = self.shared.life.shutdown.subscribe();
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
 }

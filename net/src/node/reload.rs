@@ -116,7 +116,12 @@ impl Node {
         let label = OutcomeLabel {
             outcome: outcome.into(),
         };
-        self.shared.metrics.reloads.get_or_create(&label).inc();
+        self.shared
+            .telemetry
+            .metrics
+            .reloads
+            .get_or_create(&label)
+            .inc();
     }
 
     /// Applies `config` (loaded and checked by the caller from the same directory) to the
@@ -124,7 +129,7 @@ impl Node {
     /// finish under the settings they started with.
     pub async fn reload(&self, config: NodeConfig) -> Result<ReloadSummary, ReloadError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.reloading.lock().await;
+        let _one_at_a_time = shared.life.reloading.lock().await;
         let running = shared.config();
         let outcome = restart_needed(
             (running.my_spec(), &running.settings),

@@ -46,6 +46,7 @@ impl Drop for Routing<'_> {
         self.shared.federation().handle_task_dropped(self.handle);
         let task = self.task;
         self.shared
+            .telemetry
             .metrics
             .tasks
             .get_or_create(&TaskLabels {
@@ -168,15 +169,15 @@ impl Node {
         let shared = &self.shared;
         match action {
             TaskAction::Selected { order, gpu_online } => {
-                if let Some(observer) = &shared.observer {
+                if let Some(observer) = &shared.telemetry.observer {
                     observer.selected(&task.task_id, &task.task_type, gpu_online, &order);
                 }
             }
             TaskAction::Dispatch { node, attempt } => {
                 if attempt > 1 {
-                    shared.metrics.failovers.inc();
+                    shared.telemetry.metrics.failovers.inc();
                 }
-                if let Some(observer) = &shared.observer {
+                if let Some(observer) = &shared.telemetry.observer {
                     observer.dispatched(&task.task_id, &node, attempt);
                 }
                 let sink = attempts.sink().clone();
@@ -370,7 +371,7 @@ fn journal(
             None => a.node.to_string(),
         })
         .collect();
-    shared.journal.task(TaskEntry {
+    shared.telemetry.journal.task(TaskEntry {
         seq: 0,
         unix_s: shared.clock.unix_s(),
         task_type: type_label,
@@ -382,7 +383,7 @@ fn journal(
 }
 
 fn record(shared: &Shared, task: &TaskRequest, type_label: &str, outcome: &TaskOutcome) {
-    let metrics = &shared.metrics;
+    let metrics = &shared.telemetry.metrics;
     metrics
         .tasks
         .get_or_create(&TaskLabels {

@@ -22,7 +22,7 @@ const UNPROVED_PER_NODE: usize = 2;
 const UNPROVED_SPARE: usize = 4;
 
 pub async fn run(shared: Arc<Shared>) {
-    let mut stopped = shared.shutdown.subscribe();
+    let mut stopped = shared.life.shutdown.subscribe();
     let unproved = Arc::new(Semaphore::new(
         shared.config().federation.nodes.len() * UNPROVED_PER_NODE + UNPROVED_SPARE,
     ));
@@ -85,7 +85,7 @@ async fn serve_peer(
     proof: ProofRecord,
     connection: quinn::Connection,
 ) {
-    let mut reloads = shared.generation.subscribe();
+    let mut reloads = shared.life.generation.subscribe();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -205,7 +205,7 @@ async fn serve_stream(
             }
         }
         Frame::Task(task) => {
-            serving = Some(StreamGuard::new(&shared.task_streams));
+            serving = Some(StreamGuard::new(&shared.life.task_streams));
             let mut reports = Reports::new(
                 start_task(shared, task),
                 shared.progress_interval(),

@@ -26,6 +26,9 @@ const ACCEPT_GRACE_MAX: Duration = Duration::from_millis(5);
 /// Room in a frame for what surrounds a body: ids, type, priority, an error message.
 const FRAME_ENVELOPE_BYTES_MAX: usize = 4096;
 
+/// What a node's loops share, grouped by what each part serves: routing (the federation
+/// machine), authentication, telemetry and the node's life (config generations, drain,
+/// shutdown); the runner, the peers and the QUIC endpoint beside them.
 pub struct Shared {
     /// This node's id, which no reload changes.
     pub me: triforce_core::node::NodeId,
@@ -35,9 +38,42 @@ pub struct Shared {
     /// Held only briefly: no lock is kept across an await, and nothing expensive (a MAC, a
     /// JSON parse) runs under it.
     federation: Mutex<Federation>,
+    /// Wakes the heartbeat driver when membership has new work outside its own timers.
+    pub membership_changed: Notify,
+    pub auth: Auth,
+    pub telemetry: Telemetry,
+    pub life: Lifecycle,
+    /// The door's API keys, once its router is built; a reload replaces them.
+    pub door_keys: std::sync::OnceLock<Arc<dyn super::ReloadedPart>>,
+    /// The door's usage meter, once its router is built with one: read by the signed usage
+    /// route, so `triforce usage --all` can ask every door.
+    pub usage: std::sync::OnceLock<Arc<crate::usage::UsageMeter>>,
+    pub runner: Arc<Runner>,
+    pub peers: Arc<Peers>,
+    pub endpoint: quinn::Endpoint,
+}
+
+/// Who may talk to the node: the signature check and what it remembers.
+pub struct Auth {
     /// Checks signatures without a lock: the MAC over a body runs in the request's own task.
     /// A reload swaps in another (new keys, new node addresses).
     authenticator: ArcSwap<Authenticator>,
+    /// Held only for the insert of an authenticated request.
+    pub replay: Mutex<ReplayCache>,
+    /// Limits the log lines of refused requests and peers, per reason.
+    pub refusal_log: LogLimiter,
+}
+
+/// What the node tells about itself: metrics, the dashboard's journal, the observer.
+pub struct Telemetry {
+    pub metrics: Metrics,
+    /// Recent task outcomes and membership events, for the dashboard.
+    pub journal: super::Journal,
+    pub observer: Option<Arc<dyn super::Observer>>,
+}
+
+/// The node's life: reloads, drain and shutdown.
+pub struct Lifecycle {
     /// Counts reloads applied; connections served from peers watch it to check that their
     /// peer is still configured and its proof still holds.
     pub generation: watch::Sender<u64>,
@@ -46,25 +82,7 @@ pub struct Shared {
     /// Peers that got a heartbeat answer saying this node drains, so a stopping node knows
     /// when every peer has stopped sending it work.
     pub told_draining: Mutex<std::collections::BTreeSet<triforce_core::node::NodeId>>,
-    /// The door's API keys, once its router is built; a reload replaces them.
-    pub door_keys: std::sync::OnceLock<Arc<dyn super::ReloadedPart>>,
-    /// The door's usage meter, once its router is built with one: read by the signed usage
-    /// route, so `triforce usage --all` can ask every door.
-    pub usage: std::sync::OnceLock<Arc<crate::usage::UsageMeter>>,
-    /// Held only for the insert of an authenticated request.
-    pub replay: Mutex<ReplayCache>,
-    /// Limits the log lines of refused requests and peers, per reason.
-    pub refusal_log: LogLimiter,
-    /// Recent task outcomes and membership events, for the dashboard.
-    pub journal: super::Journal,
-    pub runner: Arc<Runner>,
-    pub peers: Arc<Peers>,
-    pub endpoint: quinn::Endpoint,
-    pub metrics: Metrics,
     pub shutdown: watch::Sender<bool>,
-    /// Wakes the heartbeat driver when membership has new work outside its own timers.
-    pub membership_changed: Notify,
-    pub observer: Option<Arc<dyn super::Observer>>,
     /// Task streams from peers still being answered; shutdown waits for them to deliver.
     pub task_streams: std::sync::atomic::AtomicUsize,
 }
@@ -96,25 +114,31 @@ impl Shared {
         Shared {
             me: config.me.clone(),
             federation: Mutex::new(federation),
-            authenticator: ArcSwap::from_pointee(authenticator),
-            generation: watch::Sender::new(0),
-            reloading: tokio::sync::Mutex::new(()),
+            membership_changed,
+            auth: Auth {
+                authenticator: ArcSwap::from_pointee(authenticator),
+                replay: Mutex::new(replay),
+                refusal_log: LogLimiter::default(),
+            },
+            telemetry: Telemetry {
+                metrics,
+                journal: super::Journal::default(),
+                observer,
+            },
+            life: Lifecycle {
+                generation: watch::Sender::new(0),
+                reloading: tokio::sync::Mutex::new(()),
+                told_draining: Mutex::new(std::collections::BTreeSet::new()),
+                shutdown,
+                task_streams: std::sync::atomic::AtomicUsize::new(0),
+            },
             door_keys: std::sync::OnceLock::new(),
             usage: std::sync::OnceLock::new(),
-            told_draining: Mutex::new(std::collections::BTreeSet::new()),
-            replay: Mutex::new(replay),
-            refusal_log: LogLimiter::default(),
-            journal: super::Journal::default(),
             config: ArcSwap::from_pointee(config),
             clock,
             runner,
             peers,
             endpoint,
-            metrics,
-            shutdown,
-            membership_changed,
-            observer,
-            task_streams: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -125,7 +149,7 @@ impl Shared {
 
     /// The signature checker as of the last reload.
     pub fn authenticator(&self) -> Arc<Authenticator> {
-        self.authenticator.load_full()
+        self.auth.authenticator.load_full()
     }
 
     /// Replaces the config and the signature checker together with a reload's; the replay
@@ -133,17 +157,21 @@ impl Shared {
     pub(super) fn replace_config(&self, config: NodeConfig) {
         let (authenticator, _) = verifier(&config).into_parts();
         let signers = authenticator.signer_count();
-        self.authenticator.store(Arc::new(authenticator));
-        self.replay
+        self.auth.authenticator.store(Arc::new(authenticator));
+        self.auth
+            .replay
             .lock()
             .expect("no code panics holding the replay lock")
             .reshare(signers);
         self.config.store(Arc::new(config));
-        self.generation.send_modify(|generation| *generation += 1);
+        self.life
+            .generation
+            .send_modify(|generation| *generation += 1);
     }
 
     pub(super) fn told_draining(&self, peer: &triforce_core::node::NodeId) {
-        self.told_draining
+        self.life
+            .told_draining
             .lock()
             .expect("no code panics holding the draining lock")
             .insert(peer.clone());
@@ -152,6 +180,7 @@ impl Shared {
     /// Whether every peer this node sees online has been told that it drains.
     pub(super) fn every_peer_told_draining(&self) -> bool {
         let told = self
+            .life
             .told_draining
             .lock()
             .expect("no code panics holding the draining lock")
@@ -201,7 +230,7 @@ impl Shared {
     /// Runs `log` for a refusal of kind `reason` unless that reason has logged its share of
     /// lines lately; a line that follows held-back ones says how many.
     pub fn refusal(&self, reason: &'static str, log: impl FnOnce()) {
-        if let Some(suppressed) = self.refusal_log.admit(reason, self.clock.now()) {
+        if let Some(suppressed) = self.auth.refusal_log.admit(reason, self.clock.now()) {
             if suppressed > 0 {
                 tracing::warn!(reason, suppressed, "refusals not logged (see the metrics)");
             }
@@ -212,7 +241,8 @@ impl Shared {
     /// Counts a connection turned away for `reason` (see [`crate::metrics::refusal`]) and logs
     /// it within the per-reason budget.
     pub fn refuse_connection(&self, reason: &'static str, log: impl FnOnce()) {
-        self.metrics
+        self.telemetry
+            .metrics
             .connection_refusals
             .get_or_create(&crate::metrics::ReasonLabel {
                 reason: reason.into(),
