@@ -86,16 +86,8 @@ fn put(object: &mut Map<String, Value>, name: &str, value: Option<Value>) {
 
 impl Conversation {
     fn ollama(&self) -> Value {
-        let mut messages: Vec<Value> = self
-            .system
-            .iter()
-            .map(|s| json!({"role": "system", "content": s}))
-            .collect();
-        messages.extend(
-            self.turns
-                .iter()
-                .map(|(user, text)| json!({"role": role(*user), "content": text})),
-        );
+        // Plain-text messages look the same in Ollama's chat and in Chat Completions.
+        let messages = self.chat_messages();
         let mut options = Map::new();
         put(
             &mut options,
