@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::StatusCode;
@@ -17,6 +18,7 @@ use triforce_core::node::NodeId;
 use triforce_net::exec::{Dial, Dialing, Stream};
 
 use crate::backend_health::STALL;
+use crate::backend_stream::{self, StreamFraming, StreamPlan};
 use crate::prompt_cache::{first_token_time, Message, PromptCache};
 use crate::record::{sim_now, SharedLog};
 
@@ -35,7 +37,8 @@ pub fn backend_host(node: &str) -> String {
 /// `ms` and answers `{"backend", "model", "slept_ms"}`; for one it does not, 404, as Ollama does.
 /// A chat with `messages` first processes its prompt through the host's [`PromptCache`] (lost
 /// when the host crashes, as a restarted server's is), and says how long that took
-/// (`first_token_ms`, `uncached_tokens`).
+/// (`first_token_ms`, `uncached_tokens`). A chat with `"stream": true` and a `stream_id` is
+/// answered as OpenAI's event stream instead ([`backend_stream`]).
 pub async fn serve_backend(host: String, node: NodeId, log: SharedLog) -> turmoil::Result {
     let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), BACKEND_PORT);
     let listener = turmoil::net::TcpListener::bind(any).await?;
@@ -58,6 +61,13 @@ pub async fn serve_backend(host: String, node: NodeId, log: SharedLog) -> turmoi
     }
 }
 
+/// A backend's answer: whole, or streamed chunk by chunk.
+type AnswerBody = BoxBody<Bytes, Infallible>;
+
+fn whole(answer: Value) -> AnswerBody {
+    Full::new(Bytes::from(answer.to_string())).boxed()
+}
+
 #[derive(Clone)]
 struct Backend {
     host: String,
@@ -67,47 +77,67 @@ struct Backend {
 }
 
 impl Backend {
-    async fn answer(self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    async fn answer(self, request: Request<Incoming>) -> Result<Response<AnswerBody>, Infallible> {
         let path = request.uri().path().to_string();
         let body = match request.into_body().collect().await {
             Ok(body) => body.to_bytes(),
             Err(_) => Bytes::new(),
         };
         let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
-        let ms = payload["ms"].as_u64().unwrap_or(0);
         self.stall_if_asked(&path).await;
         let answer = match path.as_str() {
             "/api/tags" => json!({ "models": self.models_named() }),
             "/api/ps" => json!({ "models": self.models_named().get(..1) }),
-            "/v1/chat/completions" => {
-                let model = payload["model"].as_str().unwrap_or_default();
-                let task_id = payload["task_id"].as_str().unwrap_or_default();
-                if !self.serves(model, task_id) {
-                    self.relayed(Duration::from_millis(ms));
-                    let error = json!({"error": {"message": format!("model {model:?} not found")}});
-                    let mut response = Response::new(Full::new(Bytes::from(error.to_string())));
-                    *response.status_mut() = StatusCode::NOT_FOUND;
-                    return Ok(response);
-                }
-                let uncached = self.process_prompt(&payload["messages"]);
-                let first_token = uncached.map_or(Duration::ZERO, first_token_time);
-                let took = first_token + Duration::from_millis(ms);
-                self.relayed(took);
-                tokio::time::sleep(took).await;
-                json!({
-                    "backend": self.host,
-                    "model": model,
-                    "slept_ms": ms,
-                    "first_token_ms": uncached.map(|_| first_token.as_millis() as u64),
-                    "uncached_tokens": uncached,
-                })
-            }
+            "/v1/chat/completions" | "/api/chat" => return Ok(self.chat(&path, &payload).await),
             _ => {
+                let ms = payload["ms"].as_u64().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 json!({ "slept_ms": ms, "backend": self.host })
             }
         };
-        Ok(Response::new(Full::new(Bytes::from(answer.to_string()))))
+        Ok(Response::new(whole(answer)))
+    }
+
+    /// A chat: 404 for a model it does not serve; a stream when asked for one (OpenAI's events
+    /// on `/v1`, Ollama's lines on `/api/chat`); otherwise the whole answer after the prompt's
+    /// processing and the body's `ms`.
+    async fn chat(&self, path: &str, payload: &Value) -> Response<AnswerBody> {
+        let ms = payload["ms"].as_u64().unwrap_or(0);
+        let model = payload["model"].as_str().unwrap_or_default();
+        let task_id = payload["task_id"]
+            .as_str()
+            .or(payload["stream_id"].as_str())
+            .unwrap_or_default();
+        if !self.serves(model, task_id) {
+            self.relayed(Duration::from_millis(ms));
+            let error = json!({"error": {"message": format!("model {model:?} not found")}});
+            let mut response = Response::new(whole(error));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return response;
+        }
+        let uncached = self.process_prompt(&payload["messages"]);
+        if let Some(plan) = StreamPlan::from_request(payload) {
+            self.relayed(plan.length());
+            let framing = StreamFraming::for_path(path);
+            let body = backend_stream::start(plan, framing, self.host.clone(), self.log.clone());
+            let mut response = Response::new(body.boxed());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(framing.content_type()),
+            );
+            return response;
+        }
+        let first_token = uncached.map_or(Duration::ZERO, first_token_time);
+        let took = first_token + Duration::from_millis(ms);
+        self.relayed(took);
+        tokio::time::sleep(took).await;
+        Response::new(whole(json!({
+            "backend": self.host,
+            "model": model,
+            "slept_ms": ms,
+            "first_token_ms": uncached.map(|_| first_token.as_millis() as u64),
+            "uncached_tokens": uncached,
+        })))
     }
 
     fn models_named(&self) -> Vec<Value> {

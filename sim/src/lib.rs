@@ -15,6 +15,8 @@
 //! - [`prompt_cache`]: what a backend keeps of the prompts it processed, and what that saves.
 //! - [`load`]: the task load through the master's shim.
 //! - [`conversations`]: multi-turn chats through the master's shim, timed to the first token.
+//! - [`door_client`]: streams through the master's AI door; [`backend_stream`]: the backends'
+//!   side of them; [`door_streams`]: what both ends saw, and its invariants.
 //! - [`models`]: the backends' model lists as they change, and how stale routing may be.
 //! - [`adversary`]: what must be refused, over QUIC and HTTP.
 //! - [`config_changes`]: reloads in the middle of a run (key rotation, nodes leaving).
@@ -25,11 +27,14 @@
 pub mod adversary;
 pub mod backend;
 pub mod backend_health;
+pub mod backend_stream;
 pub mod check;
 pub mod clock;
 pub mod config_changes;
 pub mod conversations;
 pub mod core_tier;
+pub mod door_client;
+pub mod door_streams;
 pub mod http;
 pub mod load;
 pub mod models;

@@ -13,10 +13,11 @@ use crate::http;
 use crate::models::{ASKED, LLM_TASK_TYPE};
 use crate::record::{sim_now, SharedLog};
 use crate::world::LoadPlan;
+use crate::world::BATCH_TASK_TYPE;
 
 /// Submits a task every `load.every` on average (seeded), each with a fresh id (some for a GPU,
-/// some naming a model for the hubs' backends, the rest chat), plus a burst of `load.burst`
-/// tasks (a quarter naming a model, the rest chat) every `load.burst_every`, which fills the
+/// some naming a model for the hubs' backends, the rest batch), plus a burst of `load.burst`
+/// tasks (a quarter naming a model, the rest batch) every `load.burst_every`, which fills the
 /// master's workers so that work spreads to the hubs (and failover has something to do when one
 /// dies). Records every outcome.
 pub async fn generate_load(
@@ -46,7 +47,7 @@ pub async fn generate_load(
         for _ in 0..count {
             n += 1;
             // Three in ten single tasks need a GPU, two name a model for the hubs' backends; a
-            // quarter of a burst names a model, the rest is chat.
+            // quarter of a burst names a model, the rest is batch.
             let kind = match (count, rng.next_u64()) {
                 (1, draw) => draw % 10,
                 (_, draw) if draw % 4 == 0 => 3,
@@ -68,7 +69,7 @@ pub async fn generate_load(
                         json!({ "path": "/v1/chat/completions", "body": body }),
                     )
                 }
-                _ => ("chat", json!({ "ms": ms })),
+                _ => (BATCH_TASK_TYPE, json!({ "ms": ms })),
             };
             let priority = (rng.next_u64() % 3) as i32;
             submit(master, &pool, &log, task_id, task_type, payload, priority);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use triforce_sim::door_streams::ClientApi;
 use triforce_sim::record::FirstToken;
 use triforce_sim::run::{run, RunConfig, RunReport};
 use triforce_sim::scenario::{find, Scenario, SCENARIOS};
@@ -139,6 +140,11 @@ fn main_inner() -> Result<bool> {
         if !first_tokens.is_empty() {
             print_first_tokens(&first_tokens);
         }
+        print_door_streams(
+            reports
+                .iter()
+                .flat_map(|r| r.door_stream_ends.iter().copied()),
+        );
         if args.seed.is_some() {
             if let Some(r) = reports.first() {
                 println!("trace {}", r.trace_hash);
@@ -190,6 +196,22 @@ fn run_seeds(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// How the door's streams ended, counted by API and kind, if there were any.
+fn print_door_streams(ends: impl Iterator<Item = (ClientApi, &'static str)>) {
+    let mut counts = std::collections::BTreeMap::new();
+    for (api, end) in ends {
+        *counts.entry((format!("{api:?}"), end)).or_insert(0usize) += 1;
+    }
+    if counts.is_empty() {
+        return;
+    }
+    let counts: Vec<String> = counts
+        .iter()
+        .map(|((api, end), n)| format!("{api} {end} {n}"))
+        .collect();
+    println!("{:<17} door streams: {}", "", counts.join(", "));
 }
 
 /// Time to first token of the conversations' turns: first turns (always cold) apart from the

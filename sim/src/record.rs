@@ -71,6 +71,8 @@ pub struct Log {
     pub model_rules: Option<crate::models::ModelRules>,
     /// Every answered conversation turn (`crate::conversations`).
     pub first_tokens: Vec<FirstToken>,
+    /// Streams through the master's AI door, from both ends.
+    pub door_streams: crate::door_streams::DoorStreams,
     trace: Sha256,
     /// The trace's lines, kept only when asked for (to diff two runs of one seed).
     pub trace_lines: Option<Vec<String>>,
@@ -146,17 +148,17 @@ impl Log {
         {
             self.check_model_answer(task_id, &model, node, &answer["result"], at);
         }
-        // A hub runs chat through its backend host: the answer must be that host's.
+        // A hub runs batch tasks through its backend host: the answer must be that host's.
         let chat = self
             .submitted
             .get(task_id)
-            .is_some_and(|(_, t)| t == "chat");
+            .is_some_and(|(_, t)| t == crate::world::BATCH_TASK_TYPE);
         if let (true, "completed", Some(hub)) = (chat, status, &node) {
             let expected = crate::backend::backend_host(hub.as_str());
             let on_master = hub.as_str() == "hetzner";
             if !on_master && answer["result"]["backend"] != expected.as_str() {
                 self.violation(format!(
-                    "{}: chat task {task_id} completed on {hub} without its backend: {}",
+                    "{}: batch task {task_id} completed on {hub} without its backend: {}",
                     at.as_secs_f64(),
                     answer["result"]
                 ));

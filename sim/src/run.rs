@@ -61,6 +61,8 @@ pub struct RunReport {
     pub adversary_attempts: u64,
     /// Every answered conversation turn, in the conversation scenarios.
     pub first_tokens: Vec<FirstToken>,
+    /// How each door stream ended (`crate::door_streams::DoorStreams::ends`).
+    pub door_stream_ends: Vec<(crate::door_streams::ClientApi, &'static str)>,
     pub trace_lines: Option<Vec<String>>,
 }
 
@@ -80,6 +82,7 @@ fn build_world(config: &RunConfig) -> World {
         burst: 80,
         burst_every: Duration::from_secs(25),
         conversations: scenario.conversations != Conversations::None,
+        door_streams: scenario.door_streams,
     };
     let world = World::build(
         topology,
@@ -110,7 +113,36 @@ fn build_world(config: &RunConfig) -> World {
     world
 }
 
+/// Task numbers repeat modulo this from run to run (see [`align_task_ids`]): a multiple of
+/// every shard count tokio uses here (4 for turmoil's current-thread runtimes).
+const TASK_ID_PERIOD: u64 = 64;
+
+/// tokio numbers tasks from one counter for the whole process, and each runtime keeps its
+/// tasks in lists sharded by that number. A host that crashes drops its tasks shard by shard,
+/// so the order its connections close in, each close a message whose latency turmoil draws
+/// from the seed's RNG, follows the numbers. Starting every run at the same number modulo
+/// [`TASK_ID_PERIOD`] makes a seed's run the same whether it is the first in its process or
+/// the hundredth (found by the door streams: a hub crashing mid-stream replayed differently
+/// the second time). Assumes no other thread spawns tasks meanwhile, as in the CLI.
+fn align_task_ids() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime to number tasks on");
+    loop {
+        let id: u64 = runtime
+            .spawn(async {})
+            .id()
+            .to_string()
+            .parse()
+            .expect("tokio's task ids are numbers");
+        if id % TASK_ID_PERIOD == TASK_ID_PERIOD - 1 {
+            return;
+        }
+    }
+}
+
 pub fn run(config: RunConfig) -> RunReport {
+    align_task_ids();
     let scenario = config.scenario;
     let mut plan_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, "plan"));
     let mut plan = (scenario.plan)(&mut plan_rng);
@@ -140,11 +172,10 @@ pub fn run(config: RunConfig) -> RunReport {
             let fault = plan[next].fault.clone();
             apply(&mut world, &fault, &mut crashed);
             checker.apply(now, &fault);
-            world
-                .log
-                .lock()
-                .expect("log lock")
-                .trace(format!("{} fault {fault:?}", now.as_millis()));
+            let mut log = world.log.lock().expect("log lock");
+            log.trace(format!("{} fault {fault:?}", now.as_millis()));
+            log.door_streams.fault_at(now);
+            drop(log);
             next += 1;
         }
         if !healed && now >= config.heal_at {
@@ -168,6 +199,9 @@ pub fn run(config: RunConfig) -> RunReport {
     let wall = started.elapsed();
     let mut log = world.log.lock().expect("log lock");
     checker.finish(&mut log);
+    for violation in log.door_streams.check() {
+        log.violation(violation);
+    }
     let failover = failover_delays(&log);
     RunReport {
         scenario: scenario.name,
@@ -182,6 +216,7 @@ pub fn run(config: RunConfig) -> RunReport {
         tasks: log.submitted.len(),
         adversary_attempts: log.adversary_attempts,
         first_tokens: log.first_tokens.clone(),
+        door_stream_ends: log.door_streams.ends(),
         trace_lines: log.trace_lines.take(),
     }
 }

@@ -85,6 +85,8 @@ pub struct Scenario {
     pub fail_rate: f64,
     pub repair_rate: f64,
     pub conversations: Conversations,
+    /// A client streams chats through the master's AI door (`crate::door_client`).
+    pub door_streams: bool,
     pub plan: fn(&mut ChaCha8Rng) -> Vec<Step>,
 }
 
@@ -129,7 +131,7 @@ fn rollout(rng: &mut ChaCha8Rng, step: KeyStep, from: u64, to: u64) -> Vec<Step>
         .collect()
 }
 
-pub const SCENARIOS: [Scenario; 15] = [
+pub const SCENARIOS: [Scenario; 16] = [
     Scenario {
         name: "steady",
         about: "no faults: tasks flow, nobody goes offline",
@@ -137,6 +139,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |_| Vec::new(),
     },
     Scenario {
@@ -146,6 +149,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let down = between(rng, 30, 60);
@@ -169,6 +173,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 30, 60);
@@ -192,6 +197,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 30, 60);
@@ -220,6 +226,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let hold = between(rng, 30, 60);
@@ -243,6 +250,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let mut steps = Vec::new();
             let mut t = 30u64;
@@ -270,6 +278,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.02,
         repair_rate: 0.4,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |_| Vec::new(),
     },
     Scenario {
@@ -279,6 +288,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let links = [
                 (s("hetzner"), s("backup")),
@@ -315,6 +325,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let first = between(rng, 30, 50);
             let second = first + between(rng, 30, 60);
@@ -337,6 +348,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let cut = between(rng, 20, 60);
@@ -364,6 +376,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let victim = hub(rng);
             let others = ["hetzner", "zombie-pc", "backup"]
@@ -392,6 +405,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let crashed = hub(rng);
             let hung = if crashed == "backup" {
@@ -438,6 +452,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::None,
+        door_streams: false,
         plan: |rng| {
             let models = |hub: &str, names: &[&str]| Fault::Models(s(hub), names.iter().map(|m| s(m)).collect());
             let down = between(rng, 60, 100);
@@ -461,6 +476,7 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::WithAffinity,
+        door_streams: false,
         plan: |_| Vec::new(),
     },
     Scenario {
@@ -470,7 +486,38 @@ pub const SCENARIOS: [Scenario; 15] = [
         fail_rate: 0.0,
         repair_rate: 0.0,
         conversations: Conversations::WithoutAffinity,
+        door_streams: false,
         plan: |_| Vec::new(),
+    },
+    Scenario {
+        name: "door_streams",
+        about: "streams through the master's AI door while hubs' backends die mid-stream, a hub crashes, the master loses a hub and a backend hangs",
+        links_deliver: false,
+        fail_rate: 0.0,
+        repair_rate: 0.0,
+        conversations: Conversations::None,
+        door_streams: true,
+        plan: |rng| {
+            let down = between(rng, 30, 60);
+            let crash = between(rng, 75, 100);
+            let cut = between(rng, 120, 140);
+            let hang = between(rng, 160, 175);
+            let (first, second) = if rng.next_u64().is_multiple_of(2) {
+                (s("zombie-pc"), s("backup"))
+            } else {
+                (s("backup"), s("zombie-pc"))
+            };
+            vec![
+                Step { at: down, fault: Fault::BackendDown(first.clone()) },
+                Step { at: down + between(rng, 8, 20), fault: Fault::BackendUp(first.clone()) },
+                Step { at: crash, fault: Fault::Crash(second.clone()) },
+                Step { at: crash + between(rng, 10, 25), fault: Fault::Restart(second.clone()) },
+                Step { at: cut, fault: Fault::Partition(s("hetzner"), first.clone()) },
+                Step { at: cut + between(rng, 8, 20), fault: Fault::Repair(s("hetzner"), first) },
+                Step { at: hang, fault: Fault::BackendHang(second.clone()) },
+                Step { at: hang + between(rng, 5, 15), fault: Fault::BackendRelease(second) },
+            ]
+        },
     },
 ];
 

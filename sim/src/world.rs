@@ -11,8 +11,10 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use triforce_core::config::{Federation, Settings};
+use triforce_core::config::{ApiKeys, Federation, Settings};
 use triforce_core::node::NodeId;
+use triforce_core::relay::CHAT_TASK;
+use triforce_net::ingress::KeyCheck;
 use triforce_net::load::NodeConfig;
 use triforce_net::node::{Node, NodeIo};
 
@@ -21,6 +23,7 @@ use crate::backend::{backend_host, serve_backend, SimDial, BACKEND_PORT};
 use crate::clock::SimClock;
 use crate::config_changes::{apply_config_changes, configured, PSK};
 use crate::conversations::converse;
+use crate::door_client::{api_keys_toml, open_streams, CLIENT_HOST, DOOR_PORT};
 use crate::http::{self, SimTcpListener};
 use crate::load::{generate_load, read_status};
 use crate::models::{ModelRules, Staleness, LLM_TASK_TYPE};
@@ -31,27 +34,35 @@ pub const PORT: u16 = 9000;
 /// Wall time at the start of every run, so one seed is one run.
 pub const EPOCH_UNIX_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
+/// The seed API's plain task: a sleep on the master, a call to its backend on a hub.
+pub const BATCH_TASK_TYPE: &str = "batch";
+
 /// The settings every simulated node runs with: the seed's timings, sleep executors.
 pub const SETTINGS: &str = r#"
-[executors.chat]
+[executors.batch]
 kind = "sleep"
 [executors.gpu_inference]
 kind = "sleep"
 "#;
 
-/// A node's settings: the master runs its chat tasks itself (`sleep`); a hub's `http` executor
-/// calls its backend host, and its `openai` executor relays `llm` tasks to the same host.
-/// Session affinity (`selection.affinity`) as `affinity` says.
-fn settings_for(def: &NodeDef, affinity: bool) -> Settings {
+/// A node's settings: the master runs its batch tasks itself (`sleep`) and has no model
+/// server; a hub's `http` executor calls its backend host, and its `openai` executors relay
+/// `llm` tasks (the seed API's) to the same host, and, where the AI door is open (`door`),
+/// its `chat` tasks too. Session affinity (`selection.affinity`) as `affinity` says.
+fn settings_for(def: &NodeDef, affinity: bool, door: bool) -> Settings {
     let text = if def.master {
         SETTINGS.to_string()
     } else {
         let host = backend_host(&def.id);
+        let relay = |task_type: &str| {
+            format!("[executors.{task_type}]\nkind = \"openai\"\nbase_url = \"http://{host}:{BACKEND_PORT}\"\ntimeout_ms = 30000\n")
+        };
         let backend = format!(
-            "[executors.{LLM_TASK_TYPE}]\nkind = \"openai\"\nbase_url = \"http://{host}:{BACKEND_PORT}\"\ntimeout_ms = 30000\n\
-             [executors.chat]\nkind = \"http\"\nurl = \"http://{host}:{BACKEND_PORT}/\"\ntimeout_ms = 30000",
+            "{}{}[executors.{BATCH_TASK_TYPE}]\nkind = \"http\"\nurl = \"http://{host}:{BACKEND_PORT}/\"\ntimeout_ms = 30000",
+            relay(LLM_TASK_TYPE),
+            if door { relay(CHAT_TASK) } else { String::new() },
         );
-        SETTINGS.replace("[executors.chat]\nkind = \"sleep\"", &backend)
+        SETTINGS.replace("[executors.batch]\nkind = \"sleep\"", &backend)
     };
     let text = format!("{text}\n[selection]\naffinity = {affinity}\n");
     Settings::parse(&text).expect("the simulator's settings parse")
@@ -109,6 +120,8 @@ pub struct LoadPlan {
     pub burst_every: Duration,
     /// Users also hold conversations (`crate::conversations`).
     pub conversations: bool,
+    /// A client streams through the master's AI door (`crate::door_client`).
+    pub door_streams: bool,
 }
 
 pub struct World {
@@ -161,7 +174,7 @@ impl World {
                 def: def.clone(),
                 log: log.clone(),
                 federation: federation.clone(),
-                settings: settings_for(def, affinity),
+                settings: settings_for(def, affinity, load.door_streams),
                 gpu_nodes: gpu_nodes.clone(),
                 incarnations: incarnations.clone(),
             };
@@ -178,11 +191,18 @@ impl World {
                 serve_backend(name.clone(), node.clone(), log.clone())
             });
         }
+        if load.door_streams {
+            let log = log.clone();
+            let seed = derive_seed(seed, "door client");
+            sim.host(CLIENT_HOST, move || {
+                run_door_client(log.clone(), seed, load.until)
+            });
+        }
         federation
             .set(simulated_federation(&sim, &nodes))
             .expect("set once");
         // Every node has the same timing.
-        let timing = settings_for(&nodes[0], affinity).timing;
+        let timing = settings_for(&nodes[0], affinity, load.door_streams).timing;
         {
             let mut log = log.lock().expect("log lock");
             log.relay_nodes = nodes
@@ -297,6 +317,9 @@ async fn run_host(host: Host, seed: u64, load: LoadPlan) -> turmoil::Result {
         SimTcpListener(listener),
     ));
     tokio::spawn(apply_config_changes(node.clone(), log.clone(), base, state));
+    if def.master && load.door_streams {
+        serve_door(&node).await?;
+    }
     if def.master {
         let me = SocketAddr::new(ip, PORT);
         let pool = http::Pool::default();
@@ -317,6 +340,30 @@ async fn run_host(host: Host, seed: u64, load: LoadPlan) -> turmoil::Result {
         let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
         tokio::spawn(adversary(log.clone(), ip, adversary_seed));
     }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The master's AI door (`triforce_net::ingress`, without TLS) on turmoil's TCP, with the
+/// door client's key.
+async fn serve_door(node: &Node) -> turmoil::Result {
+    let keys = ApiKeys::parse("sim api keys", &api_keys_toml()).expect("the client's key parses");
+    let app = triforce_net::ingress::router(node.clone(), KeyCheck::new(keys), None);
+    let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), DOOR_PORT);
+    let listener = turmoil::net::TcpListener::bind(any).await?;
+    tokio::spawn(triforce_net::ingress::serve(
+        node.clone(),
+        app,
+        SimTcpListener(listener),
+        None,
+    ));
+    Ok(())
+}
+
+/// The door client's host: its streams to the master's door until `until`.
+async fn run_door_client(log: SharedLog, seed: u64, until: Duration) -> turmoil::Result {
+    let door = SocketAddr::new(turmoil::lookup("hetzner"), DOOR_PORT);
+    open_streams(door, log, seed, until).await;
     std::future::pending::<()>().await;
     Ok(())
 }

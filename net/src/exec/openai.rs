@@ -207,8 +207,11 @@ pub async fn pump(
     let mut finished = false;
     let end = loop {
         let frame = tokio::select! {
-            frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
+            // Polled in order (tokio's default picks at random, unseeded, and one seed must
+            // give one simulated run): a reader that left stops the pump first.
+            biased;
             () = chunks.closed() => return PumpEnd::Broken,
+            frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
         };
         match frame {
             Err(_) => break Chunk::Failed("the backend's answer did not end in time".into()),

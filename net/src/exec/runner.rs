@@ -332,8 +332,11 @@ impl Runner {
             }
         };
         let opened = tokio::select! {
-            opened = openai::open(base_url, &path, body, &self.http, timeout) => opened,
+            // Polled in order (tokio's default picks at random, unseeded): a request whose
+            // client already left is not sent on.
+            biased;
             () = answer_to.closed() => return self.relay_cancelled(task, answer_to),
+            opened = openai::open(base_url, &path, body, &self.http, timeout) => opened,
         };
         let (head, body) = match opened {
             Ok(opened) => opened,

@@ -97,6 +97,7 @@ impl AnswerStream {
                 Chunk::Failed(error) => return Err(error),
             }
         }
-        Ok(body)
+        // Closed without its end: what came is not the whole answer.
+        Err("the answer's stream closed before its end".to_string())
     }
 }

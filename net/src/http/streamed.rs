@@ -65,18 +65,27 @@ impl Body for StreamedBody {
         };
         match chunk {
             Some(Chunk::Data(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-            Some(Chunk::End) | None => {
+            Some(Chunk::End) => {
                 self.done = true;
                 Poll::Ready(None)
             }
-            Some(Chunk::Failed(error)) => {
-                self.done = true;
-                tracing::warn!(request_id = %self.request_id, %error, "a streamed answer broke off");
-                match self.stream_break.event(self.framing, STREAM_BROKE_OFF) {
-                    Some(event) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(event))))),
-                    None => Poll::Ready(Some(Err(std::io::Error::other(STREAM_BROKE_OFF)))),
-                }
-            }
+            // A stream that closes without its end broke, whatever closed it: the client must
+            // not take what it has for the whole answer.
+            None => self.broke_off("the answer's stream closed before its end"),
+            Some(Chunk::Failed(error)) => self.broke_off(&error),
+        }
+    }
+}
+
+impl StreamedBody {
+    /// Ends the body with the client's API's error event (or, for a framing without one, a
+    /// transport error).
+    fn broke_off(&mut self, error: &str) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.done = true;
+        tracing::warn!(request_id = %self.request_id, %error, "a streamed answer broke off");
+        match self.stream_break.event(self.framing, STREAM_BROKE_OFF) {
+            Some(event) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(event))))),
+            None => Poll::Ready(Some(Err(std::io::Error::other(STREAM_BROKE_OFF)))),
         }
     }
 }
