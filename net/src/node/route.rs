@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use triforce_core::affinity::AffinityKey;
 use triforce_core::failover::{AttemptError, ErrorCode, RemoteError, TaskOutcome};
-use triforce_core::federation::{TaskAction, TaskEvent, TaskHandle};
+use triforce_core::federation::{Federation, TaskAction, TaskEvent, TaskHandle};
 use triforce_core::json::RawJson;
 use triforce_core::node::NodeId;
 use triforce_core::task::TaskRequest;
+use triforce_core::time::Instant;
 
 use super::attempts::{AttemptEvent, Attempts, EventSink};
 use super::TaskEntry;
@@ -27,6 +28,27 @@ const NO_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct Submitted {
     pub outcome: TaskOutcome,
     pub relayed: Option<RelayAnswer>,
+}
+
+/// What the machine has for a task after an input: the actions to perform, its outcome once it
+/// ended, its next timeout, and whether a failed attempt woke the heartbeat driver.
+struct Turn {
+    actions: Vec<TaskAction>,
+    outcome: Option<TaskOutcome>,
+    timeout: Option<Instant>,
+    woken: bool,
+}
+
+impl Turn {
+    /// Read under the lock the caller took for its input.
+    fn read(federation: &mut Federation, handle: TaskHandle) -> Turn {
+        Turn {
+            actions: std::iter::from_fn(|| federation.poll_task_action(handle)).collect(),
+            outcome: federation.poll_task_outcome(handle),
+            timeout: federation.poll_task_timeout(handle),
+            woken: federation.poll_membership_woken(),
+        }
+    }
 }
 
 /// Tells the federation machine about a task whose future is dropped before its outcome (the
@@ -77,12 +99,18 @@ impl Node {
     ) -> Submitted {
         let shared = &self.shared;
         let started = shared.clock.now();
-        let handle = shared.federation().handle_task_with_affinity(
-            shared.clock.now(),
-            &task.task_type,
-            task.model(),
-            affinity,
-        );
+        // Each input to the machine and what it answers share one lock: a task that runs here
+        // and reports its acceptance with its answer takes the lock twice in all.
+        let (handle, mut turn) = {
+            let mut federation = shared.federation();
+            let handle = federation.handle_task_with_affinity(
+                shared.clock.now(),
+                &task.task_type,
+                task.model(),
+                affinity,
+            );
+            (handle, Turn::read(&mut federation, handle))
+        };
         let mut routing = Routing {
             shared,
             task: &task,
@@ -98,36 +126,23 @@ impl Node {
         let timer = tokio::time::sleep(NO_TIMEOUT);
         tokio::pin!(timer);
         let outcome = loop {
-            let (actions, outcome, timeout, woken) = {
-                let mut federation = shared.federation();
-                let actions: Vec<TaskAction> =
-                    std::iter::from_fn(|| federation.poll_task_action(handle)).collect();
-                let outcome = federation.poll_task_outcome(handle);
-                let timeout = federation.poll_task_timeout(handle);
-                (
-                    actions,
-                    outcome,
-                    timeout,
-                    federation.poll_membership_woken(),
-                )
-            };
-            for action in actions {
+            for action in std::mem::take(&mut turn.actions) {
                 self.perform(&task, action, &mut attempts);
             }
-            if woken {
+            if turn.woken {
                 // A failed attempt counted as a miss: the heartbeat driver probes that peer now.
                 shared.membership_changed.notify_one();
             }
-            if let Some(outcome) = outcome {
+            if let Some(outcome) = turn.outcome.take() {
                 break outcome;
             }
-            if timeout != wake_at {
-                wake_at = timeout;
+            if turn.timeout != wake_at {
+                wake_at = turn.timeout;
                 let sleep =
-                    timeout.map_or(NO_TIMEOUT, |at| at.saturating_since(shared.clock.now()));
+                    wake_at.map_or(NO_TIMEOUT, |at| at.saturating_since(shared.clock.now()));
                 timer.as_mut().reset(tokio::time::Instant::now() + sleep);
             }
-            tokio::select! {
+            turn = tokio::select! {
                 // Polled in order: tokio would otherwise pick branches with an unseeded RNG, and one
                 // seed must give one run in the simulator.
                 biased;
@@ -140,13 +155,16 @@ impl Node {
                         }
                         federation.handle_task_event(shared.clock.now(), handle, &node, event);
                     }
+                    Turn::read(&mut federation, handle)
                 }
                 () = &mut timer => {
                     wake_at = None;
                     timer.as_mut().reset(tokio::time::Instant::now() + NO_TIMEOUT);
-                    shared.federation().handle_task_timeout(shared.clock.now(), handle);
+                    let mut federation = shared.federation();
+                    federation.handle_task_timeout(shared.clock.now(), handle);
+                    Turn::read(&mut federation, handle)
                 }
-            }
+            };
         };
         // The machine has forgotten the task already.
         routing.ended = true;
