@@ -247,9 +247,6 @@ async fn serve_stream(
     Ok(())
 }
 
-/// Why a stream whose writer went away without an end breaks off.
-const WRITER_GONE: &str = "the answer's writer stopped before its end";
-
 /// Writes a streamed answer's body to the peer that asked for it, chunk by chunk as it comes.
 /// Stops as soon as the peer stops reading (its client went away): the stream is dropped, and
 /// with it the backend request.
@@ -265,13 +262,10 @@ async fn relay_stream(
         };
         let frame = match chunk {
             Some(Chunk::Data(bytes)) => Frame::Chunk(bytes.to_vec()),
-            Some(Chunk::End) => Frame::StreamEnd { error: None },
+            // `None` comes only after the end: a stream whose writer went away without one
+            // reads as `Failed` first (`AnswerStream::poll_next`).
+            Some(Chunk::End) | None => Frame::StreamEnd { error: None },
             Some(Chunk::Failed(error)) => Frame::StreamEnd { error: Some(error) },
-            // The answer's writer went away without its end (its task ended or was aborted):
-            // a clean end here would read as a whole answer.
-            None => Frame::StreamEnd {
-                error: Some(WRITER_GONE.to_string()),
-            },
         };
         let last = matches!(frame, Frame::StreamEnd { .. });
         write_frame(send, &frame).await.map_err(|e| e.to_string())?;
