@@ -55,20 +55,28 @@ enum Listing {
     OpenAi,
 }
 
-impl Backend {
-    fn speaks_only_openai(&self) -> bool {
-        match self.api {
-            BackendApi::Openai => true,
-            BackendApi::Ollama => false,
-            BackendApi::Auto => self.listing == Listing::OpenAi,
-        }
-    }
+/// The API a backend speaks, as its config says or (for `api = "auto"`) its last good probe
+/// found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpokenApi {
+    /// OpenAI's API only (llama.cpp, vLLM): an Ollama client's request to it is translated.
+    OpenAiOnly,
+    /// Ollama's, with its OpenAI API beside it: an OpenAI client's request to it is checked
+    /// for what Ollama's OpenAI API would drop.
+    Ollama,
+}
 
-    fn speaks_ollama(&self) -> bool {
-        match self.api {
-            BackendApi::Openai => false,
-            BackendApi::Ollama => true,
-            BackendApi::Auto => self.listing == Listing::Ollama,
+impl Backend {
+    /// `None` while `auto` has no good probe yet.
+    fn spoken_api(&self) -> Option<SpokenApi> {
+        match (self.api, self.listing) {
+            (BackendApi::Openai, _) | (BackendApi::Auto, Listing::OpenAi) => {
+                Some(SpokenApi::OpenAiOnly)
+            }
+            (BackendApi::Ollama, _) | (BackendApi::Auto, Listing::Ollama) => {
+                Some(SpokenApi::Ollama)
+            }
+            (BackendApi::Auto, Listing::Unknown) => None,
         }
     }
 
@@ -189,24 +197,15 @@ impl Backends {
         self.changed.notify_one();
     }
 
-    /// Whether the backend at `base_url` speaks OpenAI's API only, as its last good probe found
-    /// (it listed its models at `/v1/models`, not at Ollama's `/api/tags`): an Ollama client's
-    /// request to it is translated. Unknown until a probe answered.
-    pub fn speaks_only_openai(&self, base_url: &str) -> bool {
+    /// The API the backend at `base_url` speaks (see [`SpokenApi`]); `None` for an `auto`
+    /// backend before a probe answered (it listed its models at `/v1/models` or at Ollama's
+    /// `/api/tags`), or for an unknown one.
+    pub fn spoken_api(&self, base_url: &str) -> Option<SpokenApi> {
         let backends = self.backends.lock().expect("backends lock");
         backends
             .iter()
-            .any(|b| b.base_url == base_url && b.speaks_only_openai())
-    }
-
-    /// Whether the backend at `base_url` speaks Ollama's API, as its config says or its last
-    /// good probe found (it listed its models at `/api/tags`): an OpenAI client's request to it
-    /// is checked for what Ollama's OpenAI API would drop.
-    pub fn speaks_ollama(&self, base_url: &str) -> bool {
-        let backends = self.backends.lock().expect("backends lock");
-        backends
-            .iter()
-            .any(|b| b.base_url == base_url && b.speaks_ollama())
+            .filter(|b| b.base_url == base_url)
+            .find_map(Backend::spoken_api)
     }
 
     /// A relay to `base_url` failed before its answer began.

@@ -14,7 +14,7 @@ mod running;
 mod scheduler;
 mod stream;
 
-pub use backends::Backends;
+pub use backends::{Backends, SpokenApi};
 pub use dial::{Dial, Dialing, Stream};
 pub use executors::{run_executor, TaskResult};
 #[cfg(feature = "client")]

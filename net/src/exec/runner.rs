@@ -27,8 +27,8 @@ use crate::metrics::{relay_outcome, BackendRequestLabels, KeyLabel, RunnerMetric
 
 use super::{
     answer_channel, openai, openai::AnswerBody, openai::PumpEnd, openai::RelayError, run_executor,
-    Admission, Backends, HttpBackends, Permit, RelayAnswer, Running, Scheduler, Share, StreamHead,
-    TaskResult,
+    Admission, Backends, HttpBackends, Permit, RelayAnswer, Running, Scheduler, Share, SpokenApi,
+    StreamHead, TaskResult,
 };
 
 /// What a relay sends its backend, and what its answer is translated into when the client's
@@ -449,7 +449,8 @@ impl Runner {
                 answer_as: Some(AnswerAs::Responses(request.model)),
             });
         }
-        if relay.dialect == Dialect::Ollama && self.backends.speaks_only_openai(base_url) {
+        let spoken = self.backends.spoken_api(base_url);
+        if relay.dialect == Dialect::Ollama && spoken == Some(SpokenApi::OpenAiOnly) {
             let request = ollama_to_openai(&relay.path, body.as_bytes())?;
             return Ok(BackendRequest {
                 path: request.path.to_string(),
@@ -457,7 +458,7 @@ impl Runner {
                 answer_as: Some(AnswerAs::Ollama(request.shape, request.model)),
             });
         }
-        if relay.dialect == Dialect::OpenAi && self.backends.speaks_ollama(base_url) {
+        if relay.dialect == Dialect::OpenAi && spoken == Some(SpokenApi::Ollama) {
             check_openai_for_ollama(body.as_bytes())?;
         }
         Ok(BackendRequest {
