@@ -180,24 +180,7 @@ impl World {
             };
             sim.host(def.id.clone(), move || run_host(host.clone(), seed, load));
         }
-        // Each hub's chat backend on a host of its own, after the nodes (their addresses do not
-        // move when backends are added).
-        for def in nodes.iter().filter(|def| !def.master) {
-            let host = backend_host(&def.id);
-            let name = host.clone();
-            let node = NodeId::new(def.id.clone()).expect("valid");
-            let log = log.clone();
-            sim.host(host, move || {
-                serve_backend(name.clone(), node.clone(), log.clone())
-            });
-        }
-        if load.door_streams {
-            let log = log.clone();
-            let seed = derive_seed(seed, "door client");
-            sim.host(CLIENT_HOST, move || {
-                run_door_client(log.clone(), seed, load.until)
-            });
-        }
+        add_backends_and_clients(&mut sim, &nodes, &log, seed, load);
         federation
             .set(simulated_federation(&sim, &nodes))
             .expect("set once");
@@ -226,6 +209,33 @@ impl World {
             interval: timing.heartbeat_interval(),
             misses_max: timing.misses_max,
         }
+    }
+}
+
+/// Each hub's backend on a host of its own, and the door client's host, after the nodes (their
+/// addresses do not move when hosts are added).
+fn add_backends_and_clients(
+    sim: &mut turmoil::Sim<'static>,
+    nodes: &[NodeDef],
+    log: &SharedLog,
+    seed: u64,
+    load: LoadPlan,
+) {
+    for def in nodes.iter().filter(|def| !def.master) {
+        let host = backend_host(&def.id);
+        let name = host.clone();
+        let node = NodeId::new(def.id.clone()).expect("valid");
+        let log = log.clone();
+        sim.host(host, move || {
+            serve_backend(name.clone(), node.clone(), log.clone())
+        });
+    }
+    if load.door_streams {
+        let log = log.clone();
+        let seed = derive_seed(seed, "door client");
+        sim.host(CLIENT_HOST, move || {
+            run_door_client(log.clone(), seed, load.until)
+        });
     }
 }
 
@@ -317,30 +327,42 @@ async fn run_host(host: Host, seed: u64, load: LoadPlan) -> turmoil::Result {
         SimTcpListener(listener),
     ));
     tokio::spawn(apply_config_changes(node.clone(), log.clone(), base, state));
-    if def.master && load.door_streams {
-        serve_door(&node).await?;
-    }
     if def.master {
-        let me = SocketAddr::new(ip, PORT);
-        let pool = http::Pool::default();
-        tokio::spawn(generate_load(
-            me,
-            pool.clone(),
-            log.clone(),
-            derive_seed(seed, "load"),
-            load,
-        ));
-        tokio::spawn(read_status(me, pool.clone(), log.clone(), load));
-        if load.conversations {
-            let seed = derive_seed(seed, "conversations");
-            tokio::spawn(converse(me, pool, log.clone(), seed, load));
-        }
+        serve_master_clients(&node, SocketAddr::new(ip, PORT), &log, seed, load).await?;
     }
     if def.id == "backup" {
         let adversary_seed = derive_seed(seed, &format!("adversary/{stream}"));
         tokio::spawn(adversary(log.clone(), ip, adversary_seed));
     }
     std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The master's load, its status reader and its conversations through the seed's API at `me`,
+/// and its AI door when the scenario streams through it.
+async fn serve_master_clients(
+    node: &Node,
+    me: SocketAddr,
+    log: &SharedLog,
+    seed: u64,
+    load: LoadPlan,
+) -> turmoil::Result {
+    if load.door_streams {
+        serve_door(node).await?;
+    }
+    let pool = http::Pool::default();
+    tokio::spawn(generate_load(
+        me,
+        pool.clone(),
+        log.clone(),
+        derive_seed(seed, "load"),
+        load,
+    ));
+    tokio::spawn(read_status(me, pool.clone(), log.clone(), load));
+    if load.conversations {
+        let seed = derive_seed(seed, "conversations");
+        tokio::spawn(converse(me, pool, log.clone(), seed, load));
+    }
     Ok(())
 }
 
