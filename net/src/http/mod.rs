@@ -3,6 +3,7 @@
 //! Every `/v1/federation/*` request must carry the three signed headers; the body is limited
 //! before it is read; errors are JSON `{"error": {"code", "message"}}` with a fitting status.
 
+mod accept;
 pub mod body;
 mod control;
 mod error;
@@ -18,6 +19,7 @@ mod usage;
 
 pub use usage::is_day;
 
+pub use accept::{accept_loop, Gate, Refused, SourceRule};
 pub use error::ApiError;
 pub use server::{serve, ClientAddr, Listener};
 pub use streamed::{streamed_response, StreamedBody};
