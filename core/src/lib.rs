@@ -62,6 +62,7 @@ pub mod membership;
 pub mod node;
 pub mod relay;
 pub mod selection;
+pub mod stream_failure;
 pub mod task;
 pub mod time;
 pub mod translate;

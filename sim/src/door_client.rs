@@ -139,6 +139,7 @@ async fn read_stream(door: SocketAddr, plan: &ClientPlan) -> ClientRead {
         text: reader.text,
         reads_with_words: reader.reads_with_words,
         after_end: reader.after_end,
+        error_message: reader.error_message,
     }
 }
 
@@ -204,6 +205,7 @@ struct EventReader {
     errored: bool,
     reads_with_words: u32,
     after_end: u32,
+    error_message: Option<String>,
 }
 
 impl EventReader {
@@ -216,6 +218,7 @@ impl EventReader {
             errored: false,
             reads_with_words: 0,
             after_end: 0,
+            error_message: None,
         }
     }
 
@@ -261,8 +264,11 @@ impl EventReader {
             ClientApi::OpenAi => &value["choices"][0]["delta"]["content"],
             ClientApi::Ollama => &value["message"]["content"],
         };
-        if value.get("error").is_some() {
+        if let Some(error) = value.get("error") {
             self.errored = true;
+            // OpenAI's `{"error": {"message"}}`, Ollama's `{"error": "..."}`.
+            let message = error["message"].as_str().or(error.as_str());
+            self.error_message = message.map(str::to_string);
         } else if let Some(words) = words.as_str() {
             self.text.push_str(words);
         }

@@ -23,6 +23,10 @@ pub const CANCEL_BOUND: Duration = Duration::from_secs(5);
 /// With a fault in the way: the QUIC idle timeout (30 s) ends the relay's connection.
 pub const CANCEL_BOUND_FAULTED: Duration = Duration::from_secs(40);
 
+/// What a client is told when its model server did not finish in time
+/// (`StreamFailure::BackendTimedOut`).
+pub const HUNG_WORDING: &str = "did not finish the answer in time";
+
 /// How a backend's stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendEnd {
@@ -89,6 +93,8 @@ pub struct ClientRead {
     pub reads_with_words: u32,
     /// Events after the end or the error event.
     pub after_end: u32,
+    /// What the error event said.
+    pub error_message: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -190,8 +196,27 @@ impl DoorStreams {
             if let Some(still) = self.cancel_violation(id, client) {
                 violations.push(format!("{at:.2}: door stream {id}: {still}"));
             }
+            if let Some(wording) = self.hang_violation(client) {
+                violations.push(format!("{at:.2}: door stream {id}: {wording}"));
+            }
         }
         violations
+    }
+
+    /// Whether a stream whose backend hung, with nothing else going wrong meanwhile, was told
+    /// anything but that the model server ran out of time.
+    fn hang_violation(&self, client: &ClientSide) -> Option<String> {
+        let (ended, read) = client.ended.as_ref()?;
+        let faulted = self
+            .faults
+            .iter()
+            .any(|fault| *fault >= client.opened && fault <= ended);
+        if client.plan.hang_after.is_none() || read.end != ClientEnd::ErrorEvent || faulted {
+            return None;
+        }
+        let message = read.error_message.as_deref().unwrap_or_default();
+        (!message.contains(HUNG_WORDING))
+            .then(|| format!("its backend hung, but its error event said {message:?}"))
     }
 
     /// Whether the backend went on writing a stream its client had left, past the bound.
@@ -289,6 +314,7 @@ mod tests {
             text: text.into(),
             reads_with_words: 3,
             after_end: 0,
+            error_message: None,
         }
     }
 

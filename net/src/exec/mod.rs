@@ -26,5 +26,6 @@ pub use runner::{Runner, Started};
 pub use running::Running;
 pub use scheduler::{Admission, Permit, Scheduler, Share};
 pub use stream::{
-    answer_channel, AnswerStream, Answered, Chunk, ChunkSender, RelayAnswer, StreamHead, TaskAnswer,
+    answer_channel, AnswerStream, Answered, Chunk, ChunkSender, RelayAnswer, StreamFailure,
+    StreamHead, TaskAnswer,
 };

@@ -16,7 +16,7 @@ use triforce_core::relay::RelayHead;
 use triforce_core::translate::AnswerTranslator;
 
 use super::http_backend::{CallError, HttpBackends};
-use super::stream::{Chunk, ChunkSender, StreamHead};
+use super::stream::{Chunk, ChunkSender, StreamFailure, StreamHead};
 
 /// An answer with a `Content-Length` up to this is read whole at the relay and passed on in one
 /// piece: head and body then cross QUIC in one packet and reach the client in one write with
@@ -214,10 +214,10 @@ pub async fn pump(
             frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
         };
         match frame {
-            Err(_) => break Chunk::Failed("the backend's answer did not end in time".into()),
+            Err(_) => break Chunk::Failed(StreamFailure::BackendTimedOut),
             Ok(None) => break Chunk::End,
             Ok(Some(Err(error))) => {
-                break Chunk::Failed(format!("the backend's answer broke off: {error}"))
+                break Chunk::Failed(StreamFailure::BackendBrokeOff(error.to_string()))
             }
             Ok(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else {

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use triforce_core::json::RawJson;
+pub use triforce_core::stream_failure::StreamFailure;
 
 /// Chunks buffered between two hops. Small on purpose: each hop's buffer adds to what a slow
 /// client leaves waiting, and a token is a few dozen bytes.
@@ -37,7 +38,7 @@ pub type Answered = Result<TaskAnswer, triforce_core::failover::RemoteError>;
 pub enum Chunk {
     Data(Bytes),
     End,
-    Failed(String),
+    Failed(StreamFailure),
 }
 
 /// The receiving end of a streamed answer. Dropping it cancels the answer upstream.
@@ -74,9 +75,7 @@ impl AnswerStream {
         }
         let chunk = match self.chunks.poll_recv(cx) {
             std::task::Poll::Pending => return std::task::Poll::Pending,
-            std::task::Poll::Ready(chunk) => chunk.unwrap_or_else(|| {
-                Chunk::Failed("the answer was cut off before its end".to_string())
-            }),
+            std::task::Poll::Ready(chunk) => chunk.unwrap_or(Chunk::Failed(StreamFailure::CutOff)),
         };
         self.ended = !matches!(chunk, Chunk::Data(_));
         std::task::Poll::Ready(Some(chunk))
@@ -94,7 +93,7 @@ impl AnswerStream {
                     body.extend_from_slice(&bytes);
                 }
                 Chunk::End => return Ok(body),
-                Chunk::Failed(error) => return Err(error),
+                Chunk::Failed(failure) => return Err(failure.to_string()),
             }
         }
         Ok(body)

@@ -16,7 +16,7 @@ use triforce_core::node::NodeId;
 use triforce_core::translate::StreamBreak;
 use triforce_core::usage::Framing;
 
-use crate::exec::{AnswerStream, Chunk, StreamHead};
+use crate::exec::{AnswerStream, Chunk, StreamFailure, StreamHead};
 
 pub struct StreamedBody {
     stream: AnswerStream,
@@ -27,9 +27,6 @@ pub struct StreamedBody {
     request_id: String,
     done: bool,
 }
-
-/// What a client reads when its stream broke off; why goes to the log.
-const STREAM_BROKE_OFF: &str = "the answer broke off before its end";
 
 impl StreamedBody {
     pub fn new(
@@ -71,7 +68,7 @@ impl Body for StreamedBody {
                 self.done = true;
                 Poll::Ready(None)
             }
-            Some(Chunk::Failed(error)) => self.broke_off(&error),
+            Some(Chunk::Failed(failure)) => self.broke_off(&failure),
         }
     }
 }
@@ -79,12 +76,16 @@ impl Body for StreamedBody {
 impl StreamedBody {
     /// Ends the body with the client's API's error event (or, for a framing without one, a
     /// transport error).
-    fn broke_off(&mut self, error: &str) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn broke_off(
+        &mut self,
+        failure: &StreamFailure,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         self.done = true;
-        tracing::warn!(request_id = %self.request_id, %error, "a streamed answer broke off");
-        match self.stream_break.event(self.framing, STREAM_BROKE_OFF) {
+        tracing::warn!(request_id = %self.request_id, %failure, "a streamed answer broke off");
+        let message = failure.for_client();
+        match self.stream_break.event(self.framing, message) {
             Some(event) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(event))))),
-            None => Poll::Ready(Some(Err(std::io::Error::other(STREAM_BROKE_OFF)))),
+            None => Poll::Ready(Some(Err(std::io::Error::other(message)))),
         }
     }
 }

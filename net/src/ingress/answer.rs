@@ -233,7 +233,10 @@ mod tests {
         let cut = answered(
             11,
             "{\"ok\":true}",
-            Chunk::Failed("relay died at 10.0.0.7".into()),
+            Chunk::Failed(crate::exec::StreamFailure::RelayBrokeOff {
+                node: NodeId::new("hub").unwrap(),
+                error: "relay died at 10.0.0.7".into(),
+            }),
         )
         .await
         .unwrap_err();

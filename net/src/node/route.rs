@@ -15,7 +15,9 @@ use triforce_core::time::Instant;
 use super::attempts::{AttemptEvent, Attempts, EventSink};
 use super::TaskEntry;
 use super::{Node, Shared};
-use crate::exec::{answer_channel, Chunk, ChunkSender, RelayAnswer, Report, Reports, TaskAnswer};
+use crate::exec::{
+    answer_channel, Chunk, ChunkSender, RelayAnswer, Report, Reports, StreamFailure, TaskAnswer,
+};
 use crate::metrics::{OutcomeLabel, TaskLabels};
 use crate::quic::{read_frame, write_frame, Frame, FrameError, TaskFrame};
 
@@ -351,11 +353,20 @@ async fn receive_stream(
         let chunk = match frame {
             Ok(Frame::Chunk(bytes)) => Chunk::Data(bytes.into()),
             Ok(Frame::StreamEnd { error: None }) => Chunk::End,
-            Ok(Frame::StreamEnd { error: Some(error) }) => {
-                Chunk::Failed(format!("{node}: {error}"))
-            }
-            Ok(other) => Chunk::Failed(format!("{node} sent {other:?} mid-stream")),
-            Err(error) => Chunk::Failed(format!("the stream from {node} broke off: {error}")),
+            Ok(Frame::StreamEnd {
+                error: Some(failure),
+            }) => Chunk::Failed(StreamFailure::OnNode {
+                node: node.clone(),
+                failure: Box::new(failure),
+            }),
+            Ok(other) => Chunk::Failed(StreamFailure::RelayBrokeOff {
+                node: node.clone(),
+                error: format!("it sent {other:?} mid-stream"),
+            }),
+            Err(error) => Chunk::Failed(StreamFailure::RelayBrokeOff {
+                node: node.clone(),
+                error: error.to_string(),
+            }),
         };
         let last = !matches!(chunk, Chunk::Data(_));
         if chunks.send(chunk).await.is_err() {

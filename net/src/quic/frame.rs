@@ -5,6 +5,7 @@ use triforce_core::failover::RemoteError;
 use triforce_core::federation::Capabilities;
 use triforce_core::membership::Load;
 use triforce_core::relay::{RelayHead, StreamHead};
+use triforce_core::stream_failure::StreamFailure;
 
 /// A task as it travels between nodes. The payload is JSON text: postcard cannot carry
 /// self-describing values such as `serde_json::Value`. A relayed request's head travels typed
@@ -58,9 +59,9 @@ pub enum Frame {
         head: StreamHead,
     },
     Chunk(Vec<u8>),
-    /// The streamed answer is complete (`None`) or broke off (the reason).
+    /// The streamed answer is complete (`None`) or broke off (why).
     StreamEnd {
-        error: Option<String>,
+        error: Option<StreamFailure>,
     },
 }
 
