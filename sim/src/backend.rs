@@ -38,7 +38,8 @@ pub fn backend_host(node: &str) -> String {
 /// A chat with `messages` first processes its prompt through the host's [`PromptCache`] (lost
 /// when the host crashes, as a restarted server's is), and says how long that took
 /// (`first_token_ms`, `uncached_tokens`). A chat with `"stream": true` and a `stream_id` is
-/// answered as OpenAI's event stream instead ([`backend_stream`]).
+/// streamed instead ([`backend_stream`]): OpenAI's events on `/v1/chat/completions`, Ollama's
+/// lines on `/api/chat`.
 pub async fn serve_backend(host: String, node: NodeId, log: SharedLog) -> turmoil::Result {
     let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), BACKEND_PORT);
     let listener = turmoil::net::TcpListener::bind(any).await?;

@@ -1,7 +1,7 @@
 //! A backend's streamed chat answer, one word per chunk with a gap between chunks, as a model
-//! server writes them: OpenAI's server-sent events, or Ollama's JSON lines. What it wrote, and whether it ran to its
-//! end or saw its reader leave, goes to the log for the door-stream invariants
-//! (`crate::door_streams`).
+//! server writes them: OpenAI's server-sent events, or Ollama's JSON lines. What it wrote, and
+//! whether it ran to its end or saw its reader leave, goes to the log for the door-stream
+//! invariants (`crate::door_streams`).
 
 use std::convert::Infallible;
 use std::pin::Pin;

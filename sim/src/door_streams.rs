@@ -2,8 +2,8 @@
 //! held against what the hubs' backends wrote (`crate::backend_stream`).
 //!
 //! - A stream is complete (every chunk once, in order, then its API's end: `[DONE]`, Ollama's
-//!   `"done": true`) or ends with an error event after a prefix of the backend's text; never a clean end short of the backend's end,
-//!   a broken connection, or silence.
+//!   `"done": true`) or ends with an error event after a prefix of the backend's text; never a
+//!   clean end short of the backend's end, a broken connection, or silence.
 //! - A failover never repeats a byte the client already read: what it read is always a prefix
 //!   of the one text the backend writes.
 //! - Nothing comes after the end or the error event.
@@ -203,14 +203,16 @@ impl DoorStreams {
         violations
     }
 
+    /// Whether a fault of the plan struck from `from` to `to`, both included.
+    fn fault_between(&self, from: Duration, to: Duration) -> bool {
+        self.faults.iter().any(|fault| (from..=to).contains(fault))
+    }
+
     /// Whether a stream whose backend hung, with nothing else going wrong meanwhile, was told
     /// anything but that the model server ran out of time.
     fn hang_violation(&self, client: &ClientSide) -> Option<String> {
         let (ended, read) = client.ended.as_ref()?;
-        let faulted = self
-            .faults
-            .iter()
-            .any(|fault| *fault >= client.opened && fault <= ended);
+        let faulted = self.fault_between(client.opened, *ended);
         if client.plan.hang_after.is_none() || read.end != ClientEnd::ErrorEvent || faulted {
             return None;
         }
@@ -226,10 +228,7 @@ impl DoorStreams {
             return None;
         }
         let side = self.backends.get(id)?.last()?;
-        let faulted = self
-            .faults
-            .iter()
-            .any(|fault| *fault >= client.opened && *fault <= *left + CANCEL_BOUND);
+        let faulted = self.fault_between(client.opened, *left + CANCEL_BOUND);
         let bound = if faulted {
             CANCEL_BOUND_FAULTED
         } else {
